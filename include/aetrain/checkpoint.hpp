@@ -1,0 +1,61 @@
+// The HDF5 checkpoint (design/checkpoint.md, format version 1): save atomically, load checked.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "aetrain/comm.hpp"
+#include "aetrain/config.hpp"
+
+namespace aetrain {
+
+constexpr int64_t kCheckpointFormatVersion = 1;
+
+/// Where training stands (the /train group): the data cursor and the run that wrote it.
+struct TrainState {
+  int64_t epoch = 0;          // epochs completed
+  int64_t step_in_epoch = 0;  // steps completed in the epoch under way
+  int64_t global_step = 0;    // steps completed in all
+  uint64_t seed = 0;
+  int64_t global_batch = 0;
+  int64_t world_size = 1;
+  std::string data_file, dataset;
+  std::string config;  // the effective configuration, as TOML
+};
+
+/// Everything in a checkpoint but the arrays.
+struct CheckpointHeader {
+  ModelConfig model;
+  AdamConfig adam;
+  int64_t adam_step = 0;  // updates applied so far
+  TrainState train;
+};
+
+/// A checkpoint read back: flat arrays in the model's parameter layout.
+struct Checkpoint {
+  CheckpointHeader header;
+  std::vector<float> params, m, v;
+};
+
+/// Writes path + ".tmp", flushes it to disk and renames it over `path`, so a crash leaves the
+/// old checkpoint or the new one, never a torn file. One process. Throws Error(checkpoint).
+void write_checkpoint(const std::string& path, const CheckpointHeader& header,
+                      std::span<const float> params, std::span<const float> m,
+                      std::span<const float> v);
+
+/// Reads and checks a checkpoint (format, version, every shape, finite values). One process.
+/// Throws Error(checkpoint) naming the file and what is wrong.
+Checkpoint read_checkpoint(const std::string& path);
+
+/// Rank 0 writes; every rank learns whether it worked. Collective.
+void save_checkpoint(const std::string& path, const CheckpointHeader& header,
+                     std::span<const float> params, std::span<const float> m,
+                     std::span<const float> v, const Comm& comm);
+
+/// Rank 0 reads the file once and broadcasts its bytes; every rank checks the same image, so
+/// all ranks get identical arrays or the same error. Collective.
+Checkpoint load_checkpoint(const std::string& path, const Comm& comm);
+
+}  // namespace aetrain

@@ -1,0 +1,30 @@
+// The command line (and --config TOML files) to option structs.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "aetrain/config.hpp"
+
+namespace aetrain {
+
+/// --help or --version was asked for: print `text` and exit 0.
+class HelpRequested : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A parsed command line.
+struct Command {
+  std::string name;  // the subcommand: "train"
+  TrainConfig train;
+  std::string config_text;  // the effective configuration as TOML (readable by --config)
+};
+
+/// Parses argv. Throws Error(usage) naming the bad option, or HelpRequested.
+Command parse_command_line(int argc, const char* const* argv);
+
+/// A training configuration as TOML, with keys named like the long options.
+std::string to_toml(const TrainConfig& config);
+
+}  // namespace aetrain

@@ -1,0 +1,78 @@
+// The MPI world in a small vocabulary: rank, size, sum, broadcast, agreement on errors, abort.
+// The only module that calls MPI; no other header needs <mpi.h>.
+#pragma once
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "aetrain/error.hpp"
+
+namespace aetrain {
+
+/// Initializes MPI for the life of the object (threads: funneled; only the main thread calls MPI).
+class MpiSession {
+ public:
+  MpiSession(int& argc, char**& argv);
+  ~MpiSession();
+  MpiSession(const MpiSession&) = delete;
+  MpiSession& operator=(const MpiSession&) = delete;
+};
+
+/// A communicator. Cheap to copy; every collective must be called by all its ranks.
+class Comm {
+ public:
+  /// All ranks of the job.
+  static Comm world();
+  /// This rank alone (for tests that compare a P-rank run with a 1-rank run).
+  static Comm self();
+
+  int rank() const;
+  int size() const;
+  /// Ranks of this communicator on this node, and the number of nodes it spans.
+  int ranks_on_node() const;
+  int nodes() const;
+
+  /// Elementwise sum over ranks, in place.
+  void allreduce_sum(std::span<float> data) const;
+  void allreduce_sum(std::span<double> data) const;
+  void allreduce_min(std::span<double> data) const;
+  void allreduce_max(std::span<double> data) const;
+  /// Root's values to every rank.
+  void broadcast(std::span<float> data, int root = 0) const;
+  void broadcast(std::span<double> data, int root = 0) const;
+  void broadcast(std::span<int64_t> data, int root = 0) const;
+  void broadcast(std::string& text, int root = 0) const;
+  void barrier() const;
+  /// Ends every rank of the job at once with `code` (for errors only some ranks saw).
+  [[noreturn]] void abort(int code) const;
+
+  /// Runs fn on every rank. If it throws on any rank, every rank throws the same collective
+  /// Error: the one of the lowest failing rank, naming that rank unless all ranks failed.
+  template <class F>
+  void agree(F&& fn) const {
+    std::optional<Error> failure;
+    try {
+      fn();
+    } catch (const Error& e) {
+      failure = e;
+    } catch (const std::exception& e) {
+      failure = Error(ExitCode::other, e.what());
+    }
+    raise_first_failure(failure ? &*failure : nullptr);
+  }
+
+  /// The MPI_Comm, for HDF5's MPI-IO driver: `*static_cast<const MPI_Comm*>(native())`.
+  const void* native() const;
+
+ private:
+  struct Impl;
+  explicit Comm(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  void raise_first_failure(const Error* local) const;
+  std::shared_ptr<const Impl> impl_;
+};
+
+}  // namespace aetrain

@@ -1,0 +1,34 @@
+// The one exception type, carrying the documented exit code.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace aetrain {
+
+/// Exit codes of `aetrain` (README, "Exit codes").
+enum class ExitCode : int {
+  ok = 0,
+  other = 1,
+  usage = 2,       // bad command line or configuration
+  data = 3,        // bad input data
+  checkpoint = 4,  // bad or missing checkpoint
+  diverged = 5,    // non-finite loss
+  preempted = 75,  // stopped by a signal after writing a checkpoint
+};
+
+/// An error with context, turned by main into one `aetrain: error:` line and an exit code.
+/// `collective` means every rank threw the same error (so rank 0 alone reports it).
+class Error : public std::runtime_error {
+ public:
+  Error(ExitCode code, const std::string& what, bool collective = false)
+      : std::runtime_error(what), code_(code), collective_(collective) {}
+  ExitCode code() const { return code_; }
+  bool collective() const { return collective_; }
+
+ private:
+  ExitCode code_;
+  bool collective_;
+};
+
+}  // namespace aetrain

@@ -1,0 +1,102 @@
+// A thin, checked RAII layer over the HDF5 C API. Every call that can fail is checked once here
+// and becomes an h5::Failure naming what we tried and HDF5's innermost reason.
+// Only the HDF5 modules (data, checkpoint) and tests include this header.
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "aetrain/comm.hpp"
+
+namespace aetrain::h5 {
+
+/// An HDF5 call failed.
+class Failure : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Owns one HDF5 identifier and closes it with the right H5?close.
+class Handle {
+ public:
+  Handle() = default;
+  Handle(hid_t id, herr_t (*close)(hid_t)) : id_(id), close_(close) {}
+  Handle(Handle&& o) noexcept : id_(o.id_), close_(o.close_) { o.id_ = H5I_INVALID_HID; }
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { reset(); }
+  hid_t id() const { return id_; }
+  /// Closes now; returns false when HDF5 reports a failure on close (data may not be on disk).
+  bool reset();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+/// The element type of a dataset, as far as we care.
+enum class TypeClass { floating, integer, other };
+
+/// Rows of a 2-D dataset: the union of `count` blocks of `block` rows starting at
+/// start, start + stride, ... (one HDF5 hyperslab each).
+struct RowBlocks {
+  int64_t start = 0, stride = 1, count = 0, block = 0;
+};
+
+/// Turns off HDF5's printing of its error stack (we report errors ourselves). Call once.
+void quiet_errors();
+
+/// True if `path` is a readable HDF5 file.
+bool is_hdf5(const std::string& path);
+/// Opens an existing file read-only; through MPI-IO on `comm` (collective) when comm is given.
+Handle open_file(const std::string& path, const Comm* comm = nullptr);
+/// Opens the image of a file held in memory, read-only (HDF5 copies the bytes).
+Handle open_image(const std::string& bytes);
+/// Creates (truncates) a file for writing by this process alone.
+Handle create_file(const std::string& path);
+/// Flushes a file's buffers to the operating system.
+void flush(const Handle& file);
+
+/// True if every link along `path` (like "/a/b/c") exists below `loc`.
+bool exists(const Handle& loc, const std::string& path);
+Handle open_group(const Handle& loc, const std::string& path);
+Handle create_group(const Handle& loc, const std::string& name);
+Handle open_dataset(const Handle& loc, const std::string& path);
+/// True if `path` names a dataset (not a group).
+bool is_dataset(const Handle& loc, const std::string& path);
+
+/// The dimensions of a dataset.
+std::vector<int64_t> shape(const Handle& dataset);
+TypeClass type_class(const Handle& dataset);
+/// A person's description of the element type, e.g. "64-bit float", "string".
+std::string type_name(const Handle& dataset);
+
+/// Reads the union of `blocks` of rows of a 2-D dataset of `cols` columns into out, in file
+/// order, converting to float. Independent I/O: each rank reads only its own rows.
+void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
+               float* out);
+
+/// Writes a new float32 dataset of the given dimensions (row-major data).
+void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                   const float* data);
+/// Reads a whole float dataset (converted to float32), checking its dimensions.
+std::vector<float> read_dataset(const Handle& loc, const std::string& path,
+                                const std::vector<int64_t>& dims);
+
+void write_attribute(const Handle& obj, const std::string& name, const std::string& value);
+void write_attribute(const Handle& obj, const std::string& name, int64_t value);
+void write_attribute(const Handle& obj, const std::string& name, double value);
+void write_attribute(const Handle& obj, const std::string& name,
+                     const std::vector<int64_t>& value);
+bool has_attribute(const Handle& obj, const std::string& name);
+std::string read_string_attribute(const Handle& obj, const std::string& name);
+int64_t read_int_attribute(const Handle& obj, const std::string& name);
+double read_double_attribute(const Handle& obj, const std::string& name);
+std::vector<int64_t> read_int_array_attribute(const Handle& obj, const std::string& name);
+
+}  // namespace aetrain::h5

@@ -1,0 +1,78 @@
+// Rank-0 output: console lines, progress, the metrics file (JSON Lines), phase timers.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "aetrain/comm.hpp"
+
+namespace aetrain {
+
+/// One JSON object, built key by key: Json().add("event", "step").add("loss", 0.5).str().
+class Json {
+ public:
+  Json& add(const std::string& key, const std::string& value);
+  Json& add(const std::string& key, const char* value) { return add(key, std::string(value)); }
+  Json& add(const std::string& key, double value);
+  Json& add(const std::string& key, int64_t value);
+  Json& add(const std::string& key, int value) { return add(key, int64_t(value)); }
+  Json& add(const std::string& key, bool value);
+  Json& add(const std::string& key, const std::vector<int64_t>& value);
+  Json& add(const std::string& key, const Json& value);
+  std::string str() const { return "{" + body_ + "}"; }
+
+ private:
+  Json& raw(const std::string& key, const std::string& json);
+  std::string body_;
+};
+
+/// The phases of a training step, timed on every rank.
+enum class Phase { data, forward, backward, allreduce, update, checkpoint };
+constexpr size_t kPhaseCount = 6;
+const char* phase_name(Phase p);
+
+/// Seconds spent per phase on this rank; summarized as min/avg/max over ranks.
+class Timers {
+ public:
+  using Clock = std::chrono::steady_clock;
+  /// Adds the time since `since` to phase p and returns now.
+  Clock::time_point lap(Phase p, Clock::time_point since) {
+    const Clock::time_point now = Clock::now();
+    seconds_[size_t(p)] += std::chrono::duration<double>(now - since).count();
+    return now;
+  }
+  /// {"data": {"min":..,"avg":..,"max":..}, ...}. Collective.
+  Json summary(const Comm& comm) const;
+
+ private:
+  std::array<double, kPhaseCount> seconds_{};
+};
+
+/// Console and metrics output; only rank 0 writes anything.
+class Log {
+ public:
+  /// Opens (or, when `append`, continues) the metrics file on rank 0 if a path is given.
+  /// Collective; throws Error(usage) when the file cannot be opened.
+  Log(const Comm& comm, bool quiet, const std::string& metrics_path = "", bool append = false);
+
+  bool root() const { return root_; }
+  /// A line on stdout, unless quiet.
+  void line(const std::string& text);
+  /// A progress line: redrawn in place on a terminal, a plain line otherwise (unless quiet).
+  void progress(const std::string& text);
+  /// "aetrain: warning: ..." on stderr, even when quiet.
+  void warn(const std::string& text);
+  /// One JSON object as a line of the metrics file.
+  void metric(const Json& object);
+
+ private:
+  bool root_, quiet_, terminal_;
+  bool redrawing_ = false;  // a progress line is on screen without its newline
+  std::ofstream metrics_;
+};
+
+}  // namespace aetrain

@@ -1,0 +1,102 @@
+// The autoencoder: parameter layout, flat parameter and gradient buffers, forward and backward.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "aetrain/config.hpp"
+#include "aetrain/gemm.hpp"
+
+namespace aetrain {
+
+/// One dense layer's place in the flat buffers. Its kernel is an (out,in) column-major block,
+/// byte-identical to the checkpoint's row-major [in, out] "kernel"; its bias (out) follows.
+struct LayerShape {
+  Index in = 0, out = 0;
+  Index kernel_offset = 0, bias_offset = 0;
+  Activation activation = Activation::linear;
+  bool decoder = false;  // else encoder
+  int index = 0;         // position within the encoder or the decoder
+};
+
+/// Throws std::invalid_argument unless the architecture has an input and positive widths.
+void validate(const ModelConfig& config);
+/// The layers, encoder then mirrored decoder, and where each lives in the flat buffers.
+std::vector<LayerShape> layer_shapes(const ModelConfig& config);
+/// The number of parameters of the architecture.
+Index parameter_count(const ModelConfig& config);
+/// Multiply-adds per sample of one forward pass (= parameters minus biases).
+Index forward_macs_per_sample(const ModelConfig& config);
+
+/// Dense autoencoder with loss = alpha * mean((h - x)^2) + (1 - alpha) * mean((y - x)^2) per
+/// sample, h the code and y the reconstruction. Every buffer is allocated by the constructor:
+/// forward and backward allocate nothing.
+template <class S>
+class Autoencoder {
+ public:
+  /// A model for batches of up to `max_batch` samples whose products use up to `threads` threads.
+  /// `extra_slots` scalars of room follow the gradients, for values that travel with them in
+  /// one allreduce (the trainer's loss sum and row count).
+  Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha = 0.0,
+              Index extra_slots = 0);
+
+  /// Glorot-uniform kernels and zero biases (Glorot and Bengio, AISTATS 2010), drawn from `seed`.
+  void init_glorot(uint64_t seed);
+
+  /// Runs x (input_dim, n), n <= max_batch; returns the loss summed over the n samples.
+  double forward(ConstMatrixMap<S> x);
+  /// Writes the gradient of the last forward's loss sum into grads().
+  void backward();
+  /// The codes h (code width, n) of x (input_dim, n): the encoder alone.
+  ConstMatrixMap<S> encode(ConstMatrixMap<S> x);
+  /// The last forward's reconstruction y (input_dim, n).
+  ConstMatrixMap<S> output() const;
+
+  std::span<S> params() { return {params_.data(), size_t(n_params_)}; }
+  std::span<const S> params() const { return {params_.data(), size_t(n_params_)}; }
+  /// Same layout as params().
+  std::span<S> grads() { return {grads_.data(), size_t(n_params_)}; }
+  /// grads() followed by the extra slots.
+  std::span<S> grads_and_extra() { return {grads_.data(), grads_.size()}; }
+
+  const ModelConfig& config() const { return config_; }
+  const std::vector<LayerShape>& layers() const { return layers_; }
+  Index max_batch() const { return max_batch_; }
+  double alpha() const { return alpha_; }
+
+ private:
+  MatrixMap<S> grad_kernel(const LayerShape& l) {
+    return {grads_.data() + l.kernel_offset, l.out, l.in};
+  }
+  VectorMap<S> grad_bias(const LayerShape& l) { return {grads_.data() + l.bias_offset, l.out}; }
+  ConstMatrixMap<S> kernel(const LayerShape& l) const {
+    return {params_.data() + l.kernel_offset, l.out, l.in};
+  }
+  ConstVectorMap<S> bias(const LayerShape& l) const {
+    return {params_.data() + l.bias_offset, l.out};
+  }
+  // Layer l's activations (out, n) in the workspace.
+  MatrixMap<S> activations(size_t l, Index n) { return {acts_[l].data(), layers_[l].out, n}; }
+  ConstMatrixMap<S> activations(size_t l, Index n) const {
+    return {acts_[l].data(), layers_[l].out, n};
+  }
+  // Runs the first `count` layers on x; returns the last one's activations.
+  ConstMatrixMap<S> run_layers(ConstMatrixMap<S> x, size_t count);
+
+  ModelConfig config_;
+  std::vector<LayerShape> layers_;
+  Index n_params_;
+  Index max_batch_;
+  double alpha_;
+  size_t code_layer_;  // index of the layer whose output is the code
+  std::vector<S> params_;
+  std::vector<S> grads_;
+  std::vector<Matrix<S>> acts_;  // per layer: (out, max_batch)
+  Matrix<S> delta_, delta_below_;  // (widest layer, max_batch) each
+  const S* x_ = nullptr;           // the last forward's input
+  Index n_ = 0;                    // and its sample count
+  Gemm<S> gemm_;
+};
+
+}  // namespace aetrain

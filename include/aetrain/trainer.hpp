@@ -1,0 +1,73 @@
+// The training loop: the only module that sees the model, the optimizer, the data, the
+// communicator and the checkpoints together.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "aetrain/checkpoint.hpp"
+#include "aetrain/comm.hpp"
+#include "aetrain/config.hpp"
+#include "aetrain/data.hpp"
+#include "aetrain/log.hpp"
+#include "aetrain/model.hpp"
+#include "aetrain/optimizer.hpp"
+#include "aetrain/sampling.hpp"
+
+namespace aetrain {
+
+/// What one step did, the same on every rank.
+struct StepResult {
+  double loss;   // mean loss over the step's rows, before the update
+  int64_t rows;  // rows in the global batch of the step
+};
+
+/// A training run. Every public function is collective: all ranks call it together.
+class Trainer {
+ public:
+  /// Checks the data, reads this rank's shard, builds the model and starts it from --resume's
+  /// checkpoint, --init-from's weights or a fresh initialization. `config.threads` must be set.
+  /// `config_text` is the effective configuration stored in checkpoints.
+  Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::string config_text = "");
+
+  /// Trains until `epochs` epochs are complete, with checkpoints on the cadence and at the end.
+  void run();
+  /// One step of the global batch: gather, forward, backward, one allreduce, Adam.
+  StepResult step();
+  /// The mean loss over the validation rows (NaN without validation data).
+  double validation_loss();
+  /// Writes a checkpoint of the current state to `path` (rank 0 writes; all agree).
+  void save(const std::string& path);
+
+  const TrainState& state() const { return state_; }
+  const Autoencoder<float>& model() const { return model_; }
+  const Adam<float>& adam() const { return adam_; }
+  const BatchPlan& plan() const { return order_.plan(); }
+  /// True when the run continues a checkpoint (--resume and the checkpoint existed).
+  bool resumed() const { return resumed_; }
+
+ private:
+  void start_from_checkpoints();
+  void log_start();
+  void log_epoch(int64_t epoch, double loss, int64_t rows, double seconds);
+
+  TrainConfig config_;
+  Comm comm_;
+  Log& log_;
+  DatasetShape shape_;
+  EpochOrder order_;
+  int64_t order_epoch_ = -1;  // the epoch order_ holds
+  std::optional<Shard> shard_;
+  Matrix<float> batch_;  // (input_dim, classes of this rank)
+  Autoencoder<float> model_;
+  Adam<float> adam_;
+  std::vector<float> val_;  // this rank's validation rows (input_dim, n)
+  int64_t val_rows_total_ = 0;
+  TrainState state_;
+  bool resumed_ = false;
+  int64_t saved_step_ = -1;  // global step of the last checkpoint written
+  Timers timers_;
+};
+
+}  // namespace aetrain

@@ -1,0 +1,237 @@
+#include "aetrain/checkpoint.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "aetrain/h5.hpp"
+#include "aetrain/layers.hpp"
+#include "aetrain/model.hpp"
+
+namespace aetrain {
+namespace {
+
+constexpr const char* kFormat = "aetrain-checkpoint";
+
+[[noreturn]] void bad(const std::string& path, const std::string& what) {
+  throw Error(ExitCode::checkpoint, path + ": " + what);
+}
+
+std::string layer_group(const LayerShape& l) {
+  return std::string(l.decoder ? "decoder" : "encoder") + "/layer_" + std::to_string(l.index);
+}
+
+// Writes one tree (/model, /optimizer/m or /optimizer/v) of per-layer kernels and biases.
+void write_tree(const h5::Handle& root, const std::vector<LayerShape>& layers,
+                std::span<const float> flat) {
+  h5::Handle enc = h5::create_group(root, "encoder");
+  h5::Handle dec = h5::create_group(root, "decoder");
+  for (const LayerShape& l : layers) {
+    h5::Handle g = h5::create_group(l.decoder ? dec : enc, "layer_" + std::to_string(l.index));
+    h5::write_dataset(g, "kernel", {l.in, l.out}, flat.data() + l.kernel_offset);
+    h5::write_dataset(g, "bias", {l.out}, flat.data() + l.bias_offset);
+  }
+}
+
+std::vector<float> read_tree(const std::string& path, const h5::Handle& file,
+                             const std::string& root, const ModelConfig& model) {
+  const std::vector<LayerShape> layers = layer_shapes(model);
+  std::vector<float> flat(size_t(parameter_count(model)));
+  for (const LayerShape& l : layers) {
+    const std::string g = root + "/" + layer_group(l);
+    for (auto [name, dims, offset] : {std::tuple{"/kernel", std::vector<int64_t>{l.in, l.out},
+                                                 l.kernel_offset},
+                                      std::tuple{"/bias", std::vector<int64_t>{l.out},
+                                                 l.bias_offset}}) {
+      std::vector<float> values;
+      try {
+        values = h5::read_dataset(file, g + name, dims);
+      } catch (const h5::Failure& e) {
+        bad(path, std::string(e.what()) + " (this architecture needs " + g + name + " of shape " +
+                      (dims.size() == 2 ? std::to_string(dims[0]) + "x" + std::to_string(dims[1])
+                                        : std::to_string(dims[0])) +
+                      ")");
+      }
+      if (!std::all_of(values.begin(), values.end(), [](float x) { return std::isfinite(x); }))
+        bad(path, g + name + " holds NaN or infinite values");
+      std::copy(values.begin(), values.end(), flat.begin() + offset);
+    }
+  }
+  return flat;
+}
+
+// Makes the file's bytes durable before the rename makes them visible.
+void sync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string read_bytes(const std::string& path) {
+  if (!std::filesystem::exists(path)) bad(path, "no such file");
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  if (!in && !in.eof()) bad(path, "cannot read");
+  return bytes.str();
+}
+
+// Parses a checkpoint held in memory (HDF5's core driver over the bytes of the file).
+Checkpoint parse(const std::string& path, const std::string& image) {
+  static const std::string kSignature = "\x89HDF\r\n\x1a\n";
+  if (image.compare(0, kSignature.size(), kSignature) != 0)
+    bad(path, "not an HDF5 file");
+  h5::Handle file;
+  try {
+    file = h5::open_image(image);
+  } catch (const h5::Failure& e) {
+    bad(path, std::string("damaged or truncated HDF5 file (") + e.what() + ")");
+  }
+  Checkpoint c;
+  CheckpointHeader& h = c.header;
+  try {
+    h5::Handle root = h5::open_group(file, "/");
+    if (!h5::has_attribute(root, "format") || h5::read_string_attribute(root, "format") != kFormat)
+      bad(path, "not an aetrain checkpoint (no format = \"aetrain-checkpoint\" attribute)");
+    const int64_t version = h5::read_int_attribute(root, "format_version");
+    if (version > kCheckpointFormatVersion)
+      bad(path, "checkpoint format version " + std::to_string(version) +
+                    " is newer than this aetrain reads (" +
+                    std::to_string(kCheckpointFormatVersion) + "); use a newer aetrain");
+    if (version < 1) bad(path, "invalid format_version " + std::to_string(version));
+
+    h5::Handle model = h5::open_group(file, "/model");
+    h.model.input_dim = h5::read_int_attribute(model, "input_dim");
+    h.model.encoder_widths = h5::read_int_array_attribute(model, "encoder_widths");
+    h.model.activation = activation_from_name(h5::read_string_attribute(model, "activation"));
+    h.model.code_activation =
+        activation_from_name(h5::read_string_attribute(model, "code_activation"));
+    h.model.output_activation =
+        activation_from_name(h5::read_string_attribute(model, "output_activation"));
+    validate(h.model);
+
+    h5::Handle opt = h5::open_group(file, "/optimizer");
+    if (h5::read_string_attribute(opt, "name") != "adam") bad(path, "optimizer is not adam");
+    h.adam.learning_rate = h5::read_double_attribute(opt, "learning_rate");
+    h.adam.beta1 = h5::read_double_attribute(opt, "beta1");
+    h.adam.beta2 = h5::read_double_attribute(opt, "beta2");
+    h.adam.epsilon = h5::read_double_attribute(opt, "epsilon");
+    h.adam_step = h5::read_int_attribute(opt, "step");
+
+    h5::Handle train = h5::open_group(file, "/train");
+    TrainState& t = h.train;
+    t.epoch = h5::read_int_attribute(train, "epoch");
+    t.step_in_epoch = h5::read_int_attribute(train, "step_in_epoch");
+    t.global_step = h5::read_int_attribute(train, "global_step");
+    t.seed = uint64_t(h5::read_int_attribute(train, "seed"));
+    t.global_batch = h5::read_int_attribute(train, "global_batch");
+    t.world_size = h5::read_int_attribute(train, "world_size");
+    t.data_file = h5::read_string_attribute(train, "data_file");
+    t.dataset = h5::read_string_attribute(train, "dataset");
+    t.config = h5::read_string_attribute(train, "config");
+  } catch (const h5::Failure& e) {
+    bad(path, e.what());
+  } catch (const std::invalid_argument& e) {
+    bad(path, e.what());
+  }
+  c.params = read_tree(path, file, "/model", h.model);
+  c.m = read_tree(path, file, "/optimizer/m", h.model);
+  c.v = read_tree(path, file, "/optimizer/v", h.model);
+  return c;
+}
+
+}  // namespace
+
+void write_checkpoint(const std::string& path, const CheckpointHeader& h,
+                      std::span<const float> params, std::span<const float> m,
+                      std::span<const float> v) {
+  const std::string tmp = path + ".tmp";
+  try {
+    const std::vector<LayerShape> layers = layer_shapes(h.model);
+    h5::Handle file = h5::create_file(tmp);
+    h5::Handle root = h5::open_group(file, "/");
+    h5::write_attribute(root, "format", std::string(kFormat));
+    h5::write_attribute(root, "format_version", kCheckpointFormatVersion);
+    h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
+
+    h5::Handle model = h5::create_group(file, "model");
+    h5::write_attribute(model, "input_dim", h.model.input_dim);
+    h5::write_attribute(model, "encoder_widths", h.model.encoder_widths);
+    h5::write_attribute(model, "activation", std::string(activation_name(h.model.activation)));
+    h5::write_attribute(model, "code_activation",
+                        std::string(activation_name(h.model.code_activation)));
+    h5::write_attribute(model, "output_activation",
+                        std::string(activation_name(h.model.output_activation)));
+    write_tree(model, layers, params);
+
+    h5::Handle opt = h5::create_group(file, "optimizer");
+    h5::write_attribute(opt, "name", std::string("adam"));
+    h5::write_attribute(opt, "learning_rate", h.adam.learning_rate);
+    h5::write_attribute(opt, "beta1", h.adam.beta1);
+    h5::write_attribute(opt, "beta2", h.adam.beta2);
+    h5::write_attribute(opt, "epsilon", h.adam.epsilon);
+    h5::write_attribute(opt, "step", h.adam_step);
+    h5::Handle opt_m = h5::create_group(opt, "m");
+    write_tree(opt_m, layers, m);
+    h5::Handle opt_v = h5::create_group(opt, "v");
+    write_tree(opt_v, layers, v);
+
+    h5::Handle train = h5::create_group(file, "train");
+    const TrainState& t = h.train;
+    h5::write_attribute(train, "epoch", t.epoch);
+    h5::write_attribute(train, "step_in_epoch", t.step_in_epoch);
+    h5::write_attribute(train, "global_step", t.global_step);
+    h5::write_attribute(train, "seed", int64_t(t.seed));
+    h5::write_attribute(train, "global_batch", t.global_batch);
+    h5::write_attribute(train, "world_size", t.world_size);
+    h5::write_attribute(train, "data_file", t.data_file);
+    h5::write_attribute(train, "dataset", t.dataset);
+    h5::write_attribute(train, "config", t.config);
+
+    h5::flush(file);
+    for (h5::Handle* hd : {&train, &opt_v, &opt_m, &opt, &model, &root})
+      hd->reset();
+    if (!file.reset()) throw h5::Failure("closing the file failed");
+  } catch (const h5::Failure& e) {
+    std::remove(tmp.c_str());
+    bad(tmp, std::string("cannot write the checkpoint: ") + e.what());
+  }
+  sync_file(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    bad(path, "cannot rename " + tmp + " to it");
+  }
+  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
+  sync_file(dir.string());
+}
+
+Checkpoint read_checkpoint(const std::string& path) { return parse(path, read_bytes(path)); }
+
+void save_checkpoint(const std::string& path, const CheckpointHeader& header,
+                     std::span<const float> params, std::span<const float> m,
+                     std::span<const float> v, const Comm& comm) {
+  comm.agree([&] {
+    if (comm.rank() == 0) write_checkpoint(path, header, params, m, v);
+  });
+}
+
+Checkpoint load_checkpoint(const std::string& path, const Comm& comm) {
+  std::string image;
+  comm.agree([&] {
+    if (comm.rank() == 0) image = read_bytes(path);
+  });
+  comm.broadcast(image);
+  Checkpoint c;
+  comm.agree([&] { c = parse(path, image); });
+  return c;
+}
+
+}  // namespace aetrain

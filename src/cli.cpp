@@ -1,0 +1,190 @@
+#include "aetrain/cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <sstream>
+
+#include "aetrain/error.hpp"
+#include "aetrain/layers.hpp"
+
+namespace aetrain {
+namespace {
+
+const std::vector<std::string> kActivations{"relu", "sigmoid", "tanh", "linear"};
+
+// Everything the train subcommand reads, in CLI11's terms.
+struct TrainOptions {
+  TrainConfig c;
+  std::string activation = "relu", code_activation, output_activation = "sigmoid";
+  std::string shuffle = "on";
+};
+
+void add_train_options(CLI::App& app, TrainOptions& o) {
+  TrainConfig& c = o.c;
+  app.add_option("--data", c.data.file, "HDF5 file with the training data")->required();
+  app.add_option("--dataset", c.data.dataset, "2-D float dataset in it (rows are samples)")
+      ->capture_default_str();
+  app.add_option("--layers", c.model.encoder_widths,
+                 "encoder widths after the input, the last is the code width (e.g. 512,128,32); "
+                 "the decoder mirrors them")
+      ->required()
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  app.add_option("--activation", o.activation, "hidden layers' activation")
+      ->check(CLI::IsMember(kActivations))
+      ->capture_default_str();
+  app.add_option("--code-activation", o.code_activation, "the code layer's (default: --activation)")
+      ->check(CLI::IsMember(kActivations));
+  app.add_option("--output-activation", o.output_activation, "the reconstruction's activation")
+      ->check(CLI::IsMember(kActivations))
+      ->capture_default_str();
+  app.add_option("--epochs", c.epochs, "train until this many epochs are complete")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--batch-size", c.global_batch, "GLOBAL batch size, split over the ranks")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--lr", c.adam.learning_rate, "Adam's learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--beta1", c.adam.beta1, "Adam's beta1")
+      ->check(CLI::Range(0.0, 0.999999999))
+      ->capture_default_str();
+  app.add_option("--beta2", c.adam.beta2, "Adam's beta2")
+      ->check(CLI::Range(0.0, 0.999999999))
+      ->capture_default_str();
+  app.add_option("--epsilon", c.adam.epsilon, "Adam's epsilon")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--alpha", c.alpha,
+                 "weight of the encode loss mean((code - input)^2); needs code width = input width")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  app.add_option("--seed", c.seed, "seed of the initial weights and the batch order")
+      ->capture_default_str();
+  app.add_option("--shuffle", o.shuffle, "shuffle the batches every epoch (on) or not (off)")
+      ->check(CLI::IsMember({"on", "off", "true", "false"}))
+      ->capture_default_str();
+  app.add_option("--threads", c.threads,
+                 "threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, or the cores "
+                 "per rank)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--val-data", c.val.file, "HDF5 file with validation data (default: --data)");
+  app.add_option("--val-dataset", c.val.dataset, "validation dataset (default: --dataset)");
+  app.add_option("--checkpoint", c.checkpoint, "checkpoint file to write (and to --resume)");
+  app.add_option("--checkpoint-every", c.checkpoint_every,
+                 "steps between checkpoints; 0: only at the end")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_flag("--resume", c.resume, "continue from --checkpoint if it exists");
+  app.add_option("--init-from", c.init_from,
+                 "start from this checkpoint's weights (fresh optimizer and data cursor)");
+  app.add_option("--metrics", c.metrics, "write JSON Lines metrics to this file");
+  app.add_option("--log-every", c.log_every, "steps between step lines; 0: one line per epoch")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_flag("--quiet", c.quiet, "no progress output (errors and warnings still print)");
+}
+
+// Settles what the options imply for each other.
+TrainConfig finish(TrainOptions o) {
+  TrainConfig c = o.c;
+  c.model.activation = activation_from_name(o.activation);
+  c.model.code_activation =
+      activation_from_name(o.code_activation.empty() ? o.activation : o.code_activation);
+  c.model.output_activation = activation_from_name(o.output_activation);
+  c.shuffle = o.shuffle == "on" || o.shuffle == "true";
+  // Validation data: --val-dataset alone means the training file; --val-data alone, the same dataset.
+  if (c.val.file.empty() && !o.c.val.dataset.empty()) c.val.file = c.data.file;
+  if (!c.val.file.empty() && c.val.dataset.empty()) c.val.dataset = c.data.dataset;
+  return c;
+}
+
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    if (ch == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += ch;
+  }
+  return out + "\"";
+}
+
+std::string number(double v) {
+  std::ostringstream s;
+  s.precision(17);
+  s << v;
+  return s.str();
+}
+
+}  // namespace
+
+Command parse_command_line(int argc, const char* const* argv) {
+  CLI::App app{"aetrain: data-parallel autoencoder training on HDF5 data"};
+  app.require_subcommand(1, 1);
+  app.set_version_flag("--version", std::string("aetrain ") + AETRAIN_VERSION);
+  TrainOptions train;
+  CLI::App* train_cmd = app.add_subcommand("train", "train an autoencoder (under mpirun -n P)");
+  train_cmd->set_config("--config", "", "read options from this TOML file (flags override it)");
+  train_cmd->allow_config_extras(false);
+  add_train_options(*train_cmd, train);
+  train.c.val.dataset.clear();  // "" until given, so finish() can tell
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    std::ostringstream out, err;
+    app.exit(e, out, err);
+    throw HelpRequested(out.str());
+  } catch (const CLI::CallForVersion& e) {
+    throw HelpRequested(e.what() + std::string("\n"));
+  } catch (const CLI::ParseError& e) {
+    // Every rank parses the same argv, so every rank fails alike.
+    throw Error(ExitCode::usage,
+                std::string(e.what()) + " (see aetrain " + (train_cmd->parsed() ? "train " : "") +
+                    "--help)",
+                /*collective=*/true);
+  }
+  Command cmd;
+  cmd.name = "train";
+  cmd.train = finish(train);
+  cmd.config_text = to_toml(cmd.train);
+  return cmd;
+}
+
+std::string to_toml(const TrainConfig& c) {
+  std::ostringstream s;
+  s << "data = " << toml_string(c.data.file) << "\n";
+  s << "dataset = " << toml_string(c.data.dataset) << "\n";
+  s << "layers = [";
+  for (size_t i = 0; i < c.model.encoder_widths.size(); ++i)
+    s << (i ? ", " : "") << c.model.encoder_widths[i];
+  s << "]\n";
+  s << "activation = " << toml_string(activation_name(c.model.activation)) << "\n";
+  s << "code-activation = " << toml_string(activation_name(c.model.code_activation)) << "\n";
+  s << "output-activation = " << toml_string(activation_name(c.model.output_activation)) << "\n";
+  s << "epochs = " << c.epochs << "\n";
+  s << "batch-size = " << c.global_batch << "\n";
+  s << "lr = " << number(c.adam.learning_rate) << "\n";
+  s << "beta1 = " << number(c.adam.beta1) << "\n";
+  s << "beta2 = " << number(c.adam.beta2) << "\n";
+  s << "epsilon = " << number(c.adam.epsilon) << "\n";
+  s << "alpha = " << number(c.alpha) << "\n";
+  s << "seed = " << c.seed << "\n";
+  s << "shuffle = " << toml_string(c.shuffle ? "on" : "off") << "\n";
+  if (c.threads > 0) s << "threads = " << c.threads << "\n";
+  if (!c.val.file.empty()) {
+    s << "val-data = " << toml_string(c.val.file) << "\n";
+    s << "val-dataset = " << toml_string(c.val.dataset) << "\n";
+  }
+  if (!c.checkpoint.empty()) s << "checkpoint = " << toml_string(c.checkpoint) << "\n";
+  s << "checkpoint-every = " << c.checkpoint_every << "\n";
+  if (!c.init_from.empty()) s << "init-from = " << toml_string(c.init_from) << "\n";
+  if (!c.metrics.empty()) s << "metrics = " << toml_string(c.metrics) << "\n";
+  s << "log-every = " << c.log_every << "\n";
+  return s.str();
+}
+
+}  // namespace aetrain

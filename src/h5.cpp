@@ -1,0 +1,349 @@
+#include "aetrain/h5.hpp"
+
+#include <numeric>
+
+namespace aetrain::h5 {
+namespace {
+
+// HDF5's innermost reason for the last failure (the error stack's deepest entry), then cleared.
+std::string reason() {
+  std::string text;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
+        if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
+        return 0;
+      },
+      &text);
+  H5Eclear2(H5E_DEFAULT);
+  return text;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  const std::string why = reason();
+  throw Failure(why.empty() ? what : what + " (" + why + ")");
+}
+
+hid_t check_id(hid_t id, const std::string& what) {
+  if (id < 0) fail(what);
+  return id;
+}
+
+void check(herr_t rc, const std::string& what) {
+  if (rc < 0) fail(what);
+}
+
+// HDF5 prints its error stack on every failure unless told not to; we report errors ourselves.
+void quiet_once() {
+  static const bool done = (quiet_errors(), true);
+  (void)done;
+}
+
+Handle space(hid_t id) { return {check_id(id, "dataspace"), H5Sclose}; }
+Handle type(hid_t id) { return {check_id(id, "datatype"), H5Tclose}; }
+Handle plist(hid_t cls) { return {check_id(H5Pcreate(cls), "property list"), H5Pclose}; }
+
+Handle string_type() {
+  Handle t = type(H5Tcopy(H5T_C_S1));
+  check(H5Tset_size(t.id(), H5T_VARIABLE), "string type");
+  check(H5Tset_cset(t.id(), H5T_CSET_UTF8), "string type");
+  return t;
+}
+
+Handle simple_space(const std::vector<int64_t>& dims) {
+  std::vector<hsize_t> d(dims.begin(), dims.end());
+  return space(H5Screate_simple(int(d.size()), d.data(), nullptr));
+}
+
+// Creation properties without modification times, so that equal contents give equal files.
+Handle untimed(hid_t cls) {
+  Handle p = plist(cls);
+  check(H5Pset_obj_track_times(p.id(), false), "property list");
+  return p;
+}
+
+void write_attr(const Handle& obj, const std::string& name, hid_t file_type, hid_t mem_type,
+                const Handle& where, const void* value) {
+  Handle a(check_id(H5Acreate2(obj.id(), name.c_str(), file_type, where.id(), H5P_DEFAULT,
+                               H5P_DEFAULT),
+                    "create attribute " + name),
+           H5Aclose);
+  check(H5Awrite(a.id(), mem_type, value), "write attribute " + name);
+}
+
+Handle open_attr(const Handle& obj, const std::string& name) {
+  if (!has_attribute(obj, name)) throw Failure("attribute '" + name + "' is missing");
+  return {check_id(H5Aopen(obj.id(), name.c_str(), H5P_DEFAULT), "open attribute " + name),
+          H5Aclose};
+}
+
+int64_t element_count(const Handle& attr) {
+  Handle s = space(H5Aget_space(attr.id()));
+  const hssize_t n = H5Sget_simple_extent_npoints(s.id());
+  if (n < 0) fail("attribute size");
+  return n;
+}
+
+}  // namespace
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    reset();
+    id_ = o.id_;
+    close_ = o.close_;
+    o.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+
+bool Handle::reset() {
+  bool ok = true;
+  if (id_ >= 0 && close_) ok = close_(id_) >= 0;
+  id_ = H5I_INVALID_HID;
+  if (!ok) H5Eclear2(H5E_DEFAULT);
+  return ok;
+}
+
+void quiet_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+bool is_hdf5(const std::string& path) {
+  quiet_once();
+  const htri_t r = H5Fis_hdf5(path.c_str());
+  if (r < 0) H5Eclear2(H5E_DEFAULT);
+  return r > 0;
+}
+
+Handle open_file(const std::string& path, const Comm* comm) {
+  quiet_once();
+  Handle fapl = plist(H5P_FILE_ACCESS);
+  if (comm)
+    check(H5Pset_fapl_mpio(fapl.id(), *static_cast<const MPI_Comm*>(comm->native()),
+                           MPI_INFO_NULL),
+          "MPI-IO file access");
+  return {check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id()), "cannot open " + path),
+          H5Fclose};
+}
+
+Handle open_image(const std::string& bytes) {
+  quiet_once();
+  Handle fapl = plist(H5P_FILE_ACCESS);
+  check(H5Pset_fapl_core(fapl.id(), 1 << 20, false), "memory file access");
+  check(H5Pset_file_image(fapl.id(), const_cast<char*>(bytes.data()), bytes.size()), "file image");
+  return {check_id(H5Fopen("in-memory image", H5F_ACC_RDONLY, fapl.id()), "cannot open"),
+          H5Fclose};
+}
+
+Handle create_file(const std::string& path) {
+  quiet_once();
+  return {check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+                   "cannot create " + path),
+          H5Fclose};
+}
+
+void flush(const Handle& file) { check(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), "flush"); }
+
+bool exists(const Handle& loc, const std::string& path) {
+  std::string prefix = path.starts_with('/') ? "/" : "";
+  size_t pos = prefix.size();
+  while (pos < path.size()) {
+    size_t next = path.find('/', pos);
+    if (next == std::string::npos) next = path.size();
+    if (next > pos) {
+      prefix += path.substr(pos, next - pos);
+      const htri_t r = H5Lexists(loc.id(), prefix.c_str(), H5P_DEFAULT);
+      if (r <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        return false;
+      }
+      prefix += '/';
+    }
+    pos = next + 1;
+  }
+  return true;
+}
+
+Handle open_group(const Handle& loc, const std::string& path) {
+  return {check_id(H5Gopen2(loc.id(), path.c_str(), H5P_DEFAULT), "open group " + path), H5Gclose};
+}
+
+Handle create_group(const Handle& loc, const std::string& name) {
+  Handle gcpl = untimed(H5P_GROUP_CREATE);
+  return {check_id(H5Gcreate2(loc.id(), name.c_str(), H5P_DEFAULT, gcpl.id(), H5P_DEFAULT),
+                   "create group " + name),
+          H5Gclose};
+}
+
+Handle open_dataset(const Handle& loc, const std::string& path) {
+  return {check_id(H5Dopen2(loc.id(), path.c_str(), H5P_DEFAULT), "open dataset " + path),
+          H5Dclose};
+}
+
+bool is_dataset(const Handle& loc, const std::string& path) {
+  if (!exists(loc, path)) return false;
+  H5O_info_t info;
+  if (H5Oget_info_by_name(loc.id(), path.c_str(), &info, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  return info.type == H5O_TYPE_DATASET;
+}
+
+std::vector<int64_t> shape(const Handle& dataset) {
+  Handle s = space(H5Dget_space(dataset.id()));
+  const int rank = H5Sget_simple_extent_ndims(s.id());
+  if (rank < 0) fail("dataspace rank");
+  std::vector<hsize_t> dims(size_t(rank), 0);
+  if (rank > 0) check(H5Sget_simple_extent_dims(s.id(), dims.data(), nullptr), "dataspace dims");
+  return {dims.begin(), dims.end()};
+}
+
+TypeClass type_class(const Handle& dataset) {
+  Handle t = type(H5Dget_type(dataset.id()));
+  switch (H5Tget_class(t.id())) {
+    case H5T_FLOAT: return TypeClass::floating;
+    case H5T_INTEGER: return TypeClass::integer;
+    default: return TypeClass::other;
+  }
+}
+
+std::string type_name(const Handle& dataset) {
+  Handle t = type(H5Dget_type(dataset.id()));
+  const std::string bits = std::to_string(8 * H5Tget_size(t.id())) + "-bit ";
+  switch (H5Tget_class(t.id())) {
+    case H5T_FLOAT: return bits + "float";
+    case H5T_INTEGER: return bits + "integer";
+    case H5T_STRING: return "string";
+    case H5T_COMPOUND: return "compound";
+    case H5T_ENUM: return "enum";
+    case H5T_ARRAY: return "array";
+    case H5T_VLEN: return "variable-length";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_REFERENCE: return "reference";
+    default: return "unknown type";
+  }
+}
+
+void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
+               float* out) {
+  int64_t rows = 0;
+  for (const RowBlocks& b : blocks) rows += b.count * b.block;
+  if (rows == 0) return;
+  Handle file_space = space(H5Dget_space(dataset.id()));
+  H5S_seloper_t op = H5S_SELECT_SET;
+  for (const RowBlocks& b : blocks) {
+    if (b.count * b.block == 0) continue;
+    const hsize_t start[2] = {hsize_t(b.start), 0}, stride[2] = {hsize_t(b.stride), 1};
+    const hsize_t count[2] = {hsize_t(b.count), 1}, block[2] = {hsize_t(b.block), hsize_t(cols)};
+    check(H5Sselect_hyperslab(file_space.id(), op, start, stride, count, block), "select rows");
+    op = H5S_SELECT_OR;
+  }
+  Handle mem_space = simple_space({rows * cols});
+  check(H5Dread(dataset.id(), H5T_NATIVE_FLOAT, mem_space.id(), file_space.id(), H5P_DEFAULT, out),
+        "read rows");
+}
+
+void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                   const float* data) {
+  Handle s = simple_space(dims);
+  Handle dcpl = untimed(H5P_DATASET_CREATE);
+  Handle d(check_id(H5Dcreate2(loc.id(), name.c_str(), H5T_IEEE_F32LE, s.id(), H5P_DEFAULT,
+                               dcpl.id(), H5P_DEFAULT),
+                    "create dataset " + name),
+           H5Dclose);
+  check(H5Dwrite(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+        "write dataset " + name);
+}
+
+std::vector<float> read_dataset(const Handle& loc, const std::string& path,
+                                const std::vector<int64_t>& dims) {
+  if (!is_dataset(loc, path)) throw Failure("dataset " + path + " is missing");
+  Handle d = open_dataset(loc, path);
+  if (shape(d) != dims || type_class(d) != TypeClass::floating)
+    throw Failure("dataset " + path + " has the wrong shape or type");
+  const int64_t n = std::accumulate(dims.begin(), dims.end(), int64_t(1), std::multiplies<>());
+  std::vector<float> out(static_cast<size_t>(n));
+  check(H5Dread(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+        "read dataset " + path);
+  return out;
+}
+
+void write_attribute(const Handle& obj, const std::string& name, const std::string& value) {
+  Handle t = string_type();
+  Handle s = space(H5Screate(H5S_SCALAR));
+  const char* text = value.c_str();
+  write_attr(obj, name, t.id(), t.id(), s, &text);
+}
+
+void write_attribute(const Handle& obj, const std::string& name, int64_t value) {
+  write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, space(H5Screate(H5S_SCALAR)), &value);
+}
+
+void write_attribute(const Handle& obj, const std::string& name, double value) {
+  write_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, space(H5Screate(H5S_SCALAR)), &value);
+}
+
+void write_attribute(const Handle& obj, const std::string& name,
+                     const std::vector<int64_t>& value) {
+  write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, simple_space({int64_t(value.size())}),
+             value.data());
+}
+
+bool has_attribute(const Handle& obj, const std::string& name) {
+  const htri_t r = H5Aexists(obj.id(), name.c_str());
+  if (r < 0) H5Eclear2(H5E_DEFAULT);
+  return r > 0;
+}
+
+std::string read_string_attribute(const Handle& obj, const std::string& name) {
+  Handle a = open_attr(obj, name);
+  Handle t = type(H5Aget_type(a.id()));
+  if (H5Tget_class(t.id()) != H5T_STRING || element_count(a) != 1)
+    throw Failure("attribute '" + name + "' is not a string");
+  if (H5Tis_variable_str(t.id()) > 0) {
+    Handle mem = string_type();
+    char* text = nullptr;
+    check(H5Aread(a.id(), mem.id(), &text), "read attribute " + name);
+    std::string value = text ? text : "";
+    H5free_memory(text);
+    return value;
+  }
+  std::string value(H5Tget_size(t.id()), '\0');
+  Handle mem = type(H5Tcopy(H5T_C_S1));
+  check(H5Tset_size(mem.id(), value.size()), "string type");
+  check(H5Aread(a.id(), mem.id(), value.data()), "read attribute " + name);
+  value.resize(value.find('\0') == std::string::npos ? value.size() : value.find('\0'));
+  return value;
+}
+
+int64_t read_int_attribute(const Handle& obj, const std::string& name) {
+  Handle a = open_attr(obj, name);
+  Handle t = type(H5Aget_type(a.id()));
+  if (H5Tget_class(t.id()) != H5T_INTEGER || element_count(a) != 1)
+    throw Failure("attribute '" + name + "' is not an integer");
+  int64_t value = 0;
+  check(H5Aread(a.id(), H5T_NATIVE_INT64, &value), "read attribute " + name);
+  return value;
+}
+
+double read_double_attribute(const Handle& obj, const std::string& name) {
+  Handle a = open_attr(obj, name);
+  Handle t = type(H5Aget_type(a.id()));
+  const H5T_class_t c = H5Tget_class(t.id());
+  if ((c != H5T_FLOAT && c != H5T_INTEGER) || element_count(a) != 1)
+    throw Failure("attribute '" + name + "' is not a number");
+  double value = 0;
+  check(H5Aread(a.id(), H5T_NATIVE_DOUBLE, &value), "read attribute " + name);
+  return value;
+}
+
+std::vector<int64_t> read_int_array_attribute(const Handle& obj, const std::string& name) {
+  Handle a = open_attr(obj, name);
+  Handle t = type(H5Aget_type(a.id()));
+  if (H5Tget_class(t.id()) != H5T_INTEGER)
+    throw Failure("attribute '" + name + "' is not an integer array");
+  std::vector<int64_t> value(size_t(element_count(a)));
+  check(H5Aread(a.id(), H5T_NATIVE_INT64, value.data()), "read attribute " + name);
+  return value;
+}
+
+}  // namespace aetrain::h5

@@ -1,0 +1,118 @@
+#include "aetrain/log.hpp"
+
+#include <unistd.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+namespace aetrain {
+namespace {
+
+std::string quoted(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+Json& Json::raw(const std::string& key, const std::string& json) {
+  if (!body_.empty()) body_ += ", ";
+  body_ += quoted(key) + ": " + json;
+  return *this;
+}
+
+Json& Json::add(const std::string& key, const std::string& value) { return raw(key, quoted(value)); }
+
+Json& Json::add(const std::string& key, double value) {
+  if (!std::isfinite(value)) return raw(key, "null");  // JSON has no NaN
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);  // shortest exact form
+  return raw(key, std::string(buf, end));
+}
+
+Json& Json::add(const std::string& key, int64_t value) { return raw(key, std::to_string(value)); }
+Json& Json::add(const std::string& key, bool value) { return raw(key, value ? "true" : "false"); }
+
+Json& Json::add(const std::string& key, const std::vector<int64_t>& value) {
+  std::string s = "[";
+  for (size_t i = 0; i < value.size(); ++i) s += (i ? ", " : "") + std::to_string(value[i]);
+  return raw(key, s + "]");
+}
+
+Json& Json::add(const std::string& key, const Json& value) { return raw(key, value.str()); }
+
+const char* phase_name(Phase p) {
+  static const char* names[kPhaseCount] = {"data",   "forward", "backward",
+                                           "allreduce", "update", "checkpoint"};
+  return names[size_t(p)];
+}
+
+Json Timers::summary(const Comm& comm) const {
+  std::array<double, kPhaseCount> lo = seconds_, hi = seconds_, sum = seconds_;
+  comm.allreduce_min(lo);
+  comm.allreduce_max(hi);
+  comm.allreduce_sum(std::span<double>(sum));
+  Json all;
+  for (size_t p = 0; p < kPhaseCount; ++p)
+    all.add(phase_name(Phase(p)), Json()
+                                      .add("min", lo[p])
+                                      .add("avg", sum[p] / comm.size())
+                                      .add("max", hi[p]));
+  return all;
+}
+
+Log::Log(const Comm& comm, bool quiet, const std::string& metrics_path, bool append)
+    : root_(comm.rank() == 0), quiet_(quiet), terminal_(root_ && isatty(STDOUT_FILENO)) {
+  comm.agree([&] {
+    if (!root_ || metrics_path.empty()) return;
+    metrics_.open(metrics_path, append ? std::ios::app : std::ios::trunc);
+    if (!metrics_)
+      throw Error(ExitCode::usage, metrics_path + ": cannot open the metrics file for writing");
+  });
+}
+
+void Log::line(const std::string& text) {
+  if (!root_ || quiet_) return;
+  if (redrawing_) std::cout << '\n';
+  redrawing_ = false;
+  std::cout << text << std::endl;
+}
+
+void Log::progress(const std::string& text) {
+  if (!root_ || quiet_) return;
+  if (!terminal_) return line(text);
+  std::cout << "\r\033[K" << text << std::flush;
+  redrawing_ = true;
+}
+
+void Log::warn(const std::string& text) {
+  if (!root_) return;
+  if (redrawing_) std::cout << std::endl;
+  redrawing_ = false;
+  std::cerr << "aetrain: warning: " << text << std::endl;
+}
+
+void Log::metric(const Json& object) {
+  if (root_ && metrics_.is_open()) metrics_ << object.str() << '\n' << std::flush;
+}
+
+}  // namespace aetrain

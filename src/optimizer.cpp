@@ -1,0 +1,38 @@
+#include "aetrain/optimizer.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace aetrain {
+
+template <class S>
+Adam<S>::Adam(const AdamConfig& config, size_t n) : config_(config), m_(n, S(0)), v_(n, S(0)) {}
+
+template <class S>
+void Adam<S>::step(std::span<S> params, std::span<const S> grads, S grad_scale) {
+  const size_t n = m_.size();
+  if (params.size() != n || grads.size() < n) throw std::logic_error("adam: buffer sizes differ");
+  ++t_;
+  // Bias corrections folded into two scalars, computed once per step in double.
+  const double t = double(t_);
+  const S step_size = S(config_.learning_rate / (1.0 - std::pow(config_.beta1, t)));
+  const S v_scale = S(1.0 / std::sqrt(1.0 - std::pow(config_.beta2, t)));
+  const S b1 = S(config_.beta1), b2 = S(config_.beta2), eps = S(config_.epsilon);
+  S* p = params.data();
+  const S* g = grads.data();
+  S* m = m_.data();
+  S* v = v_.data();
+  // One fused pass; elementwise, so every thread count gives the same bits.
+#pragma omp parallel for simd schedule(static) if (n > (size_t(1) << 16))
+  for (size_t i = 0; i < n; ++i) {
+    const S gi = g[i] * grad_scale;
+    m[i] = b1 * m[i] + (S(1) - b1) * gi;
+    v[i] = b2 * v[i] + (S(1) - b2) * gi * gi;
+    p[i] -= step_size * m[i] / (std::sqrt(v[i]) * v_scale + eps);
+  }
+}
+
+template class Adam<float>;
+template class Adam<double>;
+
+}  // namespace aetrain

@@ -1,0 +1,353 @@
+#include "aetrain/trainer.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "aetrain/layers.hpp"
+
+namespace aetrain {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// For errors every rank reaches from the same inputs: rank 0 alone reports them.
+[[noreturn]] void fail_everywhere(ExitCode code, const std::string& what) {
+  throw Error(code, what, /*collective=*/true);
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+std::string describe(const ModelConfig& m) {
+  std::string s = std::to_string(m.input_dim);
+  for (int64_t w : m.encoder_widths) s += "-" + std::to_string(w);
+  return s + " (" + activation_name(m.activation) + ", code " + activation_name(m.code_activation) +
+         ", output " + activation_name(m.output_activation) + ")";
+}
+
+bool same_architecture(const ModelConfig& a, const ModelConfig& b) {
+  return a.input_dim == b.input_dim && a.encoder_widths == b.encoder_widths &&
+         a.activation == b.activation && a.code_activation == b.code_activation &&
+         a.output_activation == b.output_activation;
+}
+
+// The configured architecture with its input width taken from the data.
+ModelConfig model_for(const TrainConfig& config, const DatasetShape& shape) {
+  ModelConfig m = config.model;
+  m.input_dim = shape.cols;
+  if (config.alpha > 0 && m.encoder_widths.back() != m.input_dim)
+    fail_everywhere(ExitCode::usage,
+                    "--alpha " + std::to_string(config.alpha) +
+                        " needs the code width to equal the input width: the code is " +
+                        std::to_string(m.encoder_widths.back()) + " wide, " +
+                        config.data.dataset + " has " + std::to_string(m.input_dim) + " columns");
+  return m;
+}
+
+// True when rank 0 (the rank that reads and writes checkpoints) sees `path`.
+bool root_sees(const std::string& path, const Comm& comm) {
+  int64_t seen = comm.rank() == 0 && !path.empty() && std::filesystem::exists(path) ? 1 : 0;
+  comm.broadcast(std::span<int64_t>(&seen, 1));
+  return seen == 1;
+}
+
+// Refuses, before any training, an output path rank 0 could not write.
+void check_writable(const std::string& path, const std::string& what, const Comm& comm) {
+  if (path.empty()) return;
+  comm.agree([&] {
+    if (comm.rank() != 0) return;
+    const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
+    if (!std::filesystem::is_directory(dir))
+      throw Error(ExitCode::usage, path + ": the " + what + "'s directory " + dir.string() +
+                                       " does not exist");
+    if (access(dir.c_str(), W_OK) != 0)
+      throw Error(ExitCode::usage, path + ": the " + what + "'s directory " + dir.string() +
+                                       " is not writable");
+  });
+}
+
+}  // namespace
+
+Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::string config_text)
+    : config_(config),
+      comm_(comm),
+      log_(log),
+      shape_(probe_dataset(config.data, comm)),
+      order_(BatchPlan(shape_.rows, config.global_batch, comm.rank(), comm.size())),
+      batch_(shape_.cols, std::max<int64_t>(1, order_.plan().classes())),
+      model_(model_for(config, shape_), batch_.cols(), config.threads, config.alpha,
+             /*extra_slots=*/2),
+      adam_(config.adam, model_.params().size()) {
+  config_.model = model_.config();
+  state_.seed = config.seed;
+  state_.global_batch = config.global_batch;
+  state_.world_size = comm.size();
+  state_.data_file = config.data.file;
+  state_.dataset = config.data.dataset;
+  state_.config = std::move(config_text);
+  if (config.global_batch < comm.size())
+    log_.warn("--batch-size " + std::to_string(config.global_batch) + " is smaller than the " +
+              std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
+  check_writable(config.checkpoint, "checkpoint", comm);
+  start_from_checkpoints();
+  shard_.emplace(config.data, shape_, order_.plan(), comm);
+
+  if (!config.val.file.empty()) {
+    const DatasetShape val = probe_dataset(config.val, comm);
+    if (val.cols != shape_.cols)
+      fail_everywhere(ExitCode::data, config.val.file + ": " + config.val.dataset + ": has " +
+                                          std::to_string(val.cols) + " columns, the training data " +
+                                          std::to_string(shape_.cols));
+    val_ = read_row_range(config.val, val, even_split(val.rows, comm.rank(), comm.size()), comm);
+    val_rows_total_ = val.rows;
+  }
+}
+
+void Trainer::start_from_checkpoints() {
+  const bool exists = root_sees(config_.checkpoint, comm_);
+  if (exists && !config_.resume)
+    fail_everywhere(ExitCode::usage, config_.checkpoint +
+                                         ": a checkpoint is already there; pass --resume to "
+                                         "continue it, or choose another --checkpoint path");
+  if (config_.resume && config_.checkpoint.empty())
+    fail_everywhere(ExitCode::usage, "--resume needs --checkpoint PATH");
+
+  if (config_.resume && exists) {
+    const Checkpoint c = load_checkpoint(config_.checkpoint, comm_);
+    const CheckpointHeader& h = c.header;
+    if (!same_architecture(h.model, config_.model))
+      fail_everywhere(ExitCode::checkpoint,
+                      config_.checkpoint + ": holds a " + describe(h.model) +
+                          " model; this run asks for " + describe(config_.model));
+    if (h.train.global_batch != config_.global_batch || h.train.seed != config_.seed)
+      fail_everywhere(ExitCode::usage,
+                      config_.checkpoint + ": was trained with --batch-size " +
+                          std::to_string(h.train.global_batch) + " --seed " +
+                          std::to_string(h.train.seed) +
+                          "; resuming needs the same values (its data cursor means nothing "
+                          "otherwise); use --init-from to start a new run from its weights");
+    if (h.train.step_in_epoch >= order_.plan().steps_per_epoch())
+      fail_everywhere(ExitCode::checkpoint,
+                      config_.checkpoint + ": its data cursor (step " +
+                          std::to_string(h.train.step_in_epoch) + " of an epoch) does not fit " +
+                          config_.data.dataset + "'s " +
+                          std::to_string(order_.plan().steps_per_epoch()) + " steps per epoch");
+    if (h.train.data_file != config_.data.file || h.train.dataset != config_.data.dataset)
+      log_.warn("resuming " + config_.checkpoint + ", which was trained on " + h.train.data_file +
+                ":" + h.train.dataset + ", with " + config_.data.file + ":" + config_.data.dataset);
+    std::copy(c.params.begin(), c.params.end(), model_.params().begin());
+    std::copy(c.m.begin(), c.m.end(), adam_.m().begin());
+    std::copy(c.v.begin(), c.v.end(), adam_.v().begin());
+    adam_.set_steps(h.adam_step);
+    state_.epoch = h.train.epoch;
+    state_.step_in_epoch = h.train.step_in_epoch;
+    state_.global_step = h.train.global_step;
+    saved_step_ = state_.global_step;
+    resumed_ = true;
+    log_.line("resuming " + config_.checkpoint + " at epoch " + std::to_string(state_.epoch + 1) +
+              ", step " + std::to_string(state_.global_step) + " (written by " +
+              std::to_string(h.train.world_size) + " ranks, now " +
+              std::to_string(comm_.size()) + ")");
+    return;
+  }
+  if (config_.resume)
+    log_.line("no checkpoint at " + config_.checkpoint + " yet: starting a new run");
+  if (!config_.init_from.empty()) {
+    const Checkpoint c = load_checkpoint(config_.init_from, comm_);
+    if (!same_architecture(c.header.model, config_.model))
+      fail_everywhere(ExitCode::checkpoint,
+                      config_.init_from + ": holds a " + describe(c.header.model) +
+                          " model; this run asks for " + describe(config_.model));
+    std::copy(c.params.begin(), c.params.end(), model_.params().begin());
+    log_.line("starting from the weights of " + config_.init_from);
+    return;
+  }
+  model_.init_glorot(config_.seed);
+}
+
+StepResult Trainer::step() {
+  const BatchPlan& plan = order_.plan();
+  if (order_epoch_ != state_.epoch) {  // once per epoch: not part of a step's cost
+    order_.set_epoch(config_.seed, state_.epoch, config_.shuffle);
+    order_epoch_ = state_.epoch;
+  }
+  Clock::time_point t = Clock::now();
+  const int64_t n = shard_->gather(order_, state_.step_in_epoch, batch_.data());
+  t = timers_.lap(Phase::data, t);
+
+  const double loss_sum = model_.forward(ConstMatrixMap<float>(batch_.data(), batch_.rows(), n));
+  t = timers_.lap(Phase::forward, t);
+  model_.backward();
+  t = timers_.lap(Phase::backward, t);
+
+  // The loss sum and the row count ride after the gradients: one allreduce for all three.
+  std::span<float> reduced = model_.grads_and_extra();
+  const size_t n_params = model_.grads().size();
+  reduced[n_params] = float(loss_sum);
+  reduced[n_params + 1] = float(n);
+  comm_.allreduce_sum(reduced);
+  t = timers_.lap(Phase::allreduce, t);
+
+  const StepResult result{double(reduced[n_params]) / reduced[n_params + 1],
+                          int64_t(reduced[n_params + 1])};
+  if (!std::isfinite(result.loss))
+    fail_everywhere(ExitCode::diverged,
+                    "training diverged: the loss is " +
+                        std::string(std::isnan(result.loss) ? "NaN" : "infinite") + " at step " +
+                        std::to_string(state_.global_step + 1) + " (epoch " +
+                        std::to_string(state_.epoch + 1) +
+                        "); the last checkpoint is untouched; try a lower --lr");
+  adam_.step(model_.params(), model_.grads(), 1.0f / reduced[n_params + 1]);
+  timers_.lap(Phase::update, t);
+
+  ++state_.global_step;
+  if (++state_.step_in_epoch == plan.steps_per_epoch()) {
+    state_.step_in_epoch = 0;
+    ++state_.epoch;
+  }
+  return result;
+}
+
+double Trainer::validation_loss() {
+  if (val_rows_total_ == 0) return std::nan("");
+  const Index cols = shape_.cols, rows = Index(val_.size()) / cols;
+  double sums[2] = {0.0, double(rows)};
+  for (Index r = 0; r < rows; r += model_.max_batch()) {
+    const Index n = std::min(model_.max_batch(), rows - r);
+    sums[0] += model_.forward(ConstMatrixMap<float>(val_.data() + r * cols, cols, n));
+  }
+  comm_.allreduce_sum(std::span<double>(sums));
+  return sums[0] / sums[1];
+}
+
+void Trainer::save(const std::string& path) {
+  const Clock::time_point t = Clock::now();
+  CheckpointHeader h{config_.model, config_.adam, adam_.steps(), state_};
+  save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), comm_);
+  saved_step_ = state_.global_step;
+  timers_.lap(Phase::checkpoint, t);
+}
+
+void Trainer::log_start() {
+  const BatchPlan& plan = order_.plan();
+  log_.metric(Json()
+                  .add("event", "start")
+                  .add("ranks", comm_.size())
+                  .add("nodes", comm_.nodes())
+                  .add("threads", config_.threads)
+                  .add("model", Json()
+                                    .add("input_dim", config_.model.input_dim)
+                                    .add("encoder_widths", config_.model.encoder_widths)
+                                    .add("activation", activation_name(config_.model.activation))
+                                    .add("code_activation",
+                                         activation_name(config_.model.code_activation))
+                                    .add("output_activation",
+                                         activation_name(config_.model.output_activation))
+                                    .add("parameters", int64_t(model_.params().size())))
+                  .add("data", Json()
+                                   .add("file", config_.data.file)
+                                   .add("dataset", config_.data.dataset)
+                                   .add("rows", shape_.rows)
+                                   .add("cols", shape_.cols)
+                                   .add("steps_per_epoch", plan.steps_per_epoch()))
+                  .add("global_step", state_.global_step)
+                  .add("resumed", resumed_)
+                  .add("config", state_.config));
+  log_.line("aetrain: " + std::to_string(comm_.size()) + " ranks on " +
+            std::to_string(comm_.nodes()) + " node(s), " + std::to_string(config_.threads) +
+            " thread(s) per rank; model " + describe(config_.model) + ", " +
+            std::to_string(model_.params().size()) + " parameters; " +
+            std::to_string(shape_.rows) + " rows of " + config_.data.file + ":" +
+            config_.data.dataset + ", " + std::to_string(plan.steps_per_epoch()) +
+            " steps of " + std::to_string(config_.global_batch) + " per epoch");
+}
+
+void Trainer::log_epoch(int64_t epoch, double loss, int64_t rows, double seconds) {
+  const double val = validation_loss();
+  Json j = Json()
+               .add("event", "epoch")
+               .add("epoch", epoch + 1)
+               .add("step", state_.global_step)
+               .add("loss", loss);
+  if (val_rows_total_ > 0) j.add("val_loss", val);
+  j.add("samples_per_s", double(rows) / seconds).add("seconds", seconds);
+  log_.metric(j);
+  char text[256];
+  std::snprintf(text, sizeof text, "epoch %lld/%lld  loss %.6f%s  %.0f samples/s  %.2f s",
+                (long long)(epoch + 1), (long long)config_.epochs, loss,
+                val_rows_total_ > 0 ? ("  val_loss " + std::to_string(val)).c_str() : "",
+                double(rows) / seconds, seconds);
+  log_.line(text);
+}
+
+void Trainer::run() {
+  log_start();
+  if (config_.checkpoint.empty())
+    log_.warn("no --checkpoint given: the trained model will not be saved");
+  if (state_.epoch >= config_.epochs) {
+    log_.line("already trained for " + std::to_string(state_.epoch) + " epochs (--epochs " +
+              std::to_string(config_.epochs) + "): nothing to do");
+    return;
+  }
+  const Clock::time_point run_start = Clock::now();
+  const int64_t first_step = state_.global_step;
+  Clock::time_point last_draw = run_start;
+  double last_loss = std::nan("");
+  while (state_.epoch < config_.epochs) {
+    const int64_t epoch = state_.epoch;
+    const Clock::time_point epoch_start = Clock::now();
+    double loss_sum = 0;
+    int64_t rows = 0, steps = 0;
+    const int64_t steps_left = order_.plan().steps_per_epoch() - state_.step_in_epoch;
+    do {
+      const StepResult r = step();
+      loss_sum += r.loss * double(r.rows);
+      rows += r.rows;
+      ++steps;
+      last_loss = r.loss;
+      if (config_.log_every > 0 && state_.global_step % config_.log_every == 0) {
+        log_.metric(Json()
+                        .add("event", "step")
+                        .add("epoch", epoch + 1)
+                        .add("step", state_.global_step)
+                        .add("loss", r.loss));
+        log_.line("epoch " + std::to_string(epoch + 1) + " step " +
+                  std::to_string(state_.global_step) + "  loss " + std::to_string(r.loss));
+      } else if (log_.root() && seconds_since(last_draw) > 0.25) {
+        last_draw = Clock::now();
+        const double elapsed = seconds_since(epoch_start);
+        char text[160];
+        std::snprintf(text, sizeof text, "epoch %lld/%lld  %3.0f%%  loss %.6f  ETA %.0f s",
+                      (long long)(epoch + 1), (long long)config_.epochs,
+                      100.0 * double(steps) / double(steps_left), loss_sum / double(rows),
+                      elapsed / double(steps) * double(steps_left - steps));
+        log_.progress(text);
+      }
+      if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
+          state_.global_step % config_.checkpoint_every == 0)
+        save(config_.checkpoint);
+    } while (state_.step_in_epoch != 0);
+    log_epoch(epoch, loss_sum / double(rows), rows, seconds_since(epoch_start));
+  }
+  if (!config_.checkpoint.empty() && saved_step_ != state_.global_step) save(config_.checkpoint);
+
+  const double seconds = seconds_since(run_start);
+  const int64_t steps = state_.global_step - first_step;
+  log_.metric(Json()
+                  .add("event", "end")
+                  .add("epochs", state_.epoch)
+                  .add("step", state_.global_step)
+                  .add("steps", steps)
+                  .add("loss", last_loss)
+                  .add("seconds", seconds)
+                  .add("timers", timers_.summary(comm_)));
+  if (!config_.checkpoint.empty())
+    log_.line("checkpoint: " + config_.checkpoint + " (epoch " + std::to_string(state_.epoch) +
+              ", step " + std::to_string(state_.global_step) + ")");
+}
+
+}  // namespace aetrain
