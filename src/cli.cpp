@@ -1,6 +1,10 @@
 #include "aetrain/cli.hpp"
 
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <limits>
 #include <sstream>
 
 #include "aetrain/error.hpp"
@@ -11,6 +15,39 @@ namespace {
 
 const std::vector<std::string> kActivations{"relu", "sigmoid", "tanh", "linear"};
 
+// An integer of at least `min`, with a message that says so.
+CLI::Validator integer_from(int64_t min) {
+  return CLI::Validator(
+      [min](std::string& text) -> std::string {
+        int64_t value = 0;
+        const char* end = text.data() + text.size();
+        const auto [stop, ec] = std::from_chars(text.data(), end, value);
+        if (ec != std::errc() || stop != end) return "'" + text + "' is not an integer";
+        if (value < min) return "must be at least " + std::to_string(min) + ", got " + text;
+        return "";
+      },
+      "INT>=" + std::to_string(min));
+}
+
+// A number in (lo, hi], [lo, hi] or [lo, hi) as `interval` spells it.
+CLI::Validator number_in(double lo, double hi, const std::string& interval) {
+  const bool lo_open = interval.front() == '(', hi_open = interval.back() == ')';
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = 0;
+        const char* end = text.data() + text.size();
+        const auto [stop, ec] = std::from_chars(text.data(), end, value);
+        if (ec != std::errc() || stop != end || !std::isfinite(value))
+          return "'" + text + "' is not a number";
+        if (value < lo || value > hi || (lo_open && value == lo) || (hi_open && value == hi))
+          return "must be in " + interval + ", got " + text;
+        return "";
+      },
+      interval);
+}
+
+const double kHuge = std::numeric_limits<double>::max();
+
 // Everything the train subcommand reads, in CLI11's terms.
 struct TrainOptions {
   TrainConfig c;
@@ -20,15 +57,14 @@ struct TrainOptions {
 
 void add_train_options(CLI::App& app, TrainOptions& o) {
   TrainConfig& c = o.c;
-  app.add_option("--data", c.data.file, "HDF5 file with the training data")->required();
+  app.add_option("--data", c.data.file, "HDF5 file with the training data (required)");
   app.add_option("--dataset", c.data.dataset, "2-D float dataset in it (rows are samples)")
       ->capture_default_str();
   app.add_option("--layers", c.model.encoder_widths,
                  "encoder widths after the input, the last is the code width (e.g. 512,128,32); "
-                 "the decoder mirrors them")
-      ->required()
+                 "the decoder mirrors them (required)")
       ->delimiter(',')
-      ->check(CLI::PositiveNumber);
+      ->check(integer_from(1));
   app.add_option("--activation", o.activation, "hidden layers' activation")
       ->check(CLI::IsMember(kActivations))
       ->capture_default_str();
@@ -38,26 +74,26 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->check(CLI::IsMember(kActivations))
       ->capture_default_str();
   app.add_option("--epochs", c.epochs, "train until this many epochs are complete")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_from(1))
       ->capture_default_str();
   app.add_option("--batch-size", c.global_batch, "GLOBAL batch size, split over the ranks")
-      ->check(CLI::PositiveNumber)
+      ->check(integer_from(1))
       ->capture_default_str();
   app.add_option("--lr", c.adam.learning_rate, "Adam's learning rate")
-      ->check(CLI::PositiveNumber)
+      ->check(number_in(0, kHuge, "(0, inf)"))
       ->capture_default_str();
   app.add_option("--beta1", c.adam.beta1, "Adam's beta1")
-      ->check(CLI::Range(0.0, 0.999999999))
+      ->check(number_in(0, 1, "[0, 1)"))
       ->capture_default_str();
   app.add_option("--beta2", c.adam.beta2, "Adam's beta2")
-      ->check(CLI::Range(0.0, 0.999999999))
+      ->check(number_in(0, 1, "[0, 1)"))
       ->capture_default_str();
   app.add_option("--epsilon", c.adam.epsilon, "Adam's epsilon")
-      ->check(CLI::PositiveNumber)
+      ->check(number_in(0, kHuge, "(0, inf)"))
       ->capture_default_str();
   app.add_option("--alpha", c.alpha,
                  "weight of the encode loss mean((code - input)^2); needs code width = input width")
-      ->check(CLI::Range(0.0, 1.0))
+      ->check(number_in(0, 1, "[0, 1]"))
       ->capture_default_str();
   app.add_option("--seed", c.seed, "seed of the initial weights and the batch order")
       ->capture_default_str();
@@ -67,20 +103,20 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_option("--threads", c.threads,
                  "threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, or the cores "
                  "per rank)")
-      ->check(CLI::PositiveNumber);
+      ->check(integer_from(1));
   app.add_option("--val-data", c.val.file, "HDF5 file with validation data (default: --data)");
   app.add_option("--val-dataset", c.val.dataset, "validation dataset (default: --dataset)");
   app.add_option("--checkpoint", c.checkpoint, "checkpoint file to write (and to --resume)");
   app.add_option("--checkpoint-every", c.checkpoint_every,
                  "steps between checkpoints; 0: only at the end")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_from(0))
       ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue from --checkpoint if it exists");
   app.add_option("--init-from", c.init_from,
                  "start from this checkpoint's weights (fresh optimizer and data cursor)");
   app.add_option("--metrics", c.metrics, "write JSON Lines metrics to this file");
   app.add_option("--log-every", c.log_every, "steps between step lines; 0: one line per epoch")
-      ->check(CLI::NonNegativeNumber)
+      ->check(integer_from(0))
       ->capture_default_str();
   app.add_flag("--quiet", c.quiet, "no progress output (errors and warnings still print)");
 }
@@ -97,6 +133,28 @@ TrainConfig finish(TrainOptions o) {
   if (c.val.file.empty() && !o.c.val.dataset.empty()) c.val.file = c.data.file;
   if (!c.val.file.empty() && c.val.dataset.empty()) c.val.dataset = c.data.dataset;
   return c;
+}
+
+// Applies a TOML file's `key = value` lines to the options not given on the command line.
+// (CLI11 2.1 reads config files for the main app only, so subcommands do it here.)
+void apply_config_file(CLI::App& app, const std::string& path) {
+  if (!std::filesystem::is_regular_file(path))
+    throw CLI::FileError::Missing(path);
+  CLI::ConfigTOML toml;
+  for (const CLI::ConfigItem& item : toml.from_file(path)) {
+    if (item.name == "++" || item.name == "--") continue;  // a [section] opens or closes
+    if (!item.parents.empty() && item.parents != std::vector<std::string>{app.get_name()})
+      throw CLI::ConfigError(path + ": unknown section [" + item.parents.front() + "]");
+    CLI::Option* op = app.get_option_no_throw("--" + item.name);
+    if (!op || item.name == "config")
+      throw CLI::ConfigError(path + ": unknown key '" + item.name + "'");
+    if (!op->empty()) continue;  // the command line wins
+    if (op->get_expected_min() == 0)
+      op->add_result(toml.to_flag(item));
+    else
+      op->add_result(item.inputs);
+    op->run_callback();  // converts and validates like a flag
+  }
 }
 
 std::string toml_string(const std::string& s) {
@@ -126,21 +184,29 @@ Command parse_command_line(int argc, const char* const* argv) {
   app.require_subcommand(1, 1);
   app.set_version_flag("--version", std::string("aetrain ") + AETRAIN_VERSION);
   TrainOptions train;
+  std::string config_file;
   CLI::App* train_cmd = app.add_subcommand("train", "train an autoencoder (under mpirun -n P)");
-  train_cmd->set_config("--config", "", "read options from this TOML file (flags override it)");
-  train_cmd->allow_config_extras(false);
+  train_cmd->add_option("--config", config_file,
+                        "read options from this TOML file (key = value, keys named like the long "
+                        "options; flags override it)");
   add_train_options(*train_cmd, train);
   train.c.val.dataset.clear();  // "" until given, so finish() can tell
 
   try {
     app.parse(argc, argv);
+    if (!config_file.empty()) apply_config_file(*train_cmd, config_file);
+    for (const char* name : {"--data", "--layers"})
+      if (train_cmd->get_option(name)->empty())
+        throw Error(ExitCode::usage,
+                    std::string(name) + " is required (on the command line or in --config)",
+                    /*collective=*/true);
   } catch (const CLI::CallForHelp& e) {
     std::ostringstream out, err;
     app.exit(e, out, err);
     throw HelpRequested(out.str());
   } catch (const CLI::CallForVersion& e) {
     throw HelpRequested(e.what() + std::string("\n"));
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Error& e) {
     // Every rank parses the same argv, so every rank fails alike.
     throw Error(ExitCode::usage,
                 std::string(e.what()) + " (see aetrain " + (train_cmd->parsed() ? "train " : "") +

@@ -126,10 +126,10 @@ int64_t Shard::gather(const EpochOrder& order, int64_t t, float* batch) {
   return n;
 }
 
-std::vector<float> read_row_range(const DataSource& src, const DatasetShape& shape,
+AlignedVector<float> read_row_range(const DataSource& src, const DatasetShape& shape,
                                   RowRange range, const Comm& comm) {
   const int64_t n = range.end - range.begin;
-  std::vector<float> values(size_t(n * shape.cols));
+  AlignedVector<float> values(size_t(n * shape.cols));
   read(src, comm, shape.cols, {{range.begin, 1, 1, n}}, values.data(),
        [&](int64_t r) { return range.begin + r; });
   return values;

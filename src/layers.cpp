@@ -1,29 +1,16 @@
 #include "aetrain/layers.hpp"
 
-#include <omp.h>
-
 #include <stdexcept>
+
+#include "aetrain/parallel.hpp"
 
 namespace aetrain {
 namespace {
 
-// Elementwise passes smaller than this stay on one thread (a parallel region costs ~1 us).
-constexpr Index kMinParallelElements = Index(1) << 16;
-
-// Calls f(first_column, columns) over slices of `cols` columns, one slice per thread.
+// f(first column, columns) over one slice of the columns of a (rows, cols) matrix per thread.
 template <class F>
 void for_column_slices(Index rows, Index cols, F&& f) {
-  const int threads = rows * cols < kMinParallelElements ? 1 : omp_get_max_threads();
-  if (threads == 1) {
-    f(Index(0), cols);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const Index t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const Index lo = cols * t / nt, hi = cols * (t + 1) / nt;
-    if (hi > lo) f(lo, hi - lo);
-  }
+  for_slices(cols, rows, [&](int64_t begin, int64_t end) { f(Index(begin), Index(end - begin)); });
 }
 
 }  // namespace
@@ -58,7 +45,9 @@ template <class S>
 void dense_backward_params(MatrixMap<S> dw, VectorMap<S> db, ConstMatrixMap<S> dy,
                            ConstMatrixMap<S> x, Gemm<S>& gemm) {
   gemm(dw, dy, Op::none, x, Op::transpose, /*accumulate=*/false);
-  db.noalias() = dy.rowwise().sum();
+  // Column by column, so the order of the sum never depends on where db sits in memory.
+  db.setZero();
+  for (Index c = 0; c < dy.cols(); ++c) db += dy.col(c);
 }
 
 template <class S>

@@ -81,7 +81,11 @@ Json Timers::summary(const Comm& comm) const {
 }
 
 Log::Log(const Comm& comm, bool quiet, const std::string& metrics_path, bool append)
-    : root_(comm.rank() == 0), quiet_(quiet), terminal_(root_ && isatty(STDOUT_FILENO)) {
+    // mpirun hands every rank a pseudo-terminal as stdout, even in a batch job, but a pipe as
+    // stderr: only both together mean a person is watching.
+    : root_(comm.rank() == 0),
+      quiet_(quiet),
+      terminal_(root_ && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {
   comm.agree([&] {
     if (!root_ || metrics_path.empty()) return;
     metrics_.open(metrics_path, append ? std::ios::app : std::ios::trunc);

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "aetrain/parallel.hpp"
+
 namespace aetrain {
 
 template <class S>
@@ -23,13 +25,15 @@ void Adam<S>::step(std::span<S> params, std::span<const S> grads, S grad_scale) 
   S* m = m_.data();
   S* v = v_.data();
   // One fused pass; elementwise, so every thread count gives the same bits.
-#pragma omp parallel for simd schedule(static) if (n > (size_t(1) << 16))
-  for (size_t i = 0; i < n; ++i) {
-    const S gi = g[i] * grad_scale;
-    m[i] = b1 * m[i] + (S(1) - b1) * gi;
-    v[i] = b2 * v[i] + (S(1) - b2) * gi * gi;
-    p[i] -= step_size * m[i] / (std::sqrt(v[i]) * v_scale + eps);
-  }
+  for_slices(int64_t(n), 1, [&](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const S gi = g[i] * grad_scale;
+      m[i] = b1 * m[i] + (S(1) - b1) * gi;
+      v[i] = b2 * v[i] + (S(1) - b2) * gi * gi;
+      p[i] -= step_size * m[i] / (std::sqrt(v[i]) * v_scale + eps);
+    }
+  });
 }
 
 template class Adam<float>;

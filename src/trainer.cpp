@@ -18,6 +18,12 @@ using Clock = std::chrono::steady_clock;
   throw Error(code, what, /*collective=*/true);
 }
 
+std::string shortest(double v) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", v);
+  return text;
+}
+
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -41,7 +47,7 @@ ModelConfig model_for(const TrainConfig& config, const DatasetShape& shape) {
   m.input_dim = shape.cols;
   if (config.alpha > 0 && m.encoder_widths.back() != m.input_dim)
     fail_everywhere(ExitCode::usage,
-                    "--alpha " + std::to_string(config.alpha) +
+                    "--alpha " + shortest(config.alpha) +
                         " needs the code width to equal the input width: the code is " +
                         std::to_string(m.encoder_widths.back()) + " wide, " +
                         config.data.dataset + " has " + std::to_string(m.input_dim) + " columns");

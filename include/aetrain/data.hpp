@@ -6,6 +6,7 @@
 
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
+#include "aetrain/gemm.hpp"
 #include "aetrain/sampling.hpp"
 
 namespace aetrain {
@@ -36,13 +37,13 @@ class Shard {
 
  private:
   int64_t cols_;
-  std::vector<float> values_;
+  AlignedVector<float> values_;
   std::vector<int64_t> step_rows_;  // scratch for gather
 };
 
 /// Reads rows [range.begin, range.end) of `src` as (cols, rows) column-major, checked finite.
 /// Collective over comm (every rank calls it with its own range).
-std::vector<float> read_row_range(const DataSource& src, const DatasetShape& shape,
+AlignedVector<float> read_row_range(const DataSource& src, const DatasetShape& shape,
                                   RowRange range, const Comm& comm);
 
 }  // namespace aetrain

@@ -23,6 +23,12 @@ using VectorMap = Eigen::Map<Vector<S>>;
 template <class S>
 using ConstVectorMap = Eigen::Map<const Vector<S>>;
 
+/// A std::vector on Eigen's SIMD alignment. Flat buffers use it so that every run, rank and
+/// replica splits vectorized loops at the same places: Eigen handles an unaligned head with
+/// scalar code, and a different split can change the last bits of a result.
+template <class S>
+using AlignedVector = std::vector<S, Eigen::aligned_allocator<S>>;
+
 /// How a product operand is used: as stored, or transposed.
 enum class Op { none, transpose };
 

@@ -90,8 +90,8 @@ class Autoencoder {
   Index max_batch_;
   double alpha_;
   size_t code_layer_;  // index of the layer whose output is the code
-  std::vector<S> params_;
-  std::vector<S> grads_;
+  AlignedVector<S> params_;
+  AlignedVector<S> grads_;
   std::vector<Matrix<S>> acts_;  // per layer: (out, max_batch)
   Matrix<S> delta_, delta_below_;  // (widest layer, max_batch) each
   const S* x_ = nullptr;           // the last forward's input

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "aetrain/config.hpp"
+#include "aetrain/gemm.hpp"
 
 namespace aetrain {
 
@@ -32,7 +33,7 @@ class Adam {
 
  private:
   AdamConfig config_;
-  std::vector<S> m_, v_;
+  AlignedVector<S> m_, v_;
   int64_t t_ = 0;
 };
 

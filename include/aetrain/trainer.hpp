@@ -62,7 +62,7 @@ class Trainer {
   Matrix<float> batch_;  // (input_dim, classes of this rank)
   Autoencoder<float> model_;
   Adam<float> adam_;
-  std::vector<float> val_;  // this rank's validation rows (input_dim, n)
+  AlignedVector<float> val_;  // this rank's validation rows (input_dim, n)
   int64_t val_rows_total_ = 0;
   TrainState state_;
   bool resumed_ = false;

@@ -1,0 +1,192 @@
+// The command line and --config TOML files into TrainConfig.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "aetrain/cli.hpp"
+#include "aetrain/error.hpp"
+#include "support.hpp"
+
+namespace aetrain {
+namespace {
+
+Command parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "aetrain");
+  return parse_command_line(int(args.size()), args.data());
+}
+
+ExitCode exit_code_of(std::vector<const char*> args) {
+  try {
+    parse(std::move(args));
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.collective());  // every rank parses the same argv
+    return e.code();
+  }
+  return ExitCode::ok;
+}
+
+TEST(Cli, EveryTrainOption) {
+  const Command c = parse({"train", "--data", "d.h5", "--dataset", "/x", "--layers", "512,128,32",
+                           "--activation", "tanh", "--code-activation", "linear",
+                           "--output-activation", "linear", "--epochs", "7", "--batch-size", "64",
+                           "--lr", "0.002", "--beta1", "0.8", "--beta2", "0.99", "--epsilon",
+                           "1e-8", "--alpha", "0", "--seed", "12", "--shuffle", "off",
+                           "--threads", "3", "--val-data", "v.h5", "--val-dataset", "/y",
+                           "--checkpoint", "c.h5", "--checkpoint-every", "50", "--resume",
+                           "--init-from", "i.h5", "--metrics", "m.jsonl", "--log-every", "10",
+                           "--quiet"});
+  const TrainConfig& t = c.train;
+  EXPECT_EQ(c.name, "train");
+  EXPECT_EQ(t.data.file, "d.h5");
+  EXPECT_EQ(t.data.dataset, "/x");
+  EXPECT_EQ(t.model.encoder_widths, (std::vector<int64_t>{512, 128, 32}));
+  EXPECT_EQ(t.model.activation, Activation::tanh);
+  EXPECT_EQ(t.model.code_activation, Activation::linear);
+  EXPECT_EQ(t.model.output_activation, Activation::linear);
+  EXPECT_EQ(t.epochs, 7);
+  EXPECT_EQ(t.global_batch, 64);
+  EXPECT_DOUBLE_EQ(t.adam.learning_rate, 0.002);
+  EXPECT_DOUBLE_EQ(t.adam.beta1, 0.8);
+  EXPECT_DOUBLE_EQ(t.adam.beta2, 0.99);
+  EXPECT_DOUBLE_EQ(t.adam.epsilon, 1e-8);
+  EXPECT_EQ(t.seed, 12u);
+  EXPECT_FALSE(t.shuffle);
+  EXPECT_EQ(t.threads, 3);
+  EXPECT_EQ(t.val.file, "v.h5");
+  EXPECT_EQ(t.val.dataset, "/y");
+  EXPECT_EQ(t.checkpoint, "c.h5");
+  EXPECT_EQ(t.checkpoint_every, 50);
+  EXPECT_TRUE(t.resume);
+  EXPECT_EQ(t.init_from, "i.h5");
+  EXPECT_EQ(t.metrics, "m.jsonl");
+  EXPECT_EQ(t.log_every, 10);
+  EXPECT_TRUE(t.quiet);
+}
+
+TEST(Cli, DefaultsFollowTheModelCardThenKeras) {
+  const TrainConfig t = parse({"train", "--data", "d.h5", "--layers", "50"}).train;
+  EXPECT_EQ(t.data.dataset, "/train");
+  EXPECT_EQ(t.model.activation, Activation::relu);
+  EXPECT_EQ(t.model.code_activation, Activation::relu);  // follows --activation
+  EXPECT_EQ(t.model.output_activation, Activation::sigmoid);
+  EXPECT_EQ(t.global_batch, 10);
+  EXPECT_EQ(t.epochs, 1);
+  EXPECT_DOUBLE_EQ(t.adam.learning_rate, 1e-3);
+  EXPECT_DOUBLE_EQ(t.adam.beta1, 0.9);
+  EXPECT_DOUBLE_EQ(t.adam.beta2, 0.999);
+  EXPECT_DOUBLE_EQ(t.adam.epsilon, 1e-7);
+  EXPECT_DOUBLE_EQ(t.alpha, 0.0);
+  EXPECT_TRUE(t.shuffle);
+  EXPECT_EQ(t.threads, 0);
+  EXPECT_TRUE(t.val.file.empty());
+  EXPECT_FALSE(t.resume);
+  EXPECT_EQ(parse({"train", "--data", "d.h5", "--layers", "8", "--activation", "tanh"})
+                .train.model.code_activation,
+            Activation::tanh);
+}
+
+TEST(Cli, ValidationDataDefaults) {
+  TrainConfig t = parse({"train", "--data", "d.h5", "--layers", "8", "--val-dataset", "/test"}).train;
+  EXPECT_EQ(t.val.file, "d.h5");
+  EXPECT_EQ(t.val.dataset, "/test");
+  t = parse({"train", "--data", "d.h5", "--dataset", "/a", "--layers", "8", "--val-data", "v.h5"})
+          .train;
+  EXPECT_EQ(t.val.file, "v.h5");
+  EXPECT_EQ(t.val.dataset, "/a");
+}
+
+TEST(Cli, TomlFileAndFlagsOverridingIt) {
+  const std::string dir = test::temp_dir(Comm::self());
+  const std::string path = dir + "/run.toml";
+  std::ofstream(path) << "# a run\n"
+                         "data = \"f.h5\"\n"
+                         "dataset = \"/train\"\n"
+                         "layers = [784, 64]\n"
+                         "epochs = 15\n"
+                         "batch-size = 256\n"
+                         "lr = 0.0005\n"
+                         "shuffle = \"off\"\n"
+                         "resume = true\n"
+                         "checkpoint = \"ck.h5\"\n";
+  const TrainConfig t =
+      parse({"train", "--config", path.c_str(), "--epochs", "3", "--layers", "100,10"}).train;
+  EXPECT_EQ(t.data.file, "f.h5");
+  EXPECT_EQ(t.epochs, 3);  // the flag wins
+  EXPECT_EQ(t.model.encoder_widths, (std::vector<int64_t>{100, 10}));
+  EXPECT_EQ(t.global_batch, 256);
+  EXPECT_DOUBLE_EQ(t.adam.learning_rate, 0.0005);
+  EXPECT_FALSE(t.shuffle);
+  EXPECT_TRUE(t.resume);
+  EXPECT_EQ(t.checkpoint, "ck.h5");
+  const TrainConfig from_file = parse({"train", "--config", path.c_str()}).train;
+  EXPECT_EQ(from_file.model.encoder_widths, (std::vector<int64_t>{784, 64}));
+  EXPECT_EQ(from_file.epochs, 15);
+}
+
+TEST(Cli, EffectiveConfigurationRoundTripsThroughToml) {
+  const Command c = parse({"train", "--data", "d \"quoted\".h5", "--layers", "30,20,10",
+                           "--activation", "tanh", "--lr", "0.0003", "--seed", "99",
+                           "--val-dataset", "/v", "--checkpoint", "c.h5", "--threads", "2"});
+  const std::string dir = test::temp_dir(Comm::self());
+  const std::string path = dir + "/effective.toml";
+  std::ofstream(path) << c.config_text;
+  const Command back = parse({"train", "--config", path.c_str()});
+  EXPECT_EQ(back.config_text, c.config_text);
+  EXPECT_EQ(back.train.data.file, "d \"quoted\".h5");
+  EXPECT_DOUBLE_EQ(back.train.adam.learning_rate, 0.0003);
+  EXPECT_EQ(back.train.seed, 99u);
+}
+
+TEST(Cli, BadCommandLinesExitTwo) {
+  EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--no-such-option"}),
+            ExitCode::usage);
+  EXPECT_EQ(exit_code_of({}), ExitCode::usage);  // no subcommand
+  EXPECT_EQ(exit_code_of({"fly"}), ExitCode::usage);
+  EXPECT_EQ(exit_code_of({"train", "--layers", "8"}), ExitCode::usage);  // --data missing
+  EXPECT_EQ(exit_code_of({"train", "--data", "d.h5"}), ExitCode::usage);  // --layers missing
+  for (const char* bad : {"0", "-5", "abc", "3.5"})
+    EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--epochs", bad}),
+              ExitCode::usage)
+        << bad;
+  for (const char* bad : {"0", "-1", "x"})
+    EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--batch-size", bad}),
+              ExitCode::usage)
+        << bad;
+  for (const char* bad : {"0", "-0.1", "fast"})
+    EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--lr", bad}),
+              ExitCode::usage)
+        << bad;
+  for (const char* bad : {"8,0", "8,-2", "8,x", ""})
+    EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", bad}), ExitCode::usage) << bad;
+  EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--alpha", "1.5"}),
+            ExitCode::usage);
+  EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--beta2", "1"}),
+            ExitCode::usage);
+  EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--activation", "softmax"}),
+            ExitCode::usage);
+  EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--shuffle", "maybe"}),
+            ExitCode::usage);
+  EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--threads", "0"}),
+            ExitCode::usage);
+}
+
+TEST(Cli, UnknownOrMissingTomlFileExitsTwo) {
+  const std::string dir = test::temp_dir(Comm::self());
+  const std::string path = dir + "/bad.toml";
+  std::ofstream(path) << "data = \"f.h5\"\nlayers = [8]\nlearning_rate = 0.1\n";
+  EXPECT_EQ(exit_code_of({"train", "--config", path.c_str()}), ExitCode::usage);
+  EXPECT_EQ(exit_code_of({"train", "--config", (dir + "/missing.toml").c_str()}), ExitCode::usage);
+}
+
+TEST(Cli, HelpIsNotAnError) {
+  try {
+    parse({"train", "--help"});
+    FAIL() << "no help";
+  } catch (const HelpRequested& h) {
+    EXPECT_NE(std::string(h.what()).find("--batch-size"), std::string::npos);
+    EXPECT_NE(std::string(h.what()).find("--checkpoint-every"), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace aetrain

@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""The real aetrain binary under real mpirun: exit codes, messages, h5py's view of checkpoints,
+resuming, configuration files, float64 data.
+
+    python3 tests/test_cli.py path/to/aetrain
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import h5py
+import numpy as np
+
+AETRAIN = None
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+           OMP_NUM_THREADS="1")
+
+
+def run(args, ranks=1, timeout=300):
+    """Runs aetrain (under mpirun unless ranks == 0) and returns (code, stdout, stderr)."""
+    cmd = [AETRAIN] + args
+    if ranks:
+        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--bind-to", "none",
+               "--timeout", str(timeout)] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout + 30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def our_errors(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("aetrain: error:")]
+
+
+def write(path, name="/train", rows=1000, cols=100, seed=0, dtype=np.float32):
+    data = np.random.default_rng(seed).random((rows, cols)).astype(dtype)
+    with h5py.File(path, "a") as f:
+        f.create_dataset(name, data=data)
+    return data
+
+
+def metrics(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def weights(path):
+    with h5py.File(path, "r") as f:
+        out = {}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
+                     if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+
+class CommandLine(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="aetrain-cli-")
+        self.data = os.path.join(self.dir, "data.h5")
+        write(self.data)
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def assert_fails(self, args, code, needle, ranks=2):
+        rc, out, err = run(args, ranks)
+        self.assertEqual(rc, code, err)
+        lines = our_errors(err)
+        self.assertEqual(len(lines), 1, err)  # once, not once per rank
+        self.assertIn(needle, lines[0])
+        return lines[0]
+
+    def test_model_card_example(self):
+        """Input 100, hidden 50 relu, sigmoid output, Adam, MSE, batch 10: the loss falls."""
+        ck, m = self.path("card.h5"), self.path("card.jsonl")
+        rc, out, err = run(["train", "--data", self.data, "--layers", "50", "--epochs", "4",
+                            "--checkpoint", ck, "--metrics", m], ranks=2)
+        self.assertEqual(rc, 0, err)
+        lines = metrics(m)
+        self.assertEqual([l["event"] for l in lines],
+                         ["start", "epoch", "epoch", "epoch", "epoch", "end"])
+        self.assertEqual(lines[0]["ranks"], 2)
+        self.assertEqual(lines[0]["model"]["parameters"], 100 * 50 + 50 + 50 * 100 + 100)
+        losses = [l["loss"] for l in lines if l["event"] == "epoch"]
+        self.assertLess(losses[-1], losses[0])
+        self.assertEqual(lines[-1]["step"], 400)  # 1000 rows / 10 per step, 4 epochs
+        for phase in ("data", "forward", "backward", "allreduce", "update", "checkpoint"):
+            self.assertLessEqual(lines[-1]["timers"][phase]["min"],
+                                 lines[-1]["timers"][phase]["max"])
+        self.assertIn("checkpoint: " + ck, out)
+
+    def test_checkpoint_layout_seen_by_h5py(self):
+        ck = self.path("layout.h5")
+        rc, _, err = run(["train", "--data", self.data, "--layers", "40,8", "--epochs", "1",
+                          "--checkpoint", ck, "--code-activation", "linear", "--seed", "3"],
+                         ranks=2)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(ck, "r") as f:
+            self.assertEqual(f.attrs["format"], "aetrain-checkpoint")
+            self.assertEqual(f.attrs["format_version"], 1)
+            self.assertTrue(f.attrs["created_by"].startswith("aetrain "))
+            m = f["model"]
+            self.assertEqual(m.attrs["input_dim"], 100)
+            self.assertEqual(list(m.attrs["encoder_widths"]), [40, 8])
+            self.assertEqual(m.attrs["activation"], "relu")
+            self.assertEqual(m.attrs["code_activation"], "linear")
+            self.assertEqual(m.attrs["output_activation"], "sigmoid")
+            shapes = {"encoder/layer_0": (100, 40), "encoder/layer_1": (40, 8),
+                      "decoder/layer_0": (8, 40), "decoder/layer_1": (40, 100)}
+            for tree in ("model", "optimizer/m", "optimizer/v"):
+                names = []
+                f[tree].visit(names.append)
+                expect = sorted(["encoder", "decoder"] + list(shapes) +
+                                [g + "/" + d for g in shapes for d in ("kernel", "bias")])
+                self.assertEqual(sorted(names), expect, tree)
+                for g, (i, o) in shapes.items():
+                    self.assertEqual(f[tree][g]["kernel"].shape, (i, o))
+                    self.assertEqual(f[tree][g]["kernel"].dtype, np.float32)
+                    self.assertEqual(f[tree][g]["bias"].shape, (o,))
+            self.assertEqual(sorted(f.keys()), ["model", "optimizer", "train"])
+            o = f["optimizer"]
+            self.assertEqual(o.attrs["name"], "adam")
+            self.assertAlmostEqual(o.attrs["learning_rate"], 1e-3)
+            self.assertAlmostEqual(o.attrs["beta1"], 0.9)
+            self.assertAlmostEqual(o.attrs["beta2"], 0.999)
+            self.assertAlmostEqual(o.attrs["epsilon"], 1e-7)
+            self.assertEqual(o.attrs["step"], 100)
+            t = f["train"].attrs
+            self.assertEqual((t["epoch"], t["step_in_epoch"], t["global_step"]), (1, 0, 100))
+            self.assertEqual((t["seed"], t["global_batch"], t["world_size"]), (3, 10, 2))
+            self.assertEqual((t["data_file"], t["dataset"]), (self.data, "/train"))
+            self.assertIn("layers = [40, 8]", t["config"])
+            # y = x . kernel + bias reproduces the code from the stored weights
+            x = h5py.File(self.data, "r")["/train"][:4]
+            h = np.maximum(x @ f["model/encoder/layer_0/kernel"][()] +
+                           f["model/encoder/layer_0/bias"][()], 0)
+            self.assertEqual(h.shape, (4, 40))
+        self.assertFalse(os.path.exists(ck + ".tmp"))
+
+    def test_resume_at_epoch_boundary_is_bit_identical(self):
+        whole, part = self.path("whole.h5"), self.path("part.h5")
+        args = ["train", "--data", self.data, "--layers", "30,5", "--batch-size", "32"]
+        rc, _, err = run(args + ["--epochs", "4", "--checkpoint", whole], ranks=2)
+        self.assertEqual(rc, 0, err)
+        rc, _, err = run(args + ["--epochs", "2", "--checkpoint", part], ranks=2)
+        self.assertEqual(rc, 0, err)
+        rc, out, err = run(args + ["--epochs", "4", "--checkpoint", part, "--resume"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("resuming", out)
+        a, b = weights(whole), weights(part)
+        self.assertEqual(sorted(a), sorted(b))
+        for name in a:
+            self.assertTrue(np.array_equal(a[name], b[name]), name)
+        with h5py.File(part, "r") as f:
+            self.assertEqual(f["train"].attrs["global_step"], 4 * 32)  # ceil(1000 / 32) = 32
+        rc, out, err = run(args + ["--epochs", "4", "--checkpoint", part, "--resume"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("nothing to do", out)
+
+    def test_one_two_and_four_ranks_agree(self):
+        final = {}
+        for ranks in (1, 2, 4):
+            ck = self.path(f"p{ranks}.h5")
+            rc, _, err = run(["train", "--data", self.data, "--layers", "50", "--epochs", "2",
+                              "--batch-size", "20", "--checkpoint", ck], ranks=ranks)
+            self.assertEqual(rc, 0, err)
+            final[ranks] = weights(ck)
+        for ranks in (2, 4):
+            for name, w in final[1].items():
+                if name.startswith("model/"):
+                    np.testing.assert_allclose(final[ranks][name], w, rtol=1e-5, atol=1e-5,
+                                               err_msg=f"{ranks} ranks, {name}")
+
+    def test_config_file_with_flag_override(self):
+        ck, toml = self.path("cfg.h5"), self.path("run.toml")
+        with open(toml, "w") as f:
+            f.write(f'data = "{self.data}"\nlayers = [20, 4]\nepochs = 5\n'
+                    f'batch-size = 50\nshuffle = "off"\ncheckpoint = "{ck}"\n')
+        rc, _, err = run(["train", "--config", toml, "--epochs", "2"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(ck, "r") as f:
+            self.assertEqual(f["train"].attrs["epoch"], 2)
+            self.assertEqual(f["train"].attrs["global_batch"], 50)
+            self.assertEqual(list(f["model"].attrs["encoder_widths"]), [20, 4])
+            self.assertIn('shuffle = "off"', f["train"].attrs["config"])
+
+    def test_float64_data_and_validation(self):
+        path, m = self.path("f64.h5"), self.path("f64.jsonl")
+        write(path, "/x", rows=300, cols=16, dtype=np.float64)
+        write(path, "/val", rows=50, cols=16, seed=1, dtype=np.float64)
+        rc, _, err = run(["train", "--data", path, "--dataset", "/x", "--layers", "8",
+                          "--val-dataset", "/val", "--epochs", "2", "--metrics", m], ranks=2)
+        self.assertEqual(rc, 0, err)
+        epochs = [l for l in metrics(m) if l["event"] == "epoch"]
+        self.assertTrue(all(l["val_loss"] > 0 for l in epochs))
+
+    def test_alpha_encode_loss(self):
+        rc, _, err = run(["train", "--data", self.data, "--layers", "50,100", "--alpha", "0.5",
+                          "--epochs", "1"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        self.assert_fails(["train", "--data", self.data, "--layers", "50", "--alpha", "0.5"],
+                          2, "code width")
+
+    def test_step_lines(self):
+        m = self.path("steps.jsonl")
+        rc, _, err = run(["train", "--data", self.data, "--layers", "10", "--log-every", "25",
+                          "--metrics", m, "--quiet"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        steps = [l for l in metrics(m) if l["event"] == "step"]
+        self.assertEqual([l["step"] for l in steps], [25, 50, 75, 100])
+
+    def test_bad_command_lines(self):
+        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--no-such"], 2,
+                          "--no-such")
+        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--epochs", "0"], 2,
+                          "--epochs")
+        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--batch-size", "x"], 2,
+                          "--batch-size")
+        self.assert_fails(["train", "--data", self.data], 2, "--layers")
+
+    def test_bad_data(self):
+        with open(self.path("text.h5"), "w") as f:
+            f.write("not hdf5\n")
+        write(self.path("ints.h5"), "/i", rows=10, cols=3, dtype=np.int32)
+        self.assert_fails(["train", "--data", self.path("none.h5"), "--layers", "8"], 3,
+                          "none.h5: no such file")
+        self.assert_fails(["train", "--data", self.path("text.h5"), "--layers", "8"], 3,
+                          "not an HDF5 file")
+        self.assert_fails(["train", "--data", self.data, "--dataset", "/x", "--layers", "8"], 3,
+                          "/x: no such dataset")
+        self.assert_fails(["train", "--data", self.path("ints.h5"), "--dataset", "/i",
+                           "--layers", "8"], 3, "32-bit integer")
+
+    def test_existing_checkpoint_is_not_overwritten(self):
+        ck = self.path("keep.h5")
+        rc, _, err = run(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck])
+        self.assertEqual(rc, 0, err)
+        with open(ck, "rb") as f:
+            before = f.read()
+        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck], 2,
+                          "--resume")
+        with open(ck, "rb") as f:
+            self.assertEqual(f.read(), before)
+
+    def test_resume_with_another_architecture_is_refused(self):
+        ck = self.path("arch.h5")
+        rc, _, err = run(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck])
+        self.assertEqual(rc, 0, err)
+        self.assert_fails(["train", "--data", self.data, "--layers", "9", "--checkpoint", ck,
+                           "--resume", "--epochs", "2"], 4, "100-8")
+        self.assert_fails(["train", "--data", self.data, "--layers", "9", "--init-from", ck], 4,
+                          "100-9")
+
+    def test_init_from(self):
+        src, dst = self.path("src.h5"), self.path("dst.h5")
+        rc, _, err = run(["train", "--data", self.data, "--layers", "12", "--checkpoint", src,
+                          "--epochs", "2"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        rc, out, err = run(["train", "--data", self.data, "--layers", "12", "--init-from", src,
+                            "--checkpoint", dst, "--lr", "1e-12"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("starting from the weights of", out)
+        a, b = weights(src), weights(dst)
+        np.testing.assert_allclose(b["model/encoder/layer_0/kernel"],
+                                   a["model/encoder/layer_0/kernel"], atol=1e-6)
+        with h5py.File(dst, "r") as f:  # fresh optimizer and data cursor
+            self.assertEqual(f["optimizer"].attrs["step"], 100)
+            self.assertEqual(f["train"].attrs["epoch"], 1)
+
+    def test_unwritable_checkpoint_directory(self):
+        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--checkpoint",
+                           self.path("no/such/dir/c.h5")], 2, "does not exist")
+
+    def test_help(self):
+        rc, out, _ = run(["train", "--help"], ranks=0)
+        self.assertEqual(rc, 0)
+        for option in ("--data", "--layers", "--batch-size", "--alpha", "--resume",
+                       "--init-from", "--metrics", "--config", "--checkpoint-every"):
+            self.assertIn(option, out)
+
+
+if __name__ == "__main__":
+    AETRAIN = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)

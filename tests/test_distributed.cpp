@@ -1,0 +1,170 @@
+// Run under mpiexec -n 1, 2 and 4. The same global batch on P ranks and on one rank gives the
+// same trajectory; replicas stay bit-identical; resuming is exact on the same P and continues
+// the same batches on another P.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "aetrain/runtime.hpp"
+#include "aetrain/trainer.hpp"
+#include "support.hpp"
+
+namespace aetrain {
+namespace {
+
+const int64_t kRows = 103, kCols = 40;  // 103 rows: the last step of each epoch is short
+
+class Distributed : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    use_threads(1);
+    if (world_.rank() == 0)
+      test::write_rows(dir_ + "/data.h5", "/train", kRows, kCols,
+                       test::uniform(size_t(kRows * kCols), 17));
+    world_.barrier();
+  }
+
+  TrainConfig config() const {
+    TrainConfig c;
+    c.data = {dir_ + "/data.h5", "/train"};
+    c.model.encoder_widths = {36, 6};
+    c.global_batch = 10;  // 10 classes over 4 ranks: 2, 3, 2, 3
+    c.epochs = 3;
+    c.seed = 5;
+    c.threads = 1;
+    c.quiet = true;
+    c.adam.learning_rate = 0.01;
+    return c;
+  }
+
+  std::string rank_path(const std::string& name) const {
+    return dir_ + "/" + name + "_rank" + std::to_string(world_.rank()) + ".h5";
+  }
+
+  Comm world_ = Comm::world();
+  Comm self_ = Comm::self();
+  std::string dir_ = test::temp_dir(world_);
+  Log log_{world_, true};
+  Log self_log_{self_, true};
+};
+
+// True on every rank when every rank holds rank 0's weights exactly.
+bool replicas_identical(const Trainer& t, const Comm& comm) {
+  std::vector<float> root(t.model().params().begin(), t.model().params().end());
+  comm.broadcast(std::span<float>(root));
+  double same = std::memcmp(root.data(), t.model().params().data(), root.size() * sizeof(float)) == 0;
+  comm.allreduce_min(std::span<double>(&same, 1));
+  return same == 1.0;
+}
+
+double max_relative_difference(std::span<const float> a, std::span<const float> b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::abs(double(a[i]) - b[i]) / std::max(1.0, std::abs(double(b[i]))));
+  return worst;
+}
+
+void train_to_end(Trainer& t, int64_t epochs) {
+  while (t.state().epoch < epochs) t.step();
+}
+
+TEST_F(Distributed, PRanksFollowTheOneRankTrajectory) {
+  Trainer multi(config(), world_, log_);
+  Trainer single(config(), self_, self_log_);
+  EXPECT_EQ(multi.plan().steps_per_epoch(), 11);
+  int64_t steps = 0;
+  while (multi.state().epoch < 3) {
+    const StepResult a = multi.step(), b = single.step();
+    ++steps;
+    EXPECT_EQ(a.rows, b.rows);
+    EXPECT_LE(std::abs(a.loss - b.loss), 1e-5 * b.loss) << "step " << steps;
+    ASSERT_TRUE(replicas_identical(multi, world_)) << "after step " << steps;
+  }
+  EXPECT_EQ(steps, 33);
+  EXPECT_EQ(single.state().epoch, 3);
+  EXPECT_LE(max_relative_difference(multi.model().params(), single.model().params()), 1e-5);
+  // The comparison is not vacuous: training moved the weights.
+  Trainer fresh(config(), self_, self_log_);
+  EXPECT_GT(max_relative_difference(fresh.model().params(), single.model().params()), 1e-3);
+}
+
+TEST_F(Distributed, ResumeIsBitIdenticalOnTheSameRankCount) {
+  Trainer uninterrupted(config(), world_, log_);
+  train_to_end(uninterrupted, 3);
+
+  TrainConfig c = config();
+  c.checkpoint = dir_ + "/part.h5";
+  {
+    Trainer first(c, world_, log_);
+    for (int i = 0; i < 13; ++i) first.step();  // into the second epoch
+    first.save(c.checkpoint);
+  }
+  c.resume = true;
+  Trainer resumed(c, world_, log_);
+  EXPECT_TRUE(resumed.resumed());
+  EXPECT_EQ(resumed.state().global_step, 13);
+  EXPECT_EQ(resumed.state().epoch, 1);
+  EXPECT_EQ(resumed.state().step_in_epoch, 2);
+  resumed.run();  // to the end, writing the final checkpoint
+  const auto same = [](std::span<const float> a, std::span<const float> b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  EXPECT_TRUE(same(resumed.model().params(), uninterrupted.model().params()));
+  EXPECT_TRUE(same(resumed.adam().m(), uninterrupted.adam().m()));
+  EXPECT_TRUE(same(resumed.adam().v(), uninterrupted.adam().v()));
+  EXPECT_EQ(resumed.adam().steps(), uninterrupted.adam().steps());
+  const Checkpoint saved = load_checkpoint(c.checkpoint, world_);
+  EXPECT_TRUE(same(saved.params, uninterrupted.model().params()));
+  EXPECT_EQ(saved.header.train.global_step, 33);
+  EXPECT_EQ(saved.header.train.epoch, 3);
+  EXPECT_EQ(saved.header.train.world_size, world_.size());
+}
+
+TEST_F(Distributed, ACheckpointResumedOnAnotherRankCountContinuesTheSameBatches) {
+  // P ranks write after 7 steps; one rank resumes it. The P-rank run goes on as the reference.
+  TrainConfig c = config();
+  Trainer multi(c, world_, log_);
+  for (int i = 0; i < 7; ++i) multi.step();
+  multi.save(dir_ + "/from_p.h5");
+  train_to_end(multi, 3);
+  std::filesystem::copy_file(dir_ + "/from_p.h5", rank_path("p_to_one"));
+  TrainConfig one = c;
+  one.checkpoint = rank_path("p_to_one");
+  one.resume = true;
+  Trainer single(one, self_, self_log_);
+  EXPECT_EQ(single.state().global_step, 7);
+  train_to_end(single, 3);
+  EXPECT_LE(max_relative_difference(single.model().params(), multi.model().params()), 1e-5);
+
+  // And back: one rank writes after 18 steps, P ranks resume it.
+  Trainer alone(c, self_, self_log_);
+  for (int i = 0; i < 18; ++i) alone.step();
+  alone.save(rank_path("one"));
+  train_to_end(alone, 3);
+  world_.barrier();
+  if (world_.rank() == 0) std::filesystem::copy_file(rank_path("one"), dir_ + "/one_to_p.h5");
+  world_.barrier();
+  TrainConfig p = c;
+  p.checkpoint = dir_ + "/one_to_p.h5";
+  p.resume = true;
+  Trainer resumed(p, world_, log_);
+  EXPECT_EQ(resumed.state().global_step, 18);
+  train_to_end(resumed, 3);
+  EXPECT_LE(max_relative_difference(resumed.model().params(), alone.model().params()), 1e-5);
+  EXPECT_TRUE(replicas_identical(resumed, world_));
+}
+
+TEST_F(Distributed, ValidationLossIsTheMeanOverAllRows) {
+  // The training file as validation data: the mean over all rows, whatever the split.
+  TrainConfig c = config();
+  c.val = c.data;
+  Trainer multi(c, world_, log_);
+  Trainer single(c, self_, self_log_);
+  EXPECT_NEAR(multi.validation_loss(), single.validation_loss(), 1e-6 * single.validation_loss());
+  EXPECT_GT(single.validation_loss(), 0.0);
+}
+
+}  // namespace
+}  // namespace aetrain

@@ -1,0 +1,80 @@
+// Adam against values computed by hand (in double, outside this code base) and on a quadratic
+// with a known minimum.
+#include <gtest/gtest.h>
+
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "aetrain/optimizer.hpp"
+
+namespace aetrain {
+namespace {
+
+TEST(Adam, FirstThreeStepsMatchHandComputedValues) {
+  AdamConfig c;
+  c.learning_rate = 0.1;
+  Adam<double> adam(c, 2);
+  std::vector<double> p{1.0, -2.0};
+  const std::vector<std::vector<double>> grads{{0.5, -1.0}, {0.25, 2.0}, {-1.0, 0.0}};
+  // p after each step, from m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+  // p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps).
+  const double expect[3][2] = {{0.900000019999996, -1.900000009999999},
+                               {0.8067820797048766, -1.9366103603884888},
+                               {0.8274177793057861, -1.9649102669442553}};
+  for (int t = 0; t < 3; ++t) {
+    adam.step(p, grads[size_t(t)], 1.0);
+    EXPECT_EQ(adam.steps(), t + 1);
+    EXPECT_NEAR(p[0], expect[t][0], 1e-13);
+    EXPECT_NEAR(p[1], expect[t][1], 1e-13);
+  }
+  EXPECT_NEAR(adam.m()[0], -0.037, 1e-15);
+  EXPECT_NEAR(adam.v()[1], 0.004994001, 1e-15);
+}
+
+TEST(Adam, GradScaleIsAppliedBeforeTheMoments) {
+  // Summed gradients scaled by 1/rows give the same step as averaged gradients.
+  AdamConfig c;
+  Adam<float> a(c, 3), b(c, 3);
+  std::vector<float> pa{1, 2, 3}, pb{1, 2, 3};
+  const std::vector<float> sum{4.0f, -8.0f, 2.0f}, mean{1.0f, -2.0f, 0.5f};
+  for (int t = 0; t < 5; ++t) {
+    a.step(pa, sum, 0.25f);
+    b.step(pb, mean, 1.0f);
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(pa[size_t(i)], pb[size_t(i)]);
+}
+
+TEST(Adam, FindsTheMinimumOfAQuadratic) {
+  // f(p) = sum_i a_i (p_i - c_i)^2 / 2, minimum at c, very different curvatures.
+  const std::vector<double> a{1.0, 10.0, 0.1, 100.0}, target{3.0, -1.0, 0.5, 2.0};
+  AdamConfig c;
+  c.learning_rate = 0.01;
+  Adam<double> adam(c, 4);
+  std::vector<double> p(4, 0.0), g(4);
+  for (int t = 0; t < 20000; ++t) {
+    for (size_t i = 0; i < 4; ++i) g[i] = a[i] * (p[i] - target[i]);
+    adam.step(p, g, 1.0);
+  }
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(p[i], target[i], 1e-3) << "coordinate " << i;
+}
+
+TEST(Adam, OneAndTwoThreadsGiveTheSameBits) {
+  const size_t n = 200000;  // above the threading threshold
+  std::vector<float> p1(n), p2(n), g(n);
+  for (size_t i = 0; i < n; ++i) {
+    p1[i] = p2[i] = std::sin(float(i));
+    g[i] = std::cos(float(i) * 0.37f);
+  }
+  Adam<float> a({}, n), b({}, n);
+  omp_set_num_threads(1);
+  for (int t = 0; t < 3; ++t) a.step(p1, g, 0.5f);
+  omp_set_num_threads(2);
+  for (int t = 0; t < 3; ++t) b.step(p2, g, 0.5f);
+  omp_set_num_threads(1);
+  EXPECT_EQ(p1, p2);
+}
+
+}  // namespace
+}  // namespace aetrain

@@ -1,0 +1,134 @@
+// The batch sequence is a property of (N, B, seed), never of the number of ranks P.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "aetrain/sampling.hpp"
+
+namespace aetrain {
+namespace {
+
+// The file rows of step t of epoch e, gathered over all P ranks, sorted.
+std::vector<int64_t> rows_of_step(int64_t n, int64_t b, int p, uint64_t seed, int64_t epoch,
+                                  bool shuffle, int64_t t) {
+  std::vector<int64_t> rows;
+  for (int r = 0; r < p; ++r) {
+    BatchPlan plan(n, b, r, p);
+    EpochOrder order(plan);
+    order.set_epoch(seed, epoch, shuffle);
+    std::vector<int64_t> local(size_t(std::max<int64_t>(1, plan.classes())));
+    const int64_t k = order.step_rows(t, local.data());
+    for (int64_t i = 0; i < k; ++i) rows.push_back(plan.file_row(local[size_t(i)]));
+  }
+  std::sort(rows.begin(), rows.end());
+  return rows;
+}
+
+struct Case {
+  int64_t n, b;
+};
+
+const Case kCases[] = {{1, 1},    {1, 10},  {7, 10},   {10, 10},   {11, 10}, {64, 8},
+                       {100, 7},  {101, 64}, {257, 16}, {1000, 33}, {5, 3},   {1001, 128}};
+const int kRanks[] = {1, 2, 3, 4, 7};
+
+TEST(Sampling, EveryRowExactlyOncePerEpoch) {
+  for (const Case& c : kCases)
+    for (int p : kRanks)
+      for (int64_t epoch : {0, 1, 5})
+        for (bool shuffle : {true, false}) {
+          BatchPlan plan(c.n, c.b, 0, p);
+          std::vector<int> seen(size_t(c.n), 0);
+          for (int64_t t = 0; t < plan.steps_per_epoch(); ++t) {
+            const std::vector<int64_t> rows = rows_of_step(c.n, c.b, p, 42, epoch, shuffle, t);
+            EXPECT_LE(int64_t(rows.size()), c.b);
+            EXPECT_GE(int64_t(rows.size()), 1);
+            for (int64_t r : rows) ++seen[size_t(r)];
+          }
+          for (int64_t r = 0; r < c.n; ++r)
+            ASSERT_EQ(seen[size_t(r)], 1) << "row " << r << " N " << c.n << " B " << c.b
+                                          << " P " << p << " epoch " << epoch;
+        }
+}
+
+TEST(Sampling, EachStepUsesTheSameRowsForEveryRankCount) {
+  for (const Case& c : kCases)
+    for (int64_t epoch : {0, 3}) {
+      const int64_t steps = BatchPlan(c.n, c.b, 0, 1).steps_per_epoch();
+      for (int64_t t = 0; t < steps; ++t) {
+        const std::vector<int64_t> one = rows_of_step(c.n, c.b, 1, 9, epoch, true, t);
+        for (int p : kRanks)
+          ASSERT_EQ(rows_of_step(c.n, c.b, p, 9, epoch, true, t), one)
+              << "N " << c.n << " B " << c.b << " P " << p << " epoch " << epoch << " step " << t;
+      }
+    }
+}
+
+TEST(Sampling, ShufflingOffGivesConsecutiveRows) {
+  for (const Case& c : kCases)
+    for (int p : kRanks) {
+      const int64_t steps = BatchPlan(c.n, c.b, 0, p).steps_per_epoch();
+      for (int64_t t = 0; t < steps; ++t) {
+        std::vector<int64_t> expect;
+        for (int64_t r = t * c.b; r < std::min(c.n, (t + 1) * c.b); ++r) expect.push_back(r);
+        ASSERT_EQ(rows_of_step(c.n, c.b, p, 1, 2, false, t), expect)
+            << "N " << c.n << " B " << c.b << " P " << p << " step " << t;
+      }
+    }
+}
+
+TEST(Sampling, BatchesChangeFromEpochToEpochAndWithTheSeed) {
+  const int64_t n = 1000, b = 10;
+  auto first_batches = [&](uint64_t seed, int64_t epoch) {
+    std::vector<std::vector<int64_t>> steps;
+    for (int64_t t = 0; t < 5; ++t) steps.push_back(rows_of_step(n, b, 2, seed, epoch, true, t));
+    return steps;
+  };
+  EXPECT_NE(first_batches(1, 0), first_batches(1, 1));
+  EXPECT_NE(first_batches(1, 0), first_batches(2, 0));
+  EXPECT_EQ(first_batches(1, 4), first_batches(1, 4));
+}
+
+TEST(Sampling, ShardsPartitionTheRowsAndAreStridedBlocks) {
+  for (const Case& c : kCases)
+    for (int p : kRanks) {
+      std::set<int64_t> all;
+      int64_t total = 0;
+      for (int r = 0; r < p; ++r) {
+        BatchPlan plan(c.n, c.b, r, p);
+        total += plan.shard_rows();
+        for (int64_t i = 0; i < plan.shard_rows(); ++i) {
+          const int64_t row = plan.file_row(i);
+          EXPECT_EQ(row % c.b - plan.first_class(), i % plan.classes());  // its class
+          all.insert(row);
+        }
+      }
+      EXPECT_EQ(total, c.n);
+      ASSERT_EQ(int64_t(all.size()), c.n);
+      EXPECT_EQ(*all.rbegin(), c.n - 1);
+    }
+}
+
+TEST(Sampling, ClassesSplitEvenlyEvenWhenBIsNotAMultipleOfP) {
+  // B = 10 over P = 4: 2, 3, 2, 3 classes.
+  const int64_t expect[4] = {2, 3, 2, 3};
+  for (int r = 0; r < 4; ++r) EXPECT_EQ(BatchPlan(100, 10, r, 4).classes(), expect[r]);
+}
+
+TEST(Sampling, EvenSplitCoversAllRows) {
+  for (int64_t n : {0, 1, 3, 10, 11})
+    for (int p : {1, 2, 4, 7}) {
+      int64_t next = 0;
+      for (int r = 0; r < p; ++r) {
+        const RowRange range = even_split(n, r, p);
+        EXPECT_EQ(range.begin, next);
+        next = range.end;
+      }
+      EXPECT_EQ(next, n);
+    }
+}
+
+}  // namespace
+}  // namespace aetrain
