@@ -66,17 +66,29 @@ const char* phase_name(Phase p) {
   return names[size_t(p)];
 }
 
-Json Timers::summary(const Comm& comm) const {
-  std::array<double, kPhaseCount> lo = seconds_, hi = seconds_, sum = seconds_;
+namespace {
+
+// {"min", "avg", "max"} over ranks of every value, in three collectives whatever their number.
+template <size_t N>
+std::array<Json, N> spreads(std::array<double, N> values, const Comm& comm) {
+  std::array<double, N> lo = values, hi = values;
   comm.allreduce_min(lo);
   comm.allreduce_max(hi);
-  comm.allreduce_sum(std::span<double>(sum));
+  comm.allreduce_sum(std::span<double>(values));
+  std::array<Json, N> out;
+  for (size_t i = 0; i < N; ++i)
+    out[i].add("min", lo[i]).add("avg", values[i] / comm.size()).add("max", hi[i]);
+  return out;
+}
+
+}  // namespace
+
+Json spread(double value, const Comm& comm) { return spreads<1>({value}, comm)[0]; }
+
+Json Timers::summary(const Comm& comm) const {
+  const std::array<Json, kPhaseCount> s = spreads(seconds_, comm);
   Json all;
-  for (size_t p = 0; p < kPhaseCount; ++p)
-    all.add(phase_name(Phase(p)), Json()
-                                      .add("min", lo[p])
-                                      .add("avg", sum[p] / comm.size())
-                                      .add("max", hi[p]));
+  for (size_t p = 0; p < kPhaseCount; ++p) all.add(phase_name(Phase(p)), s[p]);
   return all;
 }
 
@@ -102,8 +114,7 @@ void Log::line(const std::string& text) {
 }
 
 void Log::progress(const std::string& text) {
-  if (!root_ || quiet_) return;
-  if (!terminal_) return line(text);
+  if (!root_ || quiet_ || !terminal_) return;  // batch jobs get the per-epoch lines only
   std::cout << "\r\033[K" << text << std::flush;
   redrawing_ = true;
 }

@@ -3,6 +3,7 @@
 #include <omp.h>
 #include <pmmintrin.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <xmmintrin.h>
 
 #include <Eigen/Core>
@@ -21,6 +22,12 @@ int positive_env(const char* name) {
 }
 
 }  // namespace
+
+double peak_memory_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return double(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
 
 int usable_cores() {
   cpu_set_t set;

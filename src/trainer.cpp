@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "aetrain/layers.hpp"
+#include "aetrain/runtime.hpp"
 
 namespace aetrain {
 namespace {
@@ -350,7 +351,8 @@ void Trainer::run() {
                   .add("steps", steps)
                   .add("loss", last_loss)
                   .add("seconds", seconds)
-                  .add("timers", timers_.summary(comm_)));
+                  .add("timers", timers_.summary(comm_))
+                  .add("peak_memory_mib", spread(peak_memory_mib(), comm_)));
   if (!config_.checkpoint.empty())
     log_.line("checkpoint: " + config_.checkpoint + " (epoch " + std::to_string(state_.epoch) +
               ", step " + std::to_string(state_.global_step) + ")");

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """The real aetrain binary under real mpirun: exit codes, messages, h5py's view of checkpoints,
 resuming, configuration files, float64 data.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Convert Fashion-MNIST's IDX files to one HDF5 file that aetrain reads.
 
     python3 tools/fmnist_to_h5.py OUT.h5 [--src /usr/share/datasets/fashion-mnist]

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Write uniform random rows (the model card's np.random.rand(N, D)) to an HDF5 dataset.
 
     python3 tools/uniform_h5.py OUT.h5 --rows 100000 --cols 100 [--seed 0] [--dataset /train]

@@ -30,6 +30,9 @@ class Json {
   std::string body_;
 };
 
+/// {"min": .., "avg": .., "max": ..} of each rank's `value`. Collective.
+Json spread(double value, const Comm& comm);
+
 /// The phases of a training step, timed on every rank.
 enum class Phase { data, forward, backward, allreduce, update, checkpoint };
 constexpr size_t kPhaseCount = 6;
@@ -62,7 +65,7 @@ class Log {
   bool root() const { return root_; }
   /// A line on stdout, unless quiet.
   void line(const std::string& text);
-  /// A progress line: redrawn in place on a terminal, a plain line otherwise (unless quiet).
+  /// A progress line, redrawn in place on a terminal; nothing in a batch job or when quiet.
   void progress(const std::string& text);
   /// "aetrain: warning: ..." on stderr, even when quiet.
   void warn(const std::string& text);

@@ -16,6 +16,8 @@ struct ThreadChoice {
 ThreadChoice choose_threads(int flag, int ranks_on_node);
 /// Makes OpenMP (and so Eigen and our GEMM) use `threads` threads.
 void use_threads(int threads);
+/// This process's peak resident memory so far, in MiB.
+double peak_memory_mib();
 /// CPUs in this process's affinity mask.
 int usable_cores();
 /// The CPUs in this process's affinity mask, e.g. "0-1" or "0,2".

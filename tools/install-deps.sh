@@ -1,0 +1,16 @@
+#!/bin/sh
+# Installs what aetrain needs to build, test and run its demo, from Debian 12's packages.
+# A quick no-op when everything is already there. Uses sudo when not run as root.
+set -eu
+packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
+  libeigen3-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy
+  dataset-fashion-mnist"
+# shellcheck disable=SC2086
+if dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | grep -qv 'install ok installed' ||
+   [ "$(dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | wc -l)" -ne "$(echo $packages | wc -w)" ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  # shellcheck disable=SC2086
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages
+fi
