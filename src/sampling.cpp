@@ -16,11 +16,12 @@ BatchPlan::BatchPlan(int64_t rows, int64_t global_batch, int rank, int ranks)
   steps_ = (rows + global_batch - 1) / global_batch;
   first_ = global_batch * rank / ranks;
   classes_ = global_batch * (rank + 1) / ranks - first_;
+  in_last_slot_ = rows - (steps_ - 1) * global_batch;
 }
 
 int64_t BatchPlan::shard_rows() const {
   // All slots but the last are full; the last holds the classes below N - (S-1)B.
-  const int64_t in_last = std::clamp(rows_ - (steps_ - 1) * batch_ - first_, int64_t(0), classes_);
+  const int64_t in_last = std::clamp(in_last_slot_ - first_, int64_t(0), classes_);
   return (steps_ - 1) * classes_ + in_last;
 }
 

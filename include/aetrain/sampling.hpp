@@ -21,8 +21,8 @@ class BatchPlan {
   /// The classes this rank owns: [first_class(), first_class() + classes()).
   int64_t first_class() const { return first_; }
   int64_t classes() const { return classes_; }
-  /// Rows in class j: S, S - 1, or (for N < B) 0.
-  int64_t class_rows(int64_t j) const { return j < rows_ ? (rows_ - 1 - j) / batch_ + 1 : 0; }
+  /// Rows in class j < B: S for the classes the last (partial) slot reaches, else S - 1.
+  int64_t class_rows(int64_t j) const { return j < in_last_slot_ ? steps_ : steps_ - 1; }
   /// Rows this rank holds.
   int64_t shard_rows() const;
   /// The file row of shard row `local`.
@@ -30,6 +30,7 @@ class BatchPlan {
 
  private:
   int64_t rows_, batch_, steps_, first_, classes_;
+  int64_t in_last_slot_;  // N - (S - 1) B: rows of the last slot
 };
 
 /// Each owned class's permutation of the epoch's S slots: step t takes from class j the row
