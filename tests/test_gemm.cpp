@@ -12,6 +12,7 @@ namespace {
 template <class S>
 void check_products(int threads, double tolerance) {
   const std::array<Index, 3> shapes[] = {{1, 1, 1}, {3, 5, 7}, {17, 4, 33}, {64, 128, 96}, {300, 129, 257},
+                                         {50, 10, 100}, {100, 10, 50}, {50, 100, 10}, {64, 16, 64}, {130, 7, 3},
                              {5, 600, 40}, {1000, 3, 2}, {8, 8, 0}};
   for (auto [m, n, k] : shapes)
     for (Op op_a : {Op::none, Op::transpose})

@@ -1,0 +1,21 @@
+#!/bin/bash
+# The model card's own example: input 100, one hidden layer of 50 with relu, sigmoid output,
+# Adam, MSE, batch 10, on uniform random data (np.random.rand(N, 100)).
+#
+#   jobs/demo-model-card.sh            # after building into ./build
+#   RANKS=2 ROWS=100000 EPOCHS=5 BUILD=build WORK=demo jobs/demo-model-card.sh
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$root/build}
+work=${WORK:-$root/demo}
+ranks=${RANKS:-2}
+mkdir -p "$work"
+if [ "$(id -u)" -eq 0 ]; then
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+data=$work/model-card.h5
+[ -s "$data" ] || "$root/tools/uniform_h5.py" "$data" --rows "${ROWS:-100000}" --cols 100
+ckpt=$work/model-card-ckpt.h5
+[ ! -e "$ckpt" ] || mv "$ckpt" "$ckpt.previous"
+mpirun -n "$ranks" "$build/aetrain" train --data "$data" --layers 50 --batch-size 10 \
+  --epochs "${EPOCHS:-5}" --checkpoint "$ckpt" --metrics "$work/model-card-metrics.jsonl"
