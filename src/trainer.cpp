@@ -237,6 +237,11 @@ void Trainer::save(const std::string& path) {
   save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), comm_);
   saved_step_ = state_.global_step;
   timers_.lap(Phase::checkpoint, t);
+  log_.metric(Json()
+                  .add("event", "checkpoint")
+                  .add("epoch", state_.epoch)
+                  .add("step", state_.global_step)
+                  .add("path", path));
 }
 
 void Trainer::log_start() {
@@ -335,8 +340,11 @@ void Trainer::run() {
         log_.progress(text);
       }
       if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
-          state_.global_step % config_.checkpoint_every == 0)
+          state_.global_step % config_.checkpoint_every == 0) {
         save(config_.checkpoint);
+        log_.line("checkpoint: " + config_.checkpoint + " (step " +
+                  std::to_string(state_.global_step) + ")");
+      }
     } while (state_.step_in_epoch != 0);
     log_epoch(epoch, loss_sum / double(rows), rows, seconds_since(epoch_start));
   }

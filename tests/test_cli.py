@@ -78,7 +78,7 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         lines = metrics(m)
         self.assertEqual([l["event"] for l in lines],
-                         ["start", "epoch", "epoch", "epoch", "epoch", "end"])
+                         ["start", "epoch", "epoch", "epoch", "epoch", "checkpoint", "end"])
         self.assertEqual(lines[0]["ranks"], 2)
         self.assertEqual(lines[0]["model"]["parameters"], 100 * 50 + 50 + 50 * 100 + 100)
         losses = [l["loss"] for l in lines if l["event"] == "epoch"]
@@ -203,11 +203,56 @@ class CommandLine(unittest.TestCase):
 
     def test_step_lines(self):
         m = self.path("steps.jsonl")
-        rc, _, err = run(["train", "--data", self.data, "--layers", "10", "--log-every", "25",
-                          "--metrics", m, "--quiet"], ranks=2)
+        rc, out, err = run(["train", "--data", self.data, "--layers", "10", "--log-every", "25",
+                            "--metrics", m, "--quiet"], ranks=2)
         self.assertEqual(rc, 0, err)
         steps = [l for l in metrics(m) if l["event"] == "step"]
         self.assertEqual([l["step"] for l in steps], [25, 50, 75, 100])
+        self.assertEqual(out, "")  # --quiet
+        rc, out, err = run(["train", "--data", self.data, "--layers", "10", "--log-every", "25"],
+                           ranks=2)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(len([l for l in out.splitlines() if " step " in l]), 4)
+
+    def test_checkpoint_cadence(self):
+        ck, m = self.path("cadence.h5"), self.path("cadence.jsonl")
+        rc, out, err = run(["train", "--data", self.data, "--layers", "10", "--checkpoint", ck,
+                            "--checkpoint-every", "30", "--metrics", m], ranks=2)
+        self.assertEqual(rc, 0, err)
+        saved = [l["step"] for l in metrics(m) if l["event"] == "checkpoint"]
+        self.assertEqual(saved, [30, 60, 90, 100])  # and one at the end
+        self.assertIn("(step 60)", out)
+
+    def test_every_model_and_optimizer_option_reaches_the_run(self):
+        ck, m, val = self.path("opts.h5"), self.path("opts.jsonl"), self.path("val.h5")
+        write(val, "/v", rows=40, cols=100, seed=9)
+        rc, _, err = run(["train", "--data", self.data, "--layers", "20,6", "--activation", "tanh",
+                          "--code-activation", "linear", "--output-activation", "linear",
+                          "--lr", "0.01", "--beta1", "0.8", "--beta2", "0.99", "--epsilon",
+                          "1e-6", "--seed", "7", "--threads", "2", "--val-data", val,
+                          "--val-dataset", "/v", "--checkpoint", ck, "--metrics", m], ranks=1)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(ck, "r") as f:
+            a, o = f["model"].attrs, f["optimizer"].attrs
+            self.assertEqual((a["activation"], a["code_activation"], a["output_activation"]),
+                             ("tanh", "linear", "linear"))
+            self.assertEqual((o["learning_rate"], o["beta1"], o["beta2"], o["epsilon"]),
+                             (0.01, 0.8, 0.99, 1e-6))
+            self.assertEqual(f["train"].attrs["seed"], 7)
+        lines = metrics(m)
+        self.assertEqual(lines[0]["threads"], 2)
+        self.assertTrue(all("val_loss" in l for l in lines if l["event"] == "epoch"))
+
+    def test_seed_decides_the_run(self):
+        runs = {}
+        for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+            ck = self.path(f"seed_{name}.h5")
+            rc, _, err = run(["train", "--data", self.data, "--layers", "10", "--seed", str(seed),
+                              "--checkpoint", ck], ranks=2)
+            self.assertEqual(rc, 0, err)
+            runs[name] = weights(ck)["model/encoder/layer_0/kernel"]
+        self.assertTrue(np.array_equal(runs["a"], runs["b"]))
+        self.assertFalse(np.allclose(runs["a"], runs["c"]))
 
     def test_bad_command_lines(self):
         self.assert_fails(["train", "--data", self.data, "--layers", "8", "--no-such"], 2,
