@@ -46,6 +46,11 @@ bool same_architecture(const ModelConfig& a, const ModelConfig& b) {
 ModelConfig model_for(const TrainConfig& config, const DatasetShape& shape) {
   ModelConfig m = config.model;
   m.input_dim = shape.cols;
+  try {
+    validate(m);
+  } catch (const std::invalid_argument& e) {
+    fail_everywhere(ExitCode::usage, e.what());
+  }
   if (config.alpha > 0 && m.encoder_widths.back() != m.input_dim)
     fail_everywhere(ExitCode::usage,
                     "--alpha " + shortest(config.alpha) +
