@@ -17,7 +17,8 @@
 namespace aetrain {
 namespace {
 
-constexpr const char* kFormat = "aetrain-checkpoint";
+constexpr const char* kCheckpoint = "aetrain-checkpoint";
+constexpr const char* kPca = "aetrain-pca";
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw Error(ExitCode::checkpoint, path + ": " + what);
@@ -75,6 +76,45 @@ void sync_file(const std::string& path) {
   }
 }
 
+// Creates path + ".tmp", lets `fill` write into it, closes, syncs and renames it over `path`.
+template <class Fill>
+void write_atomically(const std::string& path, const std::string& format, Fill fill) {
+  const std::string tmp = path + ".tmp";
+  try {
+    h5::Handle file = h5::create_file(tmp);
+    {
+      h5::Handle root = h5::open_group(file, "/");
+      h5::write_attribute(root, "format", format);
+      h5::write_attribute(root, "format_version", kCheckpointFormatVersion);
+      h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
+      fill(file);
+    }
+    h5::flush(file);
+    if (!file.reset()) throw h5::Failure("closing the file failed");
+  } catch (const h5::Failure& e) {
+    std::remove(tmp.c_str());
+    bad(tmp, std::string("cannot write: ") + e.what());
+  }
+  sync_file(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    bad(path, "cannot rename " + tmp + " to it");
+  }
+  sync_file(std::filesystem::absolute(path).parent_path().string());
+}
+
+void write_model(const h5::Handle& file, const ModelConfig& config, std::span<const float> params) {
+  h5::Handle model = h5::create_group(file, "model");
+  h5::write_attribute(model, "input_dim", config.input_dim);
+  h5::write_attribute(model, "encoder_widths", config.encoder_widths);
+  h5::write_attribute(model, "activation", std::string(activation_name(config.activation)));
+  h5::write_attribute(model, "code_activation",
+                      std::string(activation_name(config.code_activation)));
+  h5::write_attribute(model, "output_activation",
+                      std::string(activation_name(config.output_activation)));
+  write_tree(model, layer_shapes(config), params);
+}
+
 std::string read_bytes(const std::string& path) {
   if (!std::filesystem::exists(path)) bad(path, "no such file");
   std::ifstream in(path, std::ios::binary);
@@ -84,11 +124,61 @@ std::string read_bytes(const std::string& path) {
   return bytes.str();
 }
 
-// Parses a checkpoint held in memory (HDF5's core driver over the bytes of the file).
+ModelConfig read_model_config(const h5::Handle& file) {
+  h5::Handle model = h5::open_group(file, "/model");
+  ModelConfig m;
+  m.input_dim = h5::read_int_attribute(model, "input_dim");
+  m.encoder_widths = h5::read_int_array_attribute(model, "encoder_widths");
+  m.activation = activation_from_name(h5::read_string_attribute(model, "activation"));
+  m.code_activation = activation_from_name(h5::read_string_attribute(model, "code_activation"));
+  m.output_activation =
+      activation_from_name(h5::read_string_attribute(model, "output_activation"));
+  validate(m);
+  return m;
+}
+
+void read_training_state(const h5::Handle& file, CheckpointHeader& h) {
+  h5::Handle opt = h5::open_group(file, "/optimizer");
+  if (h5::read_string_attribute(opt, "name") != "adam")
+    throw h5::Failure("the optimizer is not adam");
+  h.adam.learning_rate = h5::read_double_attribute(opt, "learning_rate");
+  h.adam.beta1 = h5::read_double_attribute(opt, "beta1");
+  h.adam.beta2 = h5::read_double_attribute(opt, "beta2");
+  h.adam.epsilon = h5::read_double_attribute(opt, "epsilon");
+  h.adam_step = h5::read_int_attribute(opt, "step");
+
+  h5::Handle train = h5::open_group(file, "/train");
+  TrainState& t = h.train;
+  t.epoch = h5::read_int_attribute(train, "epoch");
+  t.step_in_epoch = h5::read_int_attribute(train, "step_in_epoch");
+  t.global_step = h5::read_int_attribute(train, "global_step");
+  t.seed = uint64_t(h5::read_int_attribute(train, "seed"));
+  t.global_batch = h5::read_int_attribute(train, "global_batch");
+  t.world_size = h5::read_int_attribute(train, "world_size");
+  t.data_file = h5::read_string_attribute(train, "data_file");
+  t.dataset = h5::read_string_attribute(train, "dataset");
+  t.config = h5::read_string_attribute(train, "config");
+}
+
+PcaModel read_pca(const h5::Handle& file, const ModelConfig& model) {
+  const int64_t d = model.input_dim, k = model.encoder_widths.back();
+  h5::Handle g = h5::open_group(file, "/pca");
+  PcaModel pca;
+  pca.rows = h5::read_int_attribute(g, "rows");
+  pca.total_variance = h5::read_double_attribute(g, "total_variance");
+  pca.mean = Eigen::Map<Eigen::VectorXd>(h5::read_dataset_f64(g, "mean", {d}).data(), d);
+  // Stored [k, d], one axis per row: byte for byte our column-major (d, k).
+  pca.components =
+      Eigen::Map<Eigen::MatrixXd>(h5::read_dataset_f64(g, "components", {k, d}).data(), d, k);
+  pca.explained_variance =
+      Eigen::Map<Eigen::VectorXd>(h5::read_dataset_f64(g, "explained_variance", {k}).data(), k);
+  return pca;
+}
+
+// Parses a model file held in memory (HDF5's core driver over the bytes of the file).
 Checkpoint parse(const std::string& path, const std::string& image) {
   static const std::string kSignature = "\x89HDF\r\n\x1a\n";
-  if (image.compare(0, kSignature.size(), kSignature) != 0)
-    bad(path, "not an HDF5 file");
+  if (image.compare(0, kSignature.size(), kSignature) != 0) bad(path, "not an HDF5 file");
   h5::Handle file;
   try {
     file = h5::open_image(image);
@@ -96,55 +186,40 @@ Checkpoint parse(const std::string& path, const std::string& image) {
     bad(path, std::string("damaged or truncated HDF5 file (") + e.what() + ")");
   }
   Checkpoint c;
-  CheckpointHeader& h = c.header;
   try {
     h5::Handle root = h5::open_group(file, "/");
-    if (!h5::has_attribute(root, "format") || h5::read_string_attribute(root, "format") != kFormat)
-      bad(path, "not an aetrain checkpoint (no format = \"aetrain-checkpoint\" attribute)");
+    const std::string format =
+        h5::has_attribute(root, "format") ? h5::read_string_attribute(root, "format") : "";
+    if (format != kCheckpoint && format != kPca)
+      bad(path, "not an aetrain checkpoint or model (no format = \"" + std::string(kCheckpoint) +
+                    "\" attribute)");
     const int64_t version = h5::read_int_attribute(root, "format_version");
     if (version > kCheckpointFormatVersion)
-      bad(path, "checkpoint format version " + std::to_string(version) +
+      bad(path, "format version " + std::to_string(version) +
                     " is newer than this aetrain reads (" +
                     std::to_string(kCheckpointFormatVersion) + "); use a newer aetrain");
     if (version < 1) bad(path, "invalid format_version " + std::to_string(version));
-
-    h5::Handle model = h5::open_group(file, "/model");
-    h.model.input_dim = h5::read_int_attribute(model, "input_dim");
-    h.model.encoder_widths = h5::read_int_array_attribute(model, "encoder_widths");
-    h.model.activation = activation_from_name(h5::read_string_attribute(model, "activation"));
-    h.model.code_activation =
-        activation_from_name(h5::read_string_attribute(model, "code_activation"));
-    h.model.output_activation =
-        activation_from_name(h5::read_string_attribute(model, "output_activation"));
-    validate(h.model);
-
-    h5::Handle opt = h5::open_group(file, "/optimizer");
-    if (h5::read_string_attribute(opt, "name") != "adam") bad(path, "optimizer is not adam");
-    h.adam.learning_rate = h5::read_double_attribute(opt, "learning_rate");
-    h.adam.beta1 = h5::read_double_attribute(opt, "beta1");
-    h.adam.beta2 = h5::read_double_attribute(opt, "beta2");
-    h.adam.epsilon = h5::read_double_attribute(opt, "epsilon");
-    h.adam_step = h5::read_int_attribute(opt, "step");
-
-    h5::Handle train = h5::open_group(file, "/train");
-    TrainState& t = h.train;
-    t.epoch = h5::read_int_attribute(train, "epoch");
-    t.step_in_epoch = h5::read_int_attribute(train, "step_in_epoch");
-    t.global_step = h5::read_int_attribute(train, "global_step");
-    t.seed = uint64_t(h5::read_int_attribute(train, "seed"));
-    t.global_batch = h5::read_int_attribute(train, "global_batch");
-    t.world_size = h5::read_int_attribute(train, "world_size");
-    t.data_file = h5::read_string_attribute(train, "data_file");
-    t.dataset = h5::read_string_attribute(train, "dataset");
-    t.config = h5::read_string_attribute(train, "config");
+    c.created_by = h5::has_attribute(root, "created_by")
+                       ? h5::read_string_attribute(root, "created_by")
+                       : "";
+    c.header.model = read_model_config(file);
+    if (format == kCheckpoint) {
+      read_training_state(file, c.header);
+      c.has_training_state = true;
+    } else {
+      c.kind = ModelKind::pca;
+      c.pca = read_pca(file, c.header.model);
+    }
   } catch (const h5::Failure& e) {
     bad(path, e.what());
   } catch (const std::invalid_argument& e) {
     bad(path, e.what());
   }
-  c.params = read_tree(path, file, "/model", h.model);
-  c.m = read_tree(path, file, "/optimizer/m", h.model);
-  c.v = read_tree(path, file, "/optimizer/v", h.model);
+  c.params = read_tree(path, file, "/model", c.header.model);
+  if (c.has_training_state) {
+    c.m = read_tree(path, file, "/optimizer/m", c.header.model);
+    c.v = read_tree(path, file, "/optimizer/v", c.header.model);
+  }
   return c;
 }
 
@@ -153,25 +228,9 @@ Checkpoint parse(const std::string& path, const std::string& image) {
 void write_checkpoint(const std::string& path, const CheckpointHeader& h,
                       std::span<const float> params, std::span<const float> m,
                       std::span<const float> v) {
-  const std::string tmp = path + ".tmp";
-  try {
+  write_atomically(path, kCheckpoint, [&](const h5::Handle& file) {
+    write_model(file, h.model, params);
     const std::vector<LayerShape> layers = layer_shapes(h.model);
-    h5::Handle file = h5::create_file(tmp);
-    h5::Handle root = h5::open_group(file, "/");
-    h5::write_attribute(root, "format", std::string(kFormat));
-    h5::write_attribute(root, "format_version", kCheckpointFormatVersion);
-    h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
-
-    h5::Handle model = h5::create_group(file, "model");
-    h5::write_attribute(model, "input_dim", h.model.input_dim);
-    h5::write_attribute(model, "encoder_widths", h.model.encoder_widths);
-    h5::write_attribute(model, "activation", std::string(activation_name(h.model.activation)));
-    h5::write_attribute(model, "code_activation",
-                        std::string(activation_name(h.model.code_activation)));
-    h5::write_attribute(model, "output_activation",
-                        std::string(activation_name(h.model.output_activation)));
-    write_tree(model, layers, params);
-
     h5::Handle opt = h5::create_group(file, "optimizer");
     h5::write_attribute(opt, "name", std::string("adam"));
     h5::write_attribute(opt, "learning_rate", h.adam.learning_rate);
@@ -179,10 +238,8 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
     h5::write_attribute(opt, "beta2", h.adam.beta2);
     h5::write_attribute(opt, "epsilon", h.adam.epsilon);
     h5::write_attribute(opt, "step", h.adam_step);
-    h5::Handle opt_m = h5::create_group(opt, "m");
-    write_tree(opt_m, layers, m);
-    h5::Handle opt_v = h5::create_group(opt, "v");
-    write_tree(opt_v, layers, v);
+    write_tree(h5::create_group(opt, "m"), layers, m);
+    write_tree(h5::create_group(opt, "v"), layers, v);
 
     h5::Handle train = h5::create_group(file, "train");
     const TrainState& t = h.train;
@@ -195,22 +252,22 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
     h5::write_attribute(train, "data_file", t.data_file);
     h5::write_attribute(train, "dataset", t.dataset);
     h5::write_attribute(train, "config", t.config);
+  });
+}
 
-    h5::flush(file);
-    for (h5::Handle* hd : {&train, &opt_v, &opt_m, &opt, &model, &root})
-      hd->reset();
-    if (!file.reset()) throw h5::Failure("closing the file failed");
-  } catch (const h5::Failure& e) {
-    std::remove(tmp.c_str());
-    bad(tmp, std::string("cannot write the checkpoint: ") + e.what());
-  }
-  sync_file(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    bad(path, "cannot rename " + tmp + " to it");
-  }
-  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
-  sync_file(dir.string());
+void write_pca_model(const std::string& path, const PcaModel& pca) {
+  write_atomically(path, kPca, [&](const h5::Handle& file) {
+    write_model(file, pca_model_config(pca), pca_model_params(pca));
+    const int64_t d = pca.mean.size(), k = pca.components.cols();
+    h5::Handle g = h5::create_group(file, "pca");
+    h5::write_attribute(g, "rows", pca.rows);
+    h5::write_attribute(g, "total_variance", pca.total_variance);
+    h5::write_dataset(g, "mean", {d}, pca.mean.data());
+    h5::write_dataset(g, "components", {k, d}, pca.components.data());
+    h5::write_dataset(g, "explained_variance", {k}, pca.explained_variance.data());
+    const Eigen::VectorXd ratio = pca.explained_variance / pca.total_variance;
+    h5::write_dataset(g, "explained_variance_ratio", {k}, ratio.data());
+  });
 }
 
 Checkpoint read_checkpoint(const std::string& path) { return parse(path, read_bytes(path)); }

@@ -2,6 +2,7 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
+#include <deque>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -121,6 +122,49 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
   app.add_flag("--quiet", c.quiet, "no progress output (errors and warnings still print)");
 }
 
+// Options every block-reading command shares.
+void add_block_options(CLI::App& app, DataSource& data, int64_t& block_rows, int& threads) {
+  app.add_option("--data", data.file, "HDF5 file with the rows (required)");
+  app.add_option("--dataset", data.dataset, "2-D float dataset in it")->capture_default_str();
+  app.add_option("--block-rows", block_rows, "rows each rank holds at once")
+      ->check(integer_from(1))
+      ->capture_default_str();
+  app.add_option("--threads", threads, "threads per rank (default as for train)")
+      ->check(integer_from(1));
+}
+
+void add_encode_options(CLI::App& app, EncodeConfig& c) {
+  app.add_option("--model", c.model, "checkpoint or PCA model file (required)");
+  add_block_options(app, c.data, c.block_rows, c.threads);
+  app.add_option("--out", c.out, "HDF5 file for the codes, new or existing (required)");
+  app.add_option("--out-dataset", c.out_dataset, "dataset for the codes")->capture_default_str();
+  app.add_flag("--overwrite", c.overwrite, "replace an existing output dataset");
+}
+
+void add_evaluate_options(CLI::App& app, EvaluateConfig& c) {
+  app.add_option("--model", c.model, "checkpoint or PCA model file (required)");
+  add_block_options(app, c.data, c.block_rows, c.threads);
+  app.add_option("--per-sample", c.per_sample, "HDF5 file for each row's reconstruction error");
+  app.add_option("--per-sample-dataset", c.per_sample_dataset, "dataset for them")
+      ->capture_default_str();
+  app.add_option("--reconstruct", c.reconstruct, "HDF5 file for the reconstructions");
+  app.add_option("--reconstruct-dataset", c.reconstruct_dataset, "dataset for them")
+      ->capture_default_str();
+  app.add_flag("--overwrite", c.overwrite, "replace existing output datasets");
+}
+
+void add_pca_options(CLI::App& app, PcaConfig& c) {
+  add_block_options(app, c.data, c.block_rows, c.threads);
+  app.add_option("--components", c.components, "principal components to keep (required)")
+      ->check(integer_from(1));
+  app.add_option("--out", c.out, "model file to write (required)");
+}
+
+void add_inspect_options(CLI::App& app, InspectConfig& c) {
+  app.add_option("path", c.path, "checkpoint or model file (required)");
+  app.add_flag("--json", c.json, "one JSON object, for scripts");
+}
+
 // Settles what the options imply for each other.
 TrainConfig finish(TrainOptions o) {
   TrainConfig c = o.c;
@@ -170,36 +214,62 @@ std::string toml_string(const std::string& s) {
   return out + "\"";
 }
 
+// The shortest text that reads back as exactly v.
 std::string number(double v) {
-  std::ostringstream s;
-  s.precision(17);
-  s << v;
-  return s.str();
+  char text[32];
+  const auto [end, ec] = std::to_chars(text, text + sizeof text, v);
+  return std::string(text, end);
 }
 
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {
-  CLI::App app{"aetrain: data-parallel autoencoder training on HDF5 data"};
+  CLI::App app{"aetrain: data-parallel autoencoders on HDF5 data (run under mpirun -n P)"};
   app.require_subcommand(1, 1);
   app.set_version_flag("--version", std::string("aetrain ") + AETRAIN_VERSION);
+  Command cmd;
   TrainOptions train;
-  std::string config_file;
-  CLI::App* train_cmd = app.add_subcommand("train", "train an autoencoder (under mpirun -n P)");
-  train_cmd->add_option("--config", config_file,
-                        "read options from this TOML file (key = value, keys named like the long "
-                        "options; flags override it)");
-  add_train_options(*train_cmd, train);
+  // Every subcommand: its options, a --config file, the options it cannot do without.
+  struct Sub {
+    CLI::App* app;
+    std::string config_file;
+    std::vector<std::string> required;
+  };
+  std::deque<Sub> subs;  // CLI11 binds to their config_file: they must never move
+  auto add = [&](const char* name, const char* help, std::vector<std::string> required) {
+    CLI::App* sub = app.add_subcommand(name, help);
+    subs.push_back({sub, "", std::move(required)});
+    sub->add_option("--config", subs.back().config_file,
+                    "read options from this TOML file (key = value, keys named like the long "
+                    "options; flags override it)");
+    return sub;
+  };
+  add_train_options(*add("train", "train an autoencoder", {"--data", "--layers"}), train);
+  add_encode_options(*add("encode", "write the code of every row", {"--model", "--data", "--out"}),
+                     cmd.encode);
+  add_evaluate_options(
+      *add("evaluate", "print the reconstruction error {\"mse\", \"rows\"}", {"--model", "--data"}),
+      cmd.evaluate);
+  add_pca_options(*add("pca", "fit an exact PCA, usable as a model by encode and evaluate",
+                       {"--data", "--components", "--out"}),
+                  cmd.pca);
+  add_inspect_options(*add("inspect", "show what a checkpoint or model file holds", {"path"}),
+                      cmd.inspect);
   train.c.val.dataset.clear();  // "" until given, so finish() can tell
 
+  CLI::App* chosen = nullptr;
   try {
     app.parse(argc, argv);
-    if (!config_file.empty()) apply_config_file(*train_cmd, config_file);
-    for (const char* name : {"--data", "--layers"})
-      if (train_cmd->get_option(name)->empty())
-        throw Error(ExitCode::usage,
-                    std::string(name) + " is required (on the command line or in --config)",
-                    /*collective=*/true);
+    for (Sub& sub : subs) {
+      if (!sub.app->parsed()) continue;
+      chosen = sub.app;
+      if (!sub.config_file.empty()) apply_config_file(*sub.app, sub.config_file);
+      for (const std::string& name : sub.required)
+        if (sub.app->get_option(name)->empty())
+          throw Error(ExitCode::usage,
+                      name + " is required (on the command line or in --config)",
+                      /*collective=*/true);
+    }
   } catch (const CLI::CallForHelp& e) {
     std::ostringstream out, err;
     app.exit(e, out, err);
@@ -208,13 +278,14 @@ Command parse_command_line(int argc, const char* const* argv) {
     throw HelpRequested(e.what() + std::string("\n"));
   } catch (const CLI::Error& e) {
     // Every rank parses the same argv, so every rank fails alike.
+    for (Sub& sub : subs)
+      if (sub.app->parsed()) chosen = sub.app;
     throw Error(ExitCode::usage,
-                std::string(e.what()) + " (see aetrain " + (train_cmd->parsed() ? "train " : "") +
-                    "--help)",
+                std::string(e.what()) + " (see aetrain " +
+                    (chosen ? chosen->get_name() + " " : std::string()) + "--help)",
                 /*collective=*/true);
   }
-  Command cmd;
-  cmd.name = "train";
+  cmd.name = chosen->get_name();
   cmd.train = finish(train);
   cmd.config_text = to_toml(cmd.train);
   return cmd;

@@ -1,7 +1,10 @@
 #include "aetrain/data.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -10,72 +13,18 @@
 namespace aetrain {
 namespace {
 
-std::string where(const DataSource& src) { return src.file + ": " + src.dataset + ": "; }
-
 [[noreturn]] void bad_data(const DataSource& src, const std::string& what) {
-  throw Error(ExitCode::data, where(src) + what);
+  throw Error(ExitCode::data, src.file + ": " + src.dataset + ": " + what);
 }
 
-// Opens the file through MPI-IO on comm and the dataset, with messages a user can act on.
-struct Opened {
-  h5::Handle file, dataset;
-};
-
-Opened open(const DataSource& src, const Comm& comm) {
-  // Checked by each rank, agreed before the collective open: a rank that cannot see the file
-  // must not leave the others waiting in it.
+// Every rank checks the file it can see; they agree before the collective open, so a rank that
+// cannot see the file never leaves the others waiting in it.
+void check_file(const DataSource& src, const Comm& comm) {
   comm.agree([&] {
     if (!std::filesystem::exists(src.file))
       throw Error(ExitCode::data, src.file + ": no such file");
     if (!h5::is_hdf5(src.file))
       throw Error(ExitCode::data, src.file + ": not an HDF5 file (or truncated)");
-  });
-  Opened o;
-  try {
-    o.file = h5::open_file(src.file, &comm);
-  } catch (const h5::Failure& e) {
-    throw Error(ExitCode::data, src.file + ": " + e.what(), /*collective=*/true);
-  }
-  comm.agree([&] {
-    if (!h5::exists(o.file, src.dataset)) bad_data(src, "no such dataset");
-    if (!h5::is_dataset(o.file, src.dataset)) bad_data(src, "is a group, not a dataset");
-    try {
-      o.dataset = h5::open_dataset(o.file, src.dataset);
-    } catch (const h5::Failure& e) {
-      bad_data(src, e.what());
-    }
-  });
-  return o;
-}
-
-// Throws, naming the file row, if any value of `rows` (cols, n) is NaN or infinite.
-template <class RowOf>
-void check_finite(const DataSource& src, const float* values, int64_t cols, int64_t n,
-                  RowOf file_row) {
-  for (int64_t r = 0; r < n; ++r) {
-    const float* row = values + r * cols;
-    if (std::all_of(row, row + cols, [](float v) { return std::isfinite(v); })) continue;
-    const int64_t c = std::find_if(row, row + cols, [](float v) { return !std::isfinite(v); }) - row;
-    bad_data(src, "row " + std::to_string(file_row(r)) + ", column " + std::to_string(c) + " is " +
-                      (std::isnan(row[c]) ? "NaN" : "infinite"));
-  }
-}
-
-// Reads `blocks` of rows and checks them; `file_row` maps a row read to its row in the file.
-// The reads are independent, so a failure on one rank is agreed before the (collective) close.
-template <class RowOf>
-void read(const DataSource& src, const Comm& comm, int64_t cols,
-          const std::vector<h5::RowBlocks>& blocks, float* out, RowOf file_row) {
-  Opened o = open(src, comm);
-  comm.agree([&] {
-    int64_t rows = 0;
-    for (const h5::RowBlocks& b : blocks) rows += b.count * b.block;
-    try {
-      h5::read_rows(o.dataset, cols, blocks, out);
-    } catch (const h5::Failure& e) {
-      bad_data(src, e.what());
-    }
-    check_finite(src, out, cols, rows, file_row);
   });
 }
 
@@ -95,27 +44,176 @@ DatasetShape check_shape(const DataSource& src, const h5::Handle& dataset) {
   return {dims[0], dims[1]};
 }
 
-}  // namespace
-
-DatasetShape probe_dataset(const DataSource& src, const Comm& comm) {
-  Opened o = open(src, comm);
-  DatasetShape shape;
-  comm.agree([&] { shape = check_shape(src, o.dataset); });
-  return shape;
+// The file row of the r-th row read from `blocks`.
+int64_t file_row(const std::vector<RowBlocks>& blocks, int64_t r) {
+  for (const RowBlocks& b : blocks) {
+    if (r < b.count * b.block) return b.start + (r / b.block) * b.stride + r % b.block;
+    r -= b.count * b.block;
+  }
+  return -1;
 }
 
-Shard::Shard(const DataSource& src, const DatasetShape& shape, const BatchPlan& plan,
-             const Comm& comm)
-    : cols_(shape.cols),
-      values_(size_t(plan.shard_rows() * shape.cols)),
-      step_rows_(size_t(plan.classes())) {
+}  // namespace
+
+struct RowReader::Impl {
+  h5::Handle file, dataset;
+};
+
+RowReader::RowReader(const DataSource& src, const Comm& comm)
+    : src_(src), impl_(std::make_unique<Impl>()) {
+  check_file(src, comm);
+  try {
+    impl_->file = h5::open_file(src.file, &comm);
+  } catch (const h5::Failure& e) {
+    throw Error(ExitCode::data, src.file + ": " + e.what(), /*collective=*/true);
+  }
+  comm.agree([&] {
+    if (!h5::exists(impl_->file, src.dataset)) bad_data(src, "no such dataset");
+    if (!h5::is_dataset(impl_->file, src.dataset)) bad_data(src, "is a group, not a dataset");
+    try {
+      impl_->dataset = h5::open_dataset(impl_->file, src.dataset);
+    } catch (const h5::Failure& e) {
+      bad_data(src, e.what());
+    }
+    shape_ = check_shape(src, impl_->dataset);
+  });
+}
+
+RowReader::~RowReader() = default;
+
+void RowReader::read(const std::vector<RowBlocks>& blocks, float* out) const {
+  int64_t rows = 0;
+  for (const RowBlocks& b : blocks) rows += b.count * b.block;
+  try {
+    h5::read_rows(impl_->dataset, shape_.cols, blocks, out);
+  } catch (const h5::Failure& e) {
+    bad_data(src_, e.what());
+  }
+  const auto finite = [](float v) { return std::isfinite(v); };
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = out + r * shape_.cols;
+    if (std::all_of(row, row + shape_.cols, finite)) continue;
+    const int64_t c = std::find_if_not(row, row + shape_.cols, finite) - row;
+    bad_data(src_, "row " + std::to_string(file_row(blocks, r)) + ", column " +
+                       std::to_string(c) + " is " + (std::isnan(row[c]) ? "NaN" : "infinite"));
+  }
+}
+
+DatasetShape probe_dataset(const DataSource& src, const Comm& comm) {
+  return RowReader(src, comm).shape();
+}
+
+struct RowWriter::Impl {
+  const Comm comm;
+  std::string file, dataset, partial;  // partial: where rows go until commit
+  bool new_file = false, replace = false, committed = false;
+  h5::Handle handle, data;
+
+  explicit Impl(const Comm& c) : comm(c) {}
+  std::string tmp() const { return file + ".tmp"; }
+};
+
+RowWriter::RowWriter(const std::string& file, const std::string& dataset,
+                     std::vector<int64_t> dims, bool overwrite, const Comm& comm)
+    : impl_(std::make_unique<Impl>(comm)) {
+  Impl& w = *impl_;
+  w.file = file;
+  w.dataset = dataset;
+  // Rank 0 decides what is there; the file system may look different elsewhere.
+  int64_t exists = 0;
+  comm.agree([&] {
+    if (comm.rank() != 0) return;
+    const std::filesystem::path dir = std::filesystem::absolute(file).parent_path();
+    if (!std::filesystem::is_directory(dir))
+      throw Error(ExitCode::usage, file + ": directory " + dir.string() + " does not exist");
+    if (access(dir.c_str(), W_OK) != 0)
+      throw Error(ExitCode::usage, file + ": directory " + dir.string() + " is not writable");
+    exists = std::filesystem::exists(file);
+    if (exists && !h5::is_hdf5(file))
+      throw Error(ExitCode::usage, file + ": exists and is not an HDF5 file; not touching it");
+  });
+  comm.broadcast(std::span<int64_t>(&exists, 1));
+  w.new_file = !exists;
+  try {
+    w.handle = w.new_file ? h5::create_file(w.tmp(), comm) : h5::open_file_rw(file, comm);
+  } catch (const h5::Failure& e) {
+    throw Error(ExitCode::usage, file + ": " + e.what(), /*collective=*/true);
+  }
+  comm.agree([&] {
+    w.replace = h5::exists(w.handle, dataset);
+    if (w.replace && !overwrite)
+      throw Error(ExitCode::usage,
+                  file + ": " + dataset + " exists; pass --overwrite to replace it");
+    w.partial = w.new_file ? dataset : dataset + ".partial";
+    if (!w.new_file && h5::exists(w.handle, w.partial)) h5::remove_link(w.handle, w.partial);
+    w.data = h5::create_dataset(w.handle, w.partial, dims);
+  });
+}
+
+RowWriter::~RowWriter() {
+  Impl& w = *impl_;
+  if (!w.committed && !w.new_file && w.data.id() >= 0) {
+    w.data.reset();
+    try {
+      h5::remove_link(w.handle, w.partial);
+    } catch (const h5::Failure&) {
+    }
+  }
+  w.data.reset();
+  w.handle.reset();
+  if (!w.committed && w.new_file && w.comm.rank() == 0) std::remove(w.tmp().c_str());
+}
+
+void RowWriter::write(int64_t first, int64_t n, const float* values) {
+  const std::vector<int64_t> dims = h5::shape(impl_->data);
+  int64_t row_size = 1;
+  for (size_t i = 1; i < dims.size(); ++i) row_size *= dims[i];
+  try {
+    h5::write_rows(impl_->data, first, n, row_size, values);
+  } catch (const h5::Failure& e) {
+    throw Error(ExitCode::other, impl_->file + ": " + impl_->dataset + ": " + e.what());
+  }
+}
+
+void RowWriter::attribute(const std::string& name, const std::string& value) {
+  h5::write_attribute(impl_->data, name, value);
+}
+
+void RowWriter::attribute(const std::string& name, int64_t value) {
+  h5::write_attribute(impl_->data, name, value);
+}
+
+void RowWriter::commit() {
+  Impl& w = *impl_;
+  w.comm.agree([&] {
+    w.data.reset();
+    if (!w.new_file) {
+      if (w.replace) h5::remove_link(w.handle, w.dataset);
+      h5::move_link(w.handle, w.partial, w.dataset);
+    }
+    h5::flush(w.handle);
+    if (!w.handle.reset()) throw h5::Failure("closing " + w.file + " failed");
+  });
+  w.comm.agree([&] {
+    if (w.new_file && w.comm.rank() == 0 && std::rename(w.tmp().c_str(), w.file.c_str()) != 0)
+      throw Error(ExitCode::other, "cannot rename " + w.tmp() + " to " + w.file);
+  });
+  w.committed = true;
+}
+
+Shard::Shard(const DataSource& src, const BatchPlan& plan, const Comm& comm)
+    : step_rows_(size_t(plan.classes())) {
+  RowReader reader(src, comm);
+  cols_ = reader.shape().cols;
+  values_.resize(size_t(plan.shard_rows() * cols_));
   // Full slots: one strided hyperslab; the last, partial slot: one more block.
   const int64_t full = plan.steps_per_epoch() - 1;
   const int64_t in_last = plan.shard_rows() - full * plan.classes();
-  std::vector<h5::RowBlocks> blocks{
-      {plan.first_class(), plan.global_batch(), full, plan.classes()},
-      {plan.first_class() + full * plan.global_batch(), plan.global_batch(), 1, in_last}};
-  read(src, comm, cols_, blocks, values_.data(), [&](int64_t r) { return plan.file_row(r); });
+  comm.agree([&] {
+    reader.read({{plan.first_class(), plan.global_batch(), full, plan.classes()},
+                 {plan.first_class() + full * plan.global_batch(), plan.global_batch(), 1, in_last}},
+                values_.data());
+  });
 }
 
 int64_t Shard::gather(const EpochOrder& order, int64_t t, float* batch) {
@@ -126,12 +224,11 @@ int64_t Shard::gather(const EpochOrder& order, int64_t t, float* batch) {
   return n;
 }
 
-AlignedVector<float> read_row_range(const DataSource& src, const DatasetShape& shape,
-                                  RowRange range, const Comm& comm) {
-  const int64_t n = range.end - range.begin;
-  AlignedVector<float> values(size_t(n * shape.cols));
-  read(src, comm, shape.cols, {{range.begin, 1, 1, n}}, values.data(),
-       [&](int64_t r) { return range.begin + r; });
+AlignedVector<float> read_even_share(const DataSource& src, const Comm& comm) {
+  RowReader reader(src, comm);
+  const RowRange range = even_split(reader.shape().rows, comm.rank(), comm.size());
+  AlignedVector<float> values(size_t((range.end - range.begin) * reader.shape().cols));
+  comm.agree([&] { reader.read(range.begin, range.end - range.begin, values.data()); });
   return values;
 }
 

@@ -43,6 +43,14 @@ Handle space(hid_t id) { return {check_id(id, "dataspace"), H5Sclose}; }
 Handle type(hid_t id) { return {check_id(id, "datatype"), H5Tclose}; }
 Handle plist(hid_t cls) { return {check_id(H5Pcreate(cls), "property list"), H5Pclose}; }
 
+// File access through MPI-IO on comm.
+Handle mpio_access(const Comm& comm) {
+  Handle fapl = plist(H5P_FILE_ACCESS);
+  check(H5Pset_fapl_mpio(fapl.id(), *static_cast<const MPI_Comm*>(comm.native()), MPI_INFO_NULL),
+        "MPI-IO file access");
+  return fapl;
+}
+
 Handle string_type() {
   Handle t = type(H5Tcopy(H5T_C_S1));
   check(H5Tset_size(t.id(), H5T_VARIABLE), "string type");
@@ -115,11 +123,7 @@ bool is_hdf5(const std::string& path) {
 
 Handle open_file(const std::string& path, const Comm* comm) {
   quiet_once();
-  Handle fapl = plist(H5P_FILE_ACCESS);
-  if (comm)
-    check(H5Pset_fapl_mpio(fapl.id(), *static_cast<const MPI_Comm*>(comm->native()),
-                           MPI_INFO_NULL),
-          "MPI-IO file access");
+  Handle fapl = comm ? mpio_access(*comm) : plist(H5P_FILE_ACCESS);
   return {check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id()), "cannot open " + path),
           H5Fclose};
 }
@@ -131,6 +135,59 @@ Handle open_image(const std::string& bytes) {
   check(H5Pset_file_image(fapl.id(), const_cast<char*>(bytes.data()), bytes.size()), "file image");
   return {check_id(H5Fopen("in-memory image", H5F_ACC_RDONLY, fapl.id()), "cannot open"),
           H5Fclose};
+}
+
+Handle create_file(const std::string& path, const Comm& comm) {
+  quiet_once();
+  Handle fapl = mpio_access(comm);
+  return {check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()),
+                   "cannot create " + path),
+          H5Fclose};
+}
+
+Handle open_file_rw(const std::string& path, const Comm& comm) {
+  quiet_once();
+  Handle fapl = mpio_access(comm);
+  return {check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id()), "cannot open " + path),
+          H5Fclose};
+}
+
+Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims) {
+  Handle s = simple_space(dims);
+  Handle lcpl = plist(H5P_LINK_CREATE);
+  check(H5Pset_create_intermediate_group(lcpl.id(), 1), "link creation");
+  Handle dcpl = untimed(H5P_DATASET_CREATE);
+  return {check_id(H5Dcreate2(loc.id(), path.c_str(), H5T_IEEE_F32LE, s.id(), lcpl.id(),
+                              dcpl.id(), H5P_DEFAULT),
+                   "create dataset " + path),
+          H5Dclose};
+}
+
+void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
+                const float* values) {
+  Handle file_space = space(H5Dget_space(dataset.id()));
+  if (n == 0) return;
+  const int rank = H5Sget_simple_extent_ndims(file_space.id());
+  std::vector<hsize_t> start(size_t(rank), 0), count(size_t(rank), 0);
+  check(H5Sget_simple_extent_dims(file_space.id(), count.data(), nullptr), "dataspace dims");
+  start[0] = hsize_t(first);
+  count[0] = hsize_t(n);
+  check(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, start.data(), nullptr, count.data(),
+                            nullptr),
+        "select rows");
+  Handle mem_space = simple_space({n * row_size});
+  check(H5Dwrite(dataset.id(), H5T_NATIVE_FLOAT, mem_space.id(), file_space.id(), H5P_DEFAULT,
+                 values),
+        "write rows");
+}
+
+void remove_link(const Handle& loc, const std::string& path) {
+  check(H5Ldelete(loc.id(), path.c_str(), H5P_DEFAULT), "remove " + path);
+}
+
+void move_link(const Handle& loc, const std::string& from, const std::string& to) {
+  check(H5Lmove(loc.id(), from.c_str(), loc.id(), to.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+        "rename " + from + " to " + to);
 }
 
 Handle create_file(const std::string& path) {
@@ -242,29 +299,53 @@ void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>
         "read rows");
 }
 
-void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
-                   const float* data) {
+namespace {
+
+void write_typed(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                 hid_t file_type, hid_t mem_type, const void* data) {
   Handle s = simple_space(dims);
   Handle dcpl = untimed(H5P_DATASET_CREATE);
-  Handle d(check_id(H5Dcreate2(loc.id(), name.c_str(), H5T_IEEE_F32LE, s.id(), H5P_DEFAULT,
-                               dcpl.id(), H5P_DEFAULT),
+  Handle d(check_id(H5Dcreate2(loc.id(), name.c_str(), file_type, s.id(), H5P_DEFAULT, dcpl.id(),
+                               H5P_DEFAULT),
                     "create dataset " + name),
            H5Dclose);
-  check(H5Dwrite(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
-        "write dataset " + name);
+  check(H5Dwrite(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), "write dataset " + name);
 }
 
-std::vector<float> read_dataset(const Handle& loc, const std::string& path,
-                                const std::vector<int64_t>& dims) {
+template <class T>
+std::vector<T> read_typed(const Handle& loc, const std::string& path,
+                          const std::vector<int64_t>& dims, hid_t mem_type) {
   if (!is_dataset(loc, path)) throw Failure("dataset " + path + " is missing");
   Handle d = open_dataset(loc, path);
   if (shape(d) != dims || type_class(d) != TypeClass::floating)
     throw Failure("dataset " + path + " has the wrong shape or type");
   const int64_t n = std::accumulate(dims.begin(), dims.end(), int64_t(1), std::multiplies<>());
-  std::vector<float> out(static_cast<size_t>(n));
-  check(H5Dread(d.id(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
+  std::vector<T> out(static_cast<size_t>(n));
+  check(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
         "read dataset " + path);
   return out;
+}
+
+}  // namespace
+
+void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                   const float* data) {
+  write_typed(loc, name, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data);
+}
+
+void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                   const double* data) {
+  write_typed(loc, name, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data);
+}
+
+std::vector<float> read_dataset(const Handle& loc, const std::string& path,
+                                const std::vector<int64_t>& dims) {
+  return read_typed<float>(loc, path, dims, H5T_NATIVE_FLOAT);
+}
+
+std::vector<double> read_dataset_f64(const Handle& loc, const std::string& path,
+                                     const std::vector<int64_t>& dims) {
+  return read_typed<double>(loc, path, dims, H5T_NATIVE_DOUBLE);
 }
 
 void write_attribute(const Handle& obj, const std::string& name, const std::string& value) {

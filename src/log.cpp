@@ -119,6 +119,13 @@ void Log::progress(const std::string& text) {
   redrawing_ = true;
 }
 
+void Log::result(const std::string& text) {
+  if (!root_) return;
+  if (redrawing_) std::cout << '\n';
+  redrawing_ = false;
+  std::cout << text << std::endl;
+}
+
 void Log::warn(const std::string& text) {
   if (!root_) return;
   if (redrawing_) std::cout << std::endl;

@@ -5,6 +5,7 @@
 
 #include "aetrain/cli.hpp"
 #include "aetrain/comm.hpp"
+#include "aetrain/commands.hpp"
 #include "aetrain/error.hpp"
 #include "aetrain/log.hpp"
 #include "aetrain/runtime.hpp"
@@ -14,20 +15,43 @@ using namespace aetrain;
 
 namespace {
 
-int train(Command cmd, const Comm& world) {
-  TrainConfig& config = cmd.train;
-  const ThreadChoice threads = choose_threads(config.threads, world.ranks_on_node());
-  config.threads = threads.threads;
+// Settles the threads per rank (and warns of oversubscription); returns the count.
+int set_up_threads(int flag, const Comm& world, Log& log) {
+  const ThreadChoice threads = choose_threads(flag, world.ranks_on_node());
   use_threads(threads.threads);
-  Log log(world, config.quiet, config.metrics, /*append=*/config.resume);
   const int per_node = world.ranks_on_node() * threads.threads;
   if (per_node > int(std::thread::hardware_concurrency()))
     log.warn(std::to_string(world.ranks_on_node()) + " ranks x " +
              std::to_string(threads.threads) + " threads = " + std::to_string(per_node) +
              " exceeds this node's " + std::to_string(std::thread::hardware_concurrency()) +
              " cores: oversubscription slows every rank down (set --threads or OMP_NUM_THREADS)");
-  Trainer trainer(config, world, log, cmd.config_text);
-  trainer.run();
+  return threads.threads;
+}
+
+int run(Command cmd, const Comm& world) {
+  if (cmd.name == "inspect") {
+    run_inspect(cmd.inspect, world);
+    return 0;
+  }
+  if (cmd.name == "train") {
+    TrainConfig& config = cmd.train;
+    Log log(world, config.quiet, config.metrics, /*append=*/config.resume);
+    config.threads = set_up_threads(config.threads, world, log);
+    Trainer trainer(config, world, log, cmd.config_text);
+    trainer.run();
+    return 0;
+  }
+  Log log(world, /*quiet=*/false);
+  if (cmd.name == "encode") {
+    cmd.encode.threads = set_up_threads(cmd.encode.threads, world, log);
+    run_encode(cmd.encode, world, log);
+  } else if (cmd.name == "evaluate") {
+    cmd.evaluate.threads = set_up_threads(cmd.evaluate.threads, world, log);
+    run_evaluate(cmd.evaluate, world, log);
+  } else if (cmd.name == "pca") {
+    cmd.pca.threads = set_up_threads(cmd.pca.threads, world, log);
+    run_pca(cmd.pca, world, log);
+  }
   return 0;
 }
 
@@ -49,7 +73,7 @@ int main(int argc, char** argv) {
   const Comm world = Comm::world();
   try {
     const Command cmd = parse_command_line(argc, argv);
-    return train(cmd, world);
+    return run(cmd, world);
   } catch (const HelpRequested& help) {
     if (world.rank() == 0) std::cout << help.what();
     return 0;

@@ -53,10 +53,11 @@ Index parameter_count(const ModelConfig& config) {
   return last.bias_offset + last.out;
 }
 
-Index forward_macs_per_sample(const ModelConfig& config) {
-  Index macs = 0;
-  for (const LayerShape& l : layer_shapes(config)) macs += l.in * l.out;
-  return macs;
+std::string describe(const ModelConfig& m) {
+  std::string s = std::to_string(m.input_dim);
+  for (int64_t w : m.encoder_widths) s += "-" + std::to_string(w);
+  return s + " (" + activation_name(m.activation) + ", code " + activation_name(m.code_activation) +
+         ", output " + activation_name(m.output_activation) + ")";
 }
 
 template <class S>

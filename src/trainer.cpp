@@ -14,11 +14,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// For errors every rank reaches from the same inputs: rank 0 alone reports them.
-[[noreturn]] void fail_everywhere(ExitCode code, const std::string& what) {
-  throw Error(code, what, /*collective=*/true);
-}
-
 std::string shortest(double v) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", v);
@@ -27,13 +22,6 @@ std::string shortest(double v) {
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-std::string describe(const ModelConfig& m) {
-  std::string s = std::to_string(m.input_dim);
-  for (int64_t w : m.encoder_widths) s += "-" + std::to_string(w);
-  return s + " (" + activation_name(m.activation) + ", code " + activation_name(m.code_activation) +
-         ", output " + activation_name(m.output_activation) + ")";
 }
 
 bool same_architecture(const ModelConfig& a, const ModelConfig& b) {
@@ -106,7 +94,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
               std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
   check_writable(config.checkpoint, "checkpoint", comm);
   start_from_checkpoints();
-  shard_.emplace(config.data, shape_, order_.plan(), comm);
+  shard_.emplace(config.data, order_.plan(), comm);
 
   if (!config.val.file.empty()) {
     const DatasetShape val = probe_dataset(config.val, comm);
@@ -114,7 +102,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
       fail_everywhere(ExitCode::data, config.val.file + ": " + config.val.dataset + ": has " +
                                           std::to_string(val.cols) + " columns, the training data " +
                                           std::to_string(shape_.cols));
-    val_ = read_row_range(config.val, val, even_split(val.rows, comm.rank(), comm.size()), comm);
+    val_ = read_even_share(config.val, comm);
     val_rows_total_ = val.rows;
   }
 }
@@ -131,6 +119,10 @@ void Trainer::start_from_checkpoints() {
   if (config_.resume && exists) {
     const Checkpoint c = load_checkpoint(config_.checkpoint, comm_);
     const CheckpointHeader& h = c.header;
+    if (!c.has_training_state)
+      fail_everywhere(ExitCode::checkpoint,
+                      config_.checkpoint + ": holds a model without training state (a PCA?); "
+                                           "use --init-from to start from its weights");
     if (!same_architecture(h.model, config_.model))
       fail_everywhere(ExitCode::checkpoint,
                       config_.checkpoint + ": holds a " + describe(h.model) +

@@ -4,9 +4,7 @@ resuming, configuration files, float64 data.
 
     python3 tests/test_cli.py path/to/aetrain
 """
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -14,61 +12,17 @@ import unittest
 import h5py
 import numpy as np
 
-AETRAIN = None
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMP_NUM_THREADS="1")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from cli_support import metrics, run, weights, write  # noqa: E402
+import cli_support  # noqa: E402
 
 
-def run(args, ranks=1, timeout=300):
-    """Runs aetrain (under mpirun unless ranks == 0) and returns (code, stdout, stderr)."""
-    cmd = [AETRAIN] + args
-    if ranks:
-        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--bind-to", "none",
-               "--timeout", str(timeout)] + cmd
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout + 30)
-    return p.returncode, p.stdout, p.stderr
-
-
-def our_errors(stderr):
-    return [line for line in stderr.splitlines() if line.startswith("aetrain: error:")]
-
-
-def write(path, name="/train", rows=1000, cols=100, seed=0, dtype=np.float32):
-    data = np.random.default_rng(seed).random((rows, cols)).astype(dtype)
-    with h5py.File(path, "a") as f:
-        f.create_dataset(name, data=data)
-    return data
-
-
-def metrics(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
-def weights(path):
-    with h5py.File(path, "r") as f:
-        out = {}
-        f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
-        return out
-
-
-class CommandLine(unittest.TestCase):
+class CommandLine(cli_support.BinaryTest):
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="aetrain-cli-")
-        self.data = os.path.join(self.dir, "data.h5")
+        super().setUp()
+        self.data = self.path("data.h5")
         write(self.data)
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def assert_fails(self, args, code, needle, ranks=2):
-        rc, out, err = run(args, ranks)
-        self.assertEqual(rc, code, err)
-        lines = our_errors(err)
-        self.assertEqual(len(lines), 1, err)  # once, not once per rank
-        self.assertIn(needle, lines[0])
-        return lines[0]
 
     def test_model_card_example(self):
         """Input 100, hidden 50 relu, sigmoid output, Adam, MSE, batch 10: the loss falls."""
@@ -325,5 +279,5 @@ class CommandLine(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    AETRAIN = os.path.abspath(sys.argv.pop(1))
+    cli_support.AETRAIN = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)

@@ -7,8 +7,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "aetrain/commands.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/trainer.hpp"
+#include "aetrain/rng.hpp"
 #include "support.hpp"
 
 namespace aetrain {
@@ -164,6 +166,62 @@ TEST_F(Distributed, ValidationLossIsTheMeanOverAllRows) {
   Trainer single(c, self_, self_log_);
   EXPECT_NEAR(multi.validation_loss(), single.validation_loss(), 1e-6 * single.validation_loss());
   EXPECT_GT(single.validation_loss(), 0.0);
+}
+
+TEST_F(Distributed, PcaIsTheSameOnAnyNumberOfRanks) {
+  const DataSource data{dir_ + "/data.h5", "/train"};
+  const Moments many = distributed_moments(data, 7, world_);  // blocks of 7 rows
+  const Moments one = distributed_moments(data, 1000, self_);
+  EXPECT_EQ(many.rows, kRows);
+  EXPECT_LE((many.mean - one.mean).cwiseAbs().maxCoeff(), 1e-12);
+  const PcaModel a = fit_pca(many, 5), b = fit_pca(one, 5);
+  EXPECT_LE((a.explained_variance - b.explained_variance).cwiseAbs().maxCoeff(),
+            1e-10 * b.explained_variance(0));
+  EXPECT_LE((a.components - b.components).cwiseAbs().maxCoeff(), 1e-8);
+}
+
+TEST_F(Distributed, ALinearAutoencoderConvergesToPcasError) {
+  // Rank-4 signal plus a little noise in 10 columns; a 10-3-10 linear autoencoder trained to
+  // convergence spans the top 3 principal axes, PCA's optimum.
+  const int64_t rows = 256, cols = 10;
+  if (world_.rank() == 0) {
+    SplitMix64 rng(21);
+    std::vector<float> x(size_t(rows * cols));
+    std::vector<double> basis(4 * cols);
+    for (double& b : basis) b = rng.uniform() - 0.5;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        double v = 0.5 + 0.01 * (rng.uniform() - 0.5);
+        for (int64_t k = 0; k < 4; ++k) v += basis[size_t(k * cols + c)] * (4 - k) * (rng.uniform() - 0.5);
+        x[size_t(r * cols + c)] = float(v);
+      }
+    test::write_rows(dir_ + "/low_rank.h5", "/x", rows, cols, x);
+  }
+  world_.barrier();
+  const DataSource data{dir_ + "/low_rank.h5", "/x"};
+  TrainConfig c = config();
+  c.data = data;
+  c.model.encoder_widths = {3};
+  c.model.activation = c.model.code_activation = c.model.output_activation = Activation::linear;
+  c.global_batch = rows;  // full batch: plain gradient descent with Adam's steps
+  c.adam.learning_rate = 0.01;
+  c.epochs = 4000;
+  c.checkpoint = dir_ + "/linear.h5";
+  Trainer trainer(c, world_, log_);
+  trainer.run();
+  PcaConfig p;
+  p.data = data;
+  p.components = 3;
+  p.out = dir_ + "/pca3.h5";
+  run_pca(p, world_, log_);
+  EvaluateConfig e;
+  e.data = data;
+  e.model = c.checkpoint;
+  const double autoencoder = run_evaluate(e, world_, log_).mse;
+  e.model = p.out;
+  const double pca = run_evaluate(e, world_, log_).mse;
+  EXPECT_GE(autoencoder, pca * (1 - 1e-3));  // PCA is optimal
+  EXPECT_LE(autoencoder, pca * 1.01);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
+#include "aetrain/pca.hpp"
 
 namespace aetrain {
 
@@ -33,10 +34,18 @@ struct CheckpointHeader {
   TrainState train;
 };
 
-/// A checkpoint read back: flat arrays in the model's parameter layout.
+/// What a model file holds: a training checkpoint of an autoencoder, or a PCA fitted by
+/// `aetrain pca` (stored with the equivalent linear autoencoder, so every command can use it).
+enum class ModelKind { autoencoder, pca };
+
+/// A model file read back: flat arrays in the model's parameter layout.
 struct Checkpoint {
-  CheckpointHeader header;
-  std::vector<float> params, m, v;
+  ModelKind kind = ModelKind::autoencoder;
+  std::string created_by;
+  CheckpointHeader header;  // .model always; the rest only with training state
+  bool has_training_state = false;
+  std::vector<float> params, m, v;  // m and v empty without training state
+  PcaModel pca;                     // for kind == pca
 };
 
 /// Writes path + ".tmp", flushes it to disk and renames it over `path`, so a crash leaves the
@@ -45,7 +54,11 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                       std::span<const float> params, std::span<const float> m,
                       std::span<const float> v);
 
-/// Reads and checks a checkpoint (format, version, every shape, finite values). One process.
+/// Writes a PCA model file (atomically, like write_checkpoint): /model holds the equivalent
+/// linear autoencoder, /pca the analysis. One process.
+void write_pca_model(const std::string& path, const PcaModel& pca);
+
+/// Reads and checks a model file (format, version, every shape, finite values). One process.
 /// Throws Error(checkpoint) naming the file and what is wrong.
 Checkpoint read_checkpoint(const std::string& path);
 

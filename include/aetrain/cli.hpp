@@ -16,9 +16,13 @@ class HelpRequested : public std::runtime_error {
 
 /// A parsed command line.
 struct Command {
-  std::string name;  // the subcommand: "train"
+  std::string name;  // the subcommand: train, encode, evaluate, pca or inspect
   TrainConfig train;
-  std::string config_text;  // the effective configuration as TOML (readable by --config)
+  EncodeConfig encode;
+  EvaluateConfig evaluate;
+  PcaConfig pca;
+  InspectConfig inspect;
+  std::string config_text;  // train's effective configuration as TOML (readable by --config)
 };
 
 /// Parses argv. Throws Error(usage) naming the bad option, or HelpRequested.

@@ -53,4 +53,40 @@ struct TrainConfig {
   bool quiet = false;
 };
 
+/// `aetrain encode`: the code of every row, in input order.
+struct EncodeConfig {
+  std::string model;  // a checkpoint or a PCA model file
+  DataSource data;
+  std::string out, out_dataset = "/codes";
+  int64_t block_rows = 4096;  // rows per rank held at once
+  bool overwrite = false;
+  int threads = 0;
+};
+
+/// `aetrain evaluate`: the reconstruction error, overall and per row.
+struct EvaluateConfig {
+  std::string model;
+  DataSource data;
+  std::string per_sample, per_sample_dataset = "/per_sample_mse";
+  std::string reconstruct, reconstruct_dataset = "/reconstruction";
+  int64_t block_rows = 4096;
+  bool overwrite = false;
+  int threads = 0;
+};
+
+/// `aetrain pca`: an exact PCA of a dataset, written as a model file.
+struct PcaConfig {
+  DataSource data;
+  int64_t components = 0;
+  std::string out;
+  int64_t block_rows = 4096;
+  int threads = 0;
+};
+
+/// `aetrain inspect`: what a checkpoint or model file holds.
+struct InspectConfig {
+  std::string path;
+  bool json = false;
+};
+
 }  // namespace aetrain

@@ -31,4 +31,9 @@ class Error : public std::runtime_error {
   bool collective_;
 };
 
+/// Throws an error that every rank reaches from the same inputs, so rank 0 alone reports it.
+[[noreturn]] inline void fail_everywhere(ExitCode code, const std::string& what) {
+  throw Error(code, what, /*collective=*/true);
+}
+
 }  // namespace aetrain

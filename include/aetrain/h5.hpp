@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "aetrain/comm.hpp"
+#include "aetrain/sampling.hpp"
 
 namespace aetrain::h5 {
 
@@ -42,12 +43,6 @@ class Handle {
 /// The element type of a dataset, as far as we care.
 enum class TypeClass { floating, integer, other };
 
-/// Rows of a 2-D dataset: the union of `count` blocks of `block` rows starting at
-/// start, start + stride, ... (one HDF5 hyperslab each).
-struct RowBlocks {
-  int64_t start = 0, stride = 1, count = 0, block = 0;
-};
-
 /// Turns off HDF5's printing of its error stack (we report errors ourselves). Call once.
 void quiet_errors();
 
@@ -59,6 +54,10 @@ Handle open_file(const std::string& path, const Comm* comm = nullptr);
 Handle open_image(const std::string& bytes);
 /// Creates (truncates) a file for writing by this process alone.
 Handle create_file(const std::string& path);
+/// Creates (truncates) a file that every rank of comm writes through MPI-IO. Collective.
+Handle create_file(const std::string& path, const Comm& comm);
+/// Opens an existing file for reading and writing through MPI-IO. Collective.
+Handle open_file_rw(const std::string& path, const Comm& comm);
 /// Flushes a file's buffers to the operating system.
 void flush(const Handle& file);
 
@@ -81,12 +80,27 @@ std::string type_name(const Handle& dataset);
 void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
                float* out);
 
+/// Creates an empty contiguous float32 dataset (and any missing groups on its path).
+Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims);
+/// Writes rows [first, first + n) of a dataset whose rows hold `row_size` values. Independent.
+void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
+                const float* values);
+/// Removes the link `path`; renames the link `from` to `to`. Collective in parallel files.
+void remove_link(const Handle& loc, const std::string& path);
+void move_link(const Handle& loc, const std::string& from, const std::string& to);
+
 /// Writes a new float32 dataset of the given dimensions (row-major data).
 void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
                    const float* data);
+/// Writes a new float64 dataset of the given dimensions (row-major data).
+void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                   const double* data);
 /// Reads a whole float dataset (converted to float32), checking its dimensions.
 std::vector<float> read_dataset(const Handle& loc, const std::string& path,
                                 const std::vector<int64_t>& dims);
+/// The same in float64.
+std::vector<double> read_dataset_f64(const Handle& loc, const std::string& path,
+                                     const std::vector<int64_t>& dims);
 
 void write_attribute(const Handle& obj, const std::string& name, const std::string& value);
 void write_attribute(const Handle& obj, const std::string& name, int64_t value);

@@ -67,6 +67,8 @@ class Log {
   void line(const std::string& text);
   /// A progress line, redrawn in place on a terminal; nothing in a batch job or when quiet.
   void progress(const std::string& text);
+  /// A command's result on stdout, even when quiet.
+  void result(const std::string& text);
   /// "aetrain: warning: ..." on stderr, even when quiet.
   void warn(const std::string& text);
   /// One JSON object as a line of the metrics file.

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "aetrain/config.hpp"
@@ -26,8 +27,8 @@ void validate(const ModelConfig& config);
 std::vector<LayerShape> layer_shapes(const ModelConfig& config);
 /// The number of parameters of the architecture.
 Index parameter_count(const ModelConfig& config);
-/// Multiply-adds per sample of one forward pass (= parameters minus biases).
-Index forward_macs_per_sample(const ModelConfig& config);
+/// "784-512-128-32 (relu, code relu, output sigmoid)": the architecture for a person.
+std::string describe(const ModelConfig& config);
 
 /// Dense autoencoder with loss = alpha * mean((h - x)^2) + (1 - alpha) * mean((y - x)^2) per
 /// sample, h the code and y the reconstruction. Every buffer is allocated by the constructor:

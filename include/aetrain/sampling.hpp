@@ -54,6 +54,12 @@ class EpochOrder {
   std::vector<uint32_t> perm_;  // class c's slot for step t at [c * S + t]
 };
 
+/// Rows of a dataset: the union of `count` blocks of `block` rows starting at start,
+/// start + stride, start + 2 stride, ...
+struct RowBlocks {
+  int64_t start = 0, stride = 1, count = 0, block = 0;
+};
+
 /// Rows [begin, end) of N when N rows are split evenly over `ranks` (validation, encoding).
 struct RowRange {
   int64_t begin, end;
