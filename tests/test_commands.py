@@ -5,6 +5,7 @@
 """
 import json
 import os
+import subprocess
 import sys
 import unittest
 
@@ -208,6 +209,33 @@ class Commands(cli_support.BinaryTest):
         self.assertEqual((info["kind"], info["pca"]["components"], info["pca"]["rows"]),
                          ("pca", 2, 203))
         self.assertNotIn("train", info)
+
+    def test_pictures(self):
+        jobs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jobs")
+        metrics, codes = self.path("m.jsonl"), self.path("codes.h5")
+        rc, _, err = run(["train", "--data", self.data, "--layers", "8,2", "--epochs", "3",
+                          "--val-dataset", "/train", "--log-every", "5", "--metrics", metrics,
+                          "--checkpoint", self.path("pic.h5")], ranks=2)
+        self.assertEqual(rc, 0, err)
+        rc, _, err = run(["encode", "--model", self.path("pic.h5"), "--data", self.data,
+                          "--out", codes], ranks=2)
+        self.assertEqual(rc, 0, err)
+        rc, _, err = run(["encode", "--model", self.model, "--data", self.data, "--out", codes,
+                          "--out-dataset", "/wide"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(self.data, "a") as f:
+            if "labels" not in f:
+                f["labels"] = np.arange(203) % 4
+        loss_png, codes_png = self.path("loss.png"), self.path("codes.png")
+        for cmd in ([os.path.join(jobs, "plot_loss.py"), metrics, loss_png],
+                    [os.path.join(jobs, "plot_codes.py"), codes_png, "--labels",
+                     self.data + ":/labels", codes + ":/codes=two wide",
+                     codes + ":/wide=five wide, projected"]):
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            self.assertEqual(p.returncode, 0, p.stderr)
+        for png in (loss_png, codes_png):
+            with open(png, "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
     def test_bad_inputs(self):
         self.assert_fails(["inspect", self.path("none.h5")], 4, "no such file", ranks=1)

@@ -3,7 +3,7 @@
 # A quick no-op when everything is already there. Uses sudo when not run as root.
 set -eu
 packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-  libeigen3-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy
+  libeigen3-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
   dataset-fashion-mnist"
 # shellcheck disable=SC2086
 if dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | grep -qv 'install ok installed' ||
