@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "aetrain/fault.hpp"
 #include "aetrain/h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
@@ -76,9 +78,40 @@ void sync_file(const std::string& path) {
   }
 }
 
+// Keeps the checkpoint at `path` (about to be replaced) as path.step<N>, and only the newest
+// keep - 1 such files: a hard link, so the checkpoint at `path` never goes missing.
+void keep_previous(const std::string& path, int64_t keep) {
+  namespace fs = std::filesystem;
+  if (keep <= 1 || !fs::exists(path)) return;
+  int64_t step = 0;
+  try {
+    step = h5::read_int_attribute(h5::open_group(h5::open_file(path), "/train"), "global_step");
+  } catch (const h5::Failure&) {
+    return;  // not ours to keep
+  }
+  const std::string kept = path + ".step" + std::to_string(step);
+  std::error_code ec;
+  fs::remove(kept, ec);
+  fs::create_hard_link(path, kept, ec);
+  if (ec) fs::copy_file(path, kept, ec);  // file systems without hard links
+  const fs::path dir = fs::absolute(path).parent_path();
+  const std::string prefix = fs::path(path).filename().string() + ".step";
+  std::vector<std::pair<int64_t, fs::path>> old;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.find_first_not_of("0123456789") == std::string::npos)
+      old.emplace_back(std::stoll(digits), e.path());
+  }
+  std::sort(old.begin(), old.end());
+  for (size_t i = 0; i + size_t(keep - 1) < old.size(); ++i) fs::remove(old[i].second, ec);
+}
+
 // Creates path + ".tmp", lets `fill` write into it, closes, syncs and renames it over `path`.
 template <class Fill>
-void write_atomically(const std::string& path, const std::string& format, Fill fill) {
+void write_atomically(const std::string& path, const std::string& format, Fill fill,
+                      int64_t keep = 1) {
   const std::string tmp = path + ".tmp";
   try {
     h5::Handle file = h5::create_file(tmp);
@@ -96,6 +129,8 @@ void write_atomically(const std::string& path, const std::string& format, Fill f
     bad(tmp, std::string("cannot write: ") + e.what());
   }
   sync_file(tmp);
+  if (fault("checkpoint-before-rename")) std::raise(SIGKILL);
+  keep_previous(path, keep);
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     std::remove(tmp.c_str());
     bad(path, "cannot rename " + tmp + " to it");
@@ -227,7 +262,7 @@ Checkpoint parse(const std::string& path, const std::string& image) {
 
 void write_checkpoint(const std::string& path, const CheckpointHeader& h,
                       std::span<const float> params, std::span<const float> m,
-                      std::span<const float> v) {
+                      std::span<const float> v, int64_t keep) {
   write_atomically(path, kCheckpoint, [&](const h5::Handle& file) {
     write_model(file, h.model, params);
     const std::vector<LayerShape> layers = layer_shapes(h.model);
@@ -252,7 +287,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
     h5::write_attribute(train, "data_file", t.data_file);
     h5::write_attribute(train, "dataset", t.dataset);
     h5::write_attribute(train, "config", t.config);
-  });
+  }, keep);
 }
 
 void write_pca_model(const std::string& path, const PcaModel& pca) {
@@ -274,9 +309,9 @@ Checkpoint read_checkpoint(const std::string& path) { return parse(path, read_by
 
 void save_checkpoint(const std::string& path, const CheckpointHeader& header,
                      std::span<const float> params, std::span<const float> m,
-                     std::span<const float> v, const Comm& comm) {
+                     std::span<const float> v, int64_t keep, const Comm& comm) {
   comm.agree([&] {
-    if (comm.rank() == 0) write_checkpoint(path, header, params, m, v);
+    if (comm.rank() == 0) write_checkpoint(path, header, params, m, v, keep);
   });
 }
 

@@ -112,6 +112,15 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
                  "steps between checkpoints; 0: only at the end")
       ->check(integer_from(0))
       ->capture_default_str();
+  app.add_option("--keep", c.keep,
+                 "checkpoints to keep: the newest at --checkpoint, older ones as "
+                 "CHECKPOINT.step<N>")
+      ->check(integer_from(1))
+      ->capture_default_str();
+  app.add_option("--check-replicas", c.check_replicas,
+                 "steps between checks that every rank holds the same weights; 0: never")
+      ->check(integer_from(0))
+      ->capture_default_str();
   app.add_flag("--resume", c.resume, "continue from --checkpoint if it exists");
   app.add_option("--init-from", c.init_from,
                  "start from this checkpoint's weights (fresh optimizer and data cursor)");
@@ -318,6 +327,8 @@ std::string to_toml(const TrainConfig& c) {
   }
   if (!c.checkpoint.empty()) s << "checkpoint = " << toml_string(c.checkpoint) << "\n";
   s << "checkpoint-every = " << c.checkpoint_every << "\n";
+  s << "keep = " << c.keep << "\n";
+  s << "check-replicas = " << c.check_replicas << "\n";
   if (!c.init_from.empty()) s << "init-from = " << toml_string(c.init_from) << "\n";
   if (!c.metrics.empty()) s << "metrics = " << toml_string(c.metrics) << "\n";
   s << "log-every = " << c.log_every << "\n";

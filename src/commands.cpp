@@ -1,6 +1,7 @@
 #include "aetrain/commands.hpp"
 
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -9,8 +10,10 @@
 
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/data.hpp"
+#include "aetrain/fault.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
+#include "aetrain/runtime.hpp"
 
 namespace aetrain {
 namespace {
@@ -86,6 +89,7 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
     comm.agree([&] {
       for_each_block(reader, x, comm, [&](int64_t first, int64_t n, ConstMatrixMap<float> rows) {
         out.write(first, n, net.encode(rows).data());
+        if (fault("encode-block")) std::raise(SIGKILL);
       });
     });
   }
@@ -178,11 +182,7 @@ PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
                                          " columns of " + c.data.file + ": " + c.data.dataset);
   if (shape.rows < 2) fail_everywhere(ExitCode::data, c.data.file + ": " + c.data.dataset +
                                                           ": a PCA needs at least 2 rows");
-  comm.agree([&] {  // refuse an unwritable output before the work, not after
-    const std::filesystem::path dir = std::filesystem::absolute(c.out).parent_path();
-    if (comm.rank() == 0 && !std::filesystem::is_directory(dir))
-      throw Error(ExitCode::usage, c.out + ": directory " + dir.string() + " does not exist");
-  });
+  require_writable(c.out, comm);  // before the work, not after
   const Moments moments = distributed_moments(c.data, c.block_rows, comm);
   const PcaModel pca = fit_pca(moments, c.components);  // the same on every rank
   comm.agree([&] {

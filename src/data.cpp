@@ -1,6 +1,5 @@
 #include "aetrain/data.hpp"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -9,6 +8,7 @@
 #include <filesystem>
 
 #include "aetrain/h5.hpp"
+#include "aetrain/runtime.hpp"
 
 namespace aetrain {
 namespace {
@@ -123,11 +123,8 @@ RowWriter::RowWriter(const std::string& file, const std::string& dataset,
   int64_t exists = 0;
   comm.agree([&] {
     if (comm.rank() != 0) return;
-    const std::filesystem::path dir = std::filesystem::absolute(file).parent_path();
-    if (!std::filesystem::is_directory(dir))
-      throw Error(ExitCode::usage, file + ": directory " + dir.string() + " does not exist");
-    if (access(dir.c_str(), W_OK) != 0)
-      throw Error(ExitCode::usage, file + ": directory " + dir.string() + " is not writable");
+    if (const std::string why = unwritable_reason(file); !why.empty())
+      throw Error(ExitCode::usage, file + ": " + why);
     exists = std::filesystem::exists(file);
     if (exists && !h5::is_hdf5(file))
       throw Error(ExitCode::usage, file + ": exists and is not an HDF5 file; not touching it");

@@ -7,6 +7,7 @@
 #include "aetrain/comm.hpp"
 #include "aetrain/commands.hpp"
 #include "aetrain/error.hpp"
+#include "aetrain/fault.hpp"
 #include "aetrain/log.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/trainer.hpp"
@@ -37,9 +38,13 @@ int run(Command cmd, const Comm& world) {
     TrainConfig& config = cmd.train;
     Log log(world, config.quiet, config.metrics, /*append=*/config.resume);
     config.threads = set_up_threads(config.threads, world, log);
+    catch_stop_signals();
     Trainer trainer(config, world, log, cmd.config_text);
-    trainer.run();
-    return 0;
+    if (trainer.run() == RunEnd::finished) return 0;
+    if (config.checkpoint.empty())
+      throw Error(ExitCode::other, "stopped by a signal; no --checkpoint was given, so nothing "
+                                   "was saved", /*collective=*/true);
+    return int(ExitCode::preempted);
   }
   Log log(world, /*quiet=*/false);
   if (cmd.name == "encode") {
@@ -71,6 +76,7 @@ int report(const Error& e, const Comm& world) {
 int main(int argc, char** argv) {
   MpiSession mpi(argc, argv);
   const Comm world = Comm::world();
+  arm_faults(world.rank());
   try {
     const Command cmd = parse_command_line(argc, argv);
     return run(cmd, world);

@@ -1,5 +1,6 @@
 #include "aetrain/optimizer.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 
@@ -11,7 +12,7 @@ template <class S>
 Adam<S>::Adam(const AdamConfig& config, size_t n) : config_(config), m_(n, S(0)), v_(n, S(0)) {}
 
 template <class S>
-void Adam<S>::step(std::span<S> params, std::span<const S> grads, S grad_scale) {
+bool Adam<S>::step(std::span<S> params, std::span<const S> grads, S grad_scale) {
   const size_t n = m_.size();
   if (params.size() != n || grads.size() < n) throw std::logic_error("adam: buffer sizes differ");
   ++t_;
@@ -24,16 +25,22 @@ void Adam<S>::step(std::span<S> params, std::span<const S> grads, S grad_scale) 
   const S* g = grads.data();
   S* m = m_.data();
   S* v = v_.data();
-  // One fused pass; elementwise, so every thread count gives the same bits.
+  // One fused pass; elementwise, so every thread count gives the same bits. The finiteness
+  // check rides along: a NaN or infinity in a gradient or a new parameter makes sum(x * 0) NaN.
+  std::atomic<bool> finite{true};
   for_slices(int64_t(n), 1, [&](int64_t begin, int64_t end) {
-#pragma omp simd
+    S poison = 0;
+#pragma omp simd reduction(+ : poison)
     for (int64_t i = begin; i < end; ++i) {
       const S gi = g[i] * grad_scale;
       m[i] = b1 * m[i] + (S(1) - b1) * gi;
       v[i] = b2 * v[i] + (S(1) - b2) * gi * gi;
       p[i] -= step_size * m[i] / (std::sqrt(v[i]) * v_scale + eps);
+      poison += (gi + p[i]) * S(0);
     }
+    if (poison != S(0)) finite = false;
   });
+  return finite;
 }
 
 template class Adam<float>;

@@ -2,12 +2,18 @@
 
 #include <omp.h>
 #include <pmmintrin.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #include <xmmintrin.h>
 
 #include <Eigen/Core>
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <thread>
 
 namespace aetrain {
@@ -22,6 +28,41 @@ int positive_env(const char* name) {
 }
 
 }  // namespace
+
+namespace {
+volatile std::sig_atomic_t caught_signal = 0;
+extern "C" void note_signal(int signal) { caught_signal = signal; }
+}  // namespace
+
+void catch_stop_signals() {
+  struct sigaction action {};
+  action.sa_handler = note_signal;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+}
+
+int stop_requested() { return caught_signal; }
+
+std::string unwritable_reason(const std::string& path) {
+  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
+  if (!std::filesystem::is_directory(dir)) return "directory " + dir.string() + " does not exist";
+  const std::string probe = (dir / (".aetrain-probe-" + std::to_string(getpid()))).string();
+  const int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (fd < 0) return "directory " + dir.string() + " is not writable (" + std::strerror(errno) + ")";
+  close(fd);
+  unlink(probe.c_str());
+  return "";
+}
+
+void require_writable(const std::string& path, const Comm& comm) {
+  comm.agree([&] {
+    if (comm.rank() != 0) return;
+    if (const std::string why = unwritable_reason(path); !why.empty())
+      throw Error(ExitCode::usage, path + ": " + why);
+  });
+}
 
 double peak_memory_mib() {
   rusage usage{};

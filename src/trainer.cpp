@@ -1,11 +1,12 @@
 #include "aetrain/trainer.hpp"
 
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
+#include "aetrain/fault.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/runtime.hpp"
 
@@ -55,21 +56,6 @@ bool root_sees(const std::string& path, const Comm& comm) {
   return seen == 1;
 }
 
-// Refuses, before any training, an output path rank 0 could not write.
-void check_writable(const std::string& path, const std::string& what, const Comm& comm) {
-  if (path.empty()) return;
-  comm.agree([&] {
-    if (comm.rank() != 0) return;
-    const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
-    if (!std::filesystem::is_directory(dir))
-      throw Error(ExitCode::usage, path + ": the " + what + "'s directory " + dir.string() +
-                                       " does not exist");
-    if (access(dir.c_str(), W_OK) != 0)
-      throw Error(ExitCode::usage, path + ": the " + what + "'s directory " + dir.string() +
-                                       " is not writable");
-  });
-}
-
 }  // namespace
 
 Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::string config_text)
@@ -80,7 +66,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
       order_(BatchPlan(shape_.rows, config.global_batch, comm.rank(), comm.size())),
       batch_(shape_.cols, std::max<int64_t>(1, order_.plan().classes())),
       model_(model_for(config, shape_), batch_.cols(), config.threads, config.alpha,
-             /*extra_slots=*/2),
+             /*extra_slots=*/3),
       adam_(config.adam, model_.params().size()) {
   config_.model = model_.config();
   state_.seed = config.seed;
@@ -92,7 +78,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
   if (config.global_batch < comm.size())
     log_.warn("--batch-size " + std::to_string(config.global_batch) + " is smaller than the " +
               std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
-  check_writable(config.checkpoint, "checkpoint", comm);
+  if (!config.checkpoint.empty()) require_writable(config.checkpoint, comm);
   start_from_checkpoints();
   shard_.emplace(config.data, order_.plan(), comm);
 
@@ -179,6 +165,7 @@ StepResult Trainer::step() {
     order_.set_epoch(config_.seed, state_.epoch, config_.shuffle);
     order_epoch_ = state_.epoch;
   }
+  if (fault("throw")) throw std::runtime_error("injected failure (AETRAIN_FAULT=throw)");
   Clock::time_point t = Clock::now();
   const int64_t n = shard_->gather(order_, state_.step_in_epoch, batch_.data());
   t = timers_.lap(Phase::data, t);
@@ -186,18 +173,21 @@ StepResult Trainer::step() {
   const double loss_sum = model_.forward(ConstMatrixMap<float>(batch_.data(), batch_.rows(), n));
   t = timers_.lap(Phase::forward, t);
   model_.backward();
+  if (fault("nan-gradient")) model_.grads()[0] = std::nanf("");
   t = timers_.lap(Phase::backward, t);
 
-  // The loss sum and the row count ride after the gradients: one allreduce for all three.
+  // The loss sum, the row count and the ranks that caught a stop signal ride after the
+  // gradients: one allreduce for everything, and every rank decides alike.
   std::span<float> reduced = model_.grads_and_extra();
   const size_t n_params = model_.grads().size();
   reduced[n_params] = float(loss_sum);
   reduced[n_params + 1] = float(n);
+  reduced[n_params + 2] = stop_requested() ? 1.0f : 0.0f;
   comm_.allreduce_sum(reduced);
   t = timers_.lap(Phase::allreduce, t);
 
   const StepResult result{double(reduced[n_params]) / reduced[n_params + 1],
-                          int64_t(reduced[n_params + 1])};
+                          int64_t(reduced[n_params + 1]), reduced[n_params + 2] > 0};
   if (!std::isfinite(result.loss))
     fail_everywhere(ExitCode::diverged,
                     "training diverged: the loss is " +
@@ -205,7 +195,13 @@ StepResult Trainer::step() {
                         std::to_string(state_.global_step + 1) + " (epoch " +
                         std::to_string(state_.epoch + 1) +
                         "); the last checkpoint is untouched; try a lower --lr");
-  adam_.step(model_.params(), model_.grads(), 1.0f / reduced[n_params + 1]);
+  if (!adam_.step(model_.params(), model_.grads(), 1.0f / reduced[n_params + 1]))
+    fail_everywhere(ExitCode::diverged,
+                    "training diverged: a gradient or weight is NaN or infinite at step " +
+                        std::to_string(state_.global_step + 1) + " (epoch " +
+                        std::to_string(state_.epoch + 1) +
+                        "); the last checkpoint is untouched; try a lower --lr");
+  if (fault("drift")) model_.params()[0] = std::nextafter(model_.params()[0], 1e30f);
   timers_.lap(Phase::update, t);
 
   ++state_.global_step;
@@ -231,7 +227,7 @@ double Trainer::validation_loss() {
 void Trainer::save(const std::string& path) {
   const Clock::time_point t = Clock::now();
   CheckpointHeader h{config_.model, config_.adam, adam_.steps(), state_};
-  save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), comm_);
+  save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), config_.keep, comm_);
   saved_step_ = state_.global_step;
   timers_.lap(Phase::checkpoint, t);
   log_.metric(Json()
@@ -239,6 +235,25 @@ void Trainer::save(const std::string& path) {
                   .add("epoch", state_.epoch)
                   .add("step", state_.global_step)
                   .add("path", path));
+}
+
+void Trainer::check_replicas() {
+  // A position-weighted sum of the weights' bit patterns: any flipped bit changes it.
+  uint64_t sum = 0;
+  const std::span<const float> p = model_.params();
+  for (size_t i = 0; i < p.size(); ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, &p[i], sizeof bits);
+    sum += uint64_t(bits) * (2 * i + 1);
+  }
+  int64_t root = int64_t(sum);
+  comm_.broadcast(std::span<int64_t>(&root, 1));
+  comm_.agree([&] {
+    if (int64_t(sum) != root)
+      throw Error(ExitCode::other, "replicas differ at step " +
+                                       std::to_string(state_.global_step) +
+                                       ": this rank's weights are not rank 0's (--check-replicas)");
+  });
 }
 
 void Trainer::log_start() {
@@ -293,20 +308,21 @@ void Trainer::log_epoch(int64_t epoch, double loss, int64_t rows, double seconds
   log_.line(text);
 }
 
-void Trainer::run() {
+RunEnd Trainer::run() {
   log_start();
   if (config_.checkpoint.empty())
     log_.warn("no --checkpoint given: the trained model will not be saved");
   if (state_.epoch >= config_.epochs) {
     log_.line("already trained for " + std::to_string(state_.epoch) + " epochs (--epochs " +
               std::to_string(config_.epochs) + "): nothing to do");
-    return;
+    return RunEnd::finished;
   }
   const Clock::time_point run_start = Clock::now();
   const int64_t first_step = state_.global_step;
   Clock::time_point last_draw = run_start;
   double last_loss = std::nan("");
-  while (state_.epoch < config_.epochs) {
+  bool stop = false;
+  while (state_.epoch < config_.epochs && !stop) {
     const int64_t epoch = state_.epoch;
     const Clock::time_point epoch_start = Clock::now();
     double loss_sum = 0;
@@ -318,6 +334,7 @@ void Trainer::run() {
       rows += r.rows;
       ++steps;
       last_loss = r.loss;
+      stop = r.stop;
       if (config_.log_every > 0 && state_.global_step % config_.log_every == 0) {
         log_.metric(Json()
                         .add("event", "step")
@@ -336,19 +353,34 @@ void Trainer::run() {
                       elapsed / double(steps) * double(steps_left - steps));
         log_.progress(text);
       }
+      if (config_.check_replicas > 0 && state_.global_step % config_.check_replicas == 0)
+        check_replicas();
       if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
           state_.global_step % config_.checkpoint_every == 0) {
         save(config_.checkpoint);
         log_.line("checkpoint: " + config_.checkpoint + " (step " +
                   std::to_string(state_.global_step) + ")");
       }
-    } while (state_.step_in_epoch != 0);
-    log_epoch(epoch, loss_sum / double(rows), rows, seconds_since(epoch_start));
+    } while (state_.step_in_epoch != 0 && !stop);
+    if (state_.step_in_epoch == 0) log_epoch(epoch, loss_sum / double(rows), rows,
+                                             seconds_since(epoch_start));
   }
   if (!config_.checkpoint.empty() && saved_step_ != state_.global_step) save(config_.checkpoint);
+  log_end(seconds_since(run_start), state_.global_step - first_step, last_loss);
+  if (stop) {
+    log_.line("stopped by a signal at step " + std::to_string(state_.global_step) +
+              (config_.checkpoint.empty() ? std::string()
+                                          : "; checkpoint: " + config_.checkpoint +
+                                                " (continue with --resume)"));
+    return RunEnd::stopped;
+  }
+  if (!config_.checkpoint.empty())
+    log_.line("checkpoint: " + config_.checkpoint + " (epoch " + std::to_string(state_.epoch) +
+              ", step " + std::to_string(state_.global_step) + ")");
+  return RunEnd::finished;
+}
 
-  const double seconds = seconds_since(run_start);
-  const int64_t steps = state_.global_step - first_step;
+void Trainer::log_end(double seconds, int64_t steps, double last_loss) {
   log_.metric(Json()
                   .add("event", "end")
                   .add("epochs", state_.epoch)
@@ -358,9 +390,6 @@ void Trainer::run() {
                   .add("seconds", seconds)
                   .add("timers", timers_.summary(comm_))
                   .add("peak_memory_mib", spread(peak_memory_mib(), comm_)));
-  if (!config_.checkpoint.empty())
-    log_.line("checkpoint: " + config_.checkpoint + " (epoch " + std::to_string(state_.epoch) +
-              ", step " + std::to_string(state_.global_step) + ")");
 }
 
 }  // namespace aetrain

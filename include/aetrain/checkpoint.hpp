@@ -49,10 +49,12 @@ struct Checkpoint {
 };
 
 /// Writes path + ".tmp", flushes it to disk and renames it over `path`, so a crash leaves the
-/// old checkpoint or the new one, never a torn file. One process. Throws Error(checkpoint).
+/// old checkpoint or the new one, never a torn file. With keep > 1 the checkpoint it replaces
+/// stays as path.step<its global step> (a hard link, made before the rename), and only the
+/// newest keep - 1 of those remain. One process. Throws Error(checkpoint).
 void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                       std::span<const float> params, std::span<const float> m,
-                      std::span<const float> v);
+                      std::span<const float> v, int64_t keep = 1);
 
 /// Writes a PCA model file (atomically, like write_checkpoint): /model holds the equivalent
 /// linear autoencoder, /pca the analysis. One process.
@@ -65,7 +67,7 @@ Checkpoint read_checkpoint(const std::string& path);
 /// Rank 0 writes; every rank learns whether it worked. Collective.
 void save_checkpoint(const std::string& path, const CheckpointHeader& header,
                      std::span<const float> params, std::span<const float> m,
-                     std::span<const float> v, const Comm& comm);
+                     std::span<const float> v, int64_t keep, const Comm& comm);
 
 /// Rank 0 reads the file once and broadcasts its bytes; every rank checks the same image, so
 /// all ranks get identical arrays or the same error. Collective.

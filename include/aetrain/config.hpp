@@ -46,6 +46,8 @@ struct TrainConfig {
   int threads = 0;  // 0: choose (see runtime.hpp)
   std::string checkpoint;
   int64_t checkpoint_every = 0;  // steps; 0: only at the end
+  int64_t keep = 1;              // checkpoints kept: the newest at `checkpoint`, older ones beside it
+  int64_t check_replicas = 0;    // steps between replica checksums; 0: never
   bool resume = false;
   std::string init_from;
   std::string metrics;

@@ -20,7 +20,8 @@ class Adam {
   Adam(const AdamConfig& config, size_t n);
 
   /// One update of every parameter with gradient g = grad_scale * grads; bumps step() once.
-  void step(std::span<S> params, std::span<const S> grads, S grad_scale);
+  /// Returns false if a gradient or a new parameter is NaN or infinite (then they are unusable).
+  bool step(std::span<S> params, std::span<const S> grads, S grad_scale);
 
   const AdamConfig& config() const { return config_; }
   int64_t steps() const { return t_; }

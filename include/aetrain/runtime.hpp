@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "aetrain/comm.hpp"
+
 namespace aetrain {
 
 /// A thread count and where it came from (for the start-up report).
@@ -16,6 +18,18 @@ struct ThreadChoice {
 ThreadChoice choose_threads(int flag, int ranks_on_node);
 /// Makes OpenMP (and so Eigen and our GEMM) use `threads` threads.
 void use_threads(int threads);
+/// Makes SIGUSR1 and SIGTERM (what batch systems send before preempting a job) set a flag
+/// instead of killing the process; the training loop reads it through stop_requested().
+void catch_stop_signals();
+/// The signal caught since catch_stop_signals(), or 0.
+int stop_requested();
+
+/// Why a file could not be created at `path` (its directory is missing or not writable, found
+/// by creating and removing a probe file), or "" when it could.
+std::string unwritable_reason(const std::string& path);
+/// Refuses, on every rank (Error(usage)), an output path that rank 0 could not create.
+void require_writable(const std::string& path, const Comm& comm);
+
 /// This process's peak resident memory so far, in MiB.
 double peak_memory_mib();
 /// CPUs in this process's affinity mask.

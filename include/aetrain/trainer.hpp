@@ -21,7 +21,11 @@ namespace aetrain {
 struct StepResult {
   double loss;   // mean loss over the step's rows, before the update
   int64_t rows;  // rows in the global batch of the step
+  bool stop;     // a rank caught SIGUSR1 or SIGTERM: every rank stops after this step
 };
+
+/// How a run ended.
+enum class RunEnd { finished, stopped };
 
 /// A training run. Every public function is collective: all ranks call it together.
 class Trainer {
@@ -31,14 +35,17 @@ class Trainer {
   /// `config_text` is the effective configuration stored in checkpoints.
   Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::string config_text = "");
 
-  /// Trains until `epochs` epochs are complete, with checkpoints on the cadence and at the end.
-  void run();
+  /// Trains until `epochs` epochs are complete, with checkpoints on the cadence and at the end,
+  /// or until a stop signal, after which it writes a checkpoint and returns `stopped`.
+  RunEnd run();
   /// One step of the global batch: gather, forward, backward, one allreduce, Adam.
   StepResult step();
   /// The mean loss over the validation rows (NaN without validation data).
   double validation_loss();
   /// Writes a checkpoint of the current state to `path` (rank 0 writes; all agree).
   void save(const std::string& path);
+  /// Throws Error unless every rank holds rank 0's weights, bit for bit.
+  void check_replicas();
 
   const TrainState& state() const { return state_; }
   const Autoencoder<float>& model() const { return model_; }
@@ -50,6 +57,7 @@ class Trainer {
  private:
   void start_from_checkpoints();
   void log_start();
+  void log_end(double seconds, int64_t steps, double last_loss);
   void log_epoch(int64_t epoch, double loss, int64_t rows, double seconds);
 
   TrainConfig config_;
