@@ -60,6 +60,21 @@ TEST(Adam, FindsTheMinimumOfAQuadratic) {
   for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(p[i], target[i], 1e-3) << "coordinate " << i;
 }
 
+TEST(Adam, ReportsNonFiniteGradientsAndWeights) {
+  Adam<float> adam({}, 40);
+  std::vector<float> p(40, 1.0f), g(40, 0.5f);
+  EXPECT_TRUE(adam.step(p, g, 1.0f));
+  for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    std::vector<float> q(40, 1.0f), h(40, 0.5f);
+    h[37] = bad;
+    EXPECT_FALSE(Adam<float>({}, 40).step(q, h, 1.0f)) << bad;
+  }
+  AdamConfig huge;
+  huge.learning_rate = 1e38;  // finite gradients, weights pushed past float's range
+  std::vector<float> q(40, -3e38f), h(40, 1.0f);
+  EXPECT_FALSE(Adam<float>(huge, 40).step(q, h, 1.0f));
+}
+
 TEST(Adam, OneAndTwoThreadsGiveTheSameBits) {
   const size_t n = 200000;  // above the threading threshold
   std::vector<float> p1(n), p2(n), g(n);
