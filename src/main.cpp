@@ -1,7 +1,6 @@
 // aetrain: parse the command line, run the subcommand, turn every failure into one
 // `aetrain: error:` line and a documented exit code on every rank.
 #include <iostream>
-#include <thread>
 
 #include "aetrain/cli.hpp"
 #include "aetrain/comm.hpp"
@@ -15,19 +14,6 @@
 using namespace aetrain;
 
 namespace {
-
-// Settles the threads per rank (and warns of oversubscription); returns the count.
-int set_up_threads(int flag, const Comm& world, Log& log) {
-  const ThreadChoice threads = choose_threads(flag, world.ranks_on_node());
-  use_threads(threads.threads);
-  const int per_node = world.ranks_on_node() * threads.threads;
-  if (per_node > int(std::thread::hardware_concurrency()))
-    log.warn(std::to_string(world.ranks_on_node()) + " ranks x " +
-             std::to_string(threads.threads) + " threads = " + std::to_string(per_node) +
-             " exceeds this node's " + std::to_string(std::thread::hardware_concurrency()) +
-             " cores: oversubscription slows every rank down (set --threads or OMP_NUM_THREADS)");
-  return threads.threads;
-}
 
 int run(Command cmd, const Comm& world) {
   if (cmd.name == "inspect") {

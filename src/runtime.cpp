@@ -56,6 +56,32 @@ std::string unwritable_reason(const std::string& path) {
   return "";
 }
 
+int set_up_threads(int flag, const Comm& comm, Log& log) {
+  const ThreadChoice choice = choose_threads(flag, comm.ranks_on_node());
+  use_threads(choice.threads);
+  double cpus[2] = {double(usable_cores()), -double(usable_cores())};  // min and -max
+  comm.allreduce_min(std::span<double>(cpus));
+  const int least = int(cpus[0]), most = int(-cpus[1]);
+  log.line("aetrain: " + std::to_string(comm.size()) + " rank(s) on " +
+           std::to_string(comm.nodes()) + " node(s), " + std::to_string(choice.threads) +
+           " thread(s) per rank (" + choice.source + "); each rank may run on " +
+           (least == most ? std::to_string(least) : std::to_string(least) + "-" + std::to_string(most)) +
+           " CPU(s), rank 0 on CPUs " + affinity_list());
+  const int hardware = int(std::thread::hardware_concurrency());
+  const int per_node = comm.ranks_on_node() * choice.threads;
+  if (per_node > hardware)
+    log.warn(std::to_string(comm.ranks_on_node()) + " ranks x " + std::to_string(choice.threads) +
+             " threads = " + std::to_string(per_node) + " exceeds this node's " +
+             std::to_string(hardware) +
+             " cores: oversubscription slows every rank down (set --threads or OMP_NUM_THREADS)");
+  else if (choice.threads > least)
+    log.warn(std::to_string(choice.threads) + " threads per rank, but some rank is bound to " +
+             std::to_string(least) + " CPU(s): its threads will share them (bind each rank to " +
+             "as many cores as threads, e.g. mpirun --map-by slot:PE=" +
+             std::to_string(choice.threads) + ")");
+  return choice.threads;
+}
+
 void require_writable(const std::string& path, const Comm& comm) {
   comm.agree([&] {
     if (comm.rank() != 0) return;
@@ -70,15 +96,34 @@ double peak_memory_mib() {
   return double(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
+namespace {
+
+// The CPUs this rank's OpenMP threads may run on: the union of their masks, since with
+// OMP_PROC_BIND the runtime narrows every thread, the main one too, to its own place.
+cpu_set_t rank_cpus() {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+#pragma omp parallel
+  {
+    cpu_set_t mine;
+    if (sched_getaffinity(0, sizeof mine, &mine) == 0) {
+#pragma omp critical
+      CPU_OR(&all, &all, &mine);
+    }
+  }
+  return all;
+}
+
+}  // namespace
+
 int usable_cores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return int(std::thread::hardware_concurrency());
-  return CPU_COUNT(&set);
+  const cpu_set_t set = rank_cpus();
+  const int n = CPU_COUNT(&set);
+  return n > 0 ? n : int(std::thread::hardware_concurrency());
 }
 
 std::string affinity_list() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) != 0) return "unknown";
+  const cpu_set_t set = rank_cpus();
   std::string out;
   for (int c = 0; c < CPU_SETSIZE; ++c) {
     if (!CPU_ISSET(c, &set)) continue;

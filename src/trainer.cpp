@@ -281,9 +281,7 @@ void Trainer::log_start() {
                   .add("global_step", state_.global_step)
                   .add("resumed", resumed_)
                   .add("config", state_.config));
-  log_.line("aetrain: " + std::to_string(comm_.size()) + " ranks on " +
-            std::to_string(comm_.nodes()) + " node(s), " + std::to_string(config_.threads) +
-            " thread(s) per rank; model " + describe(config_.model) + ", " +
+  log_.line("aetrain: model " + describe(config_.model) + ", " +
             std::to_string(model_.params().size()) + " parameters; " +
             std::to_string(shape_.rows) + " rows of " + config_.data.file + ":" +
             config_.data.dataset + ", " + std::to_string(plan.steps_per_epoch()) +

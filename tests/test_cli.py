@@ -5,6 +5,7 @@ resuming, configuration files, float64 data.
     python3 tests/test_cli.py path/to/aetrain
 """
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -269,6 +270,29 @@ class CommandLine(cli_support.BinaryTest):
     def test_unwritable_checkpoint_directory(self):
         self.assert_fails(["train", "--data", self.data, "--layers", "8", "--checkpoint",
                            self.path("no/such/dir/c.h5")], 2, "does not exist")
+
+    def test_mpirun_scripts(self):
+        jobs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jobs")
+        toml = self.path("hybrid.toml")
+        with open(toml, "w") as f:
+            f.write(f'data = "{self.data}"\nlayers = [10]\ncheckpoint = "{self.path("h.h5")}"\n')
+        env = dict(cli_support.ENV, AETRAIN=cli_support.AETRAIN)
+        for ranks, threads in ((2, 1), (1, 2)):
+            p = subprocess.run([os.path.join(jobs, "mpirun-hybrid.sh"), toml, "--checkpoint",
+                                self.path(f"h{ranks}.h5")],
+                               capture_output=True, text=True,
+                               env=dict(env, RANKS=str(ranks), THREADS=str(threads)))
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.assertIn(f"aetrain: {ranks} rank(s) on 1 node(s), {threads} thread(s) per rank",
+                          p.stdout)
+            self.assertNotIn("warning", p.stderr)  # bound as many CPUs as threads
+        hosts = self.path("hosts")
+        with open(hosts, "w") as f:
+            f.write("# one machine\nlocalhost slots=2\n")
+        p = subprocess.run([os.path.join(jobs, "mpirun-cluster.sh"), toml], capture_output=True,
+                           text=True, env=dict(env, HOSTFILE=hosts, PER_NODE="2"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("aetrain: 2 rank(s) on 1 node(s), 1 thread(s) per rank", p.stdout)
 
     def test_help(self):
         rc, out, _ = run(["train", "--help"], ranks=0)

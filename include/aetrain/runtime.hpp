@@ -4,6 +4,7 @@
 #include <string>
 
 #include "aetrain/comm.hpp"
+#include "aetrain/log.hpp"
 
 namespace aetrain {
 
@@ -18,6 +19,11 @@ struct ThreadChoice {
 ThreadChoice choose_threads(int flag, int ranks_on_node);
 /// Makes OpenMP (and so Eigen and our GEMM) use `threads` threads.
 void use_threads(int threads);
+/// Chooses and applies the threads per rank, reports the launch on rank 0 (ranks, nodes,
+/// threads and where they came from, CPU binding) so a bad launch shows at once, and warns
+/// when ranks x threads oversubscribe a node or exceed a rank's binding. Collective.
+/// Returns the threads per rank.
+int set_up_threads(int flag, const Comm& comm, Log& log);
 /// Makes SIGUSR1 and SIGTERM (what batch systems send before preempting a job) set a flag
 /// instead of killing the process; the training loop reads it through stop_requested().
 void catch_stop_signals();
@@ -32,9 +38,9 @@ void require_writable(const std::string& path, const Comm& comm);
 
 /// This process's peak resident memory so far, in MiB.
 double peak_memory_mib();
-/// CPUs in this process's affinity mask.
+/// CPUs this rank's threads may run on (the union of their affinity masks).
 int usable_cores();
-/// The CPUs in this process's affinity mask, e.g. "0-1" or "0,2".
+/// Those CPUs, e.g. "0-1" or "0,2".
 std::string affinity_list();
 
 }  // namespace aetrain
