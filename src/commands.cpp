@@ -4,7 +4,6 @@
 #include <csignal>
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <iostream>
 #include <optional>
 

@@ -92,17 +92,18 @@ Json Timers::summary(const Comm& comm) const {
   return all;
 }
 
-Log::Log(const Comm& comm, bool quiet, const std::string& metrics_path, bool append)
+Log::Log(const Comm& comm, bool quiet)
     // mpirun hands every rank a pseudo-terminal as stdout, even in a batch job, but a pipe as
     // stderr: only both together mean a person is watching.
     : root_(comm.rank() == 0),
       quiet_(quiet),
-      terminal_(root_ && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {
+      terminal_(root_ && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {}
+
+void Log::open_metrics(const std::string& path, bool append, const Comm& comm) {
   comm.agree([&] {
-    if (!root_ || metrics_path.empty()) return;
-    metrics_.open(metrics_path, append ? std::ios::app : std::ios::trunc);
-    if (!metrics_)
-      throw Error(ExitCode::usage, metrics_path + ": cannot open the metrics file for writing");
+    if (!root_) return;
+    metrics_.open(path, append ? std::ios::app : std::ios::trunc);
+    if (!metrics_) throw Error(ExitCode::usage, path + ": cannot open the metrics file for writing");
   });
 }
 

@@ -22,7 +22,7 @@ int run(Command cmd, const Comm& world) {
   }
   if (cmd.name == "train") {
     TrainConfig& config = cmd.train;
-    Log log(world, config.quiet, config.metrics, /*append=*/config.resume);
+    Log log(world, config.quiet);
     config.threads = set_up_threads(config.threads, world, log);
     catch_stop_signals();
     Trainer trainer(config, world, log, cmd.config_text);

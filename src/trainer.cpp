@@ -80,6 +80,8 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
               std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
   if (!config.checkpoint.empty()) require_writable(config.checkpoint, comm);
   start_from_checkpoints();
+  // Only now, with the run accepted: a refused run must not truncate an earlier run's metrics.
+  if (!config.metrics.empty()) log_.open_metrics(config.metrics, /*append=*/resumed_, comm);
   shard_.emplace(config.data, order_.plan(), comm);
 
   if (!config.val.file.empty()) {

@@ -232,15 +232,16 @@ class CommandLine(cli_support.BinaryTest):
                            "--layers", "8"], 3, "32-bit integer")
 
     def test_existing_checkpoint_is_not_overwritten(self):
-        ck = self.path("keep.h5")
-        rc, _, err = run(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck])
+        ck, m = self.path("keep.h5"), self.path("keep.jsonl")
+        rc, _, err = run(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck,
+                          "--metrics", m])
         self.assertEqual(rc, 0, err)
-        with open(ck, "rb") as f:
-            before = f.read()
-        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck], 2,
-                          "--resume")
-        with open(ck, "rb") as f:
-            self.assertEqual(f.read(), before)
+        with open(ck, "rb") as f, open(m, "rb") as g:
+            before = f.read(), g.read()
+        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck,
+                           "--metrics", m], 2, "--resume")
+        with open(ck, "rb") as f, open(m, "rb") as g:
+            self.assertEqual((f.read(), g.read()), before)  # nor its metrics
 
     def test_resume_with_another_architecture_is_refused(self):
         ck = self.path("arch.h5")

@@ -79,10 +79,6 @@ class Shard {
   /// Allocates nothing.
   int64_t gather(const EpochOrder& order, int64_t t, float* batch);
 
-  int64_t cols() const { return cols_; }
-  int64_t rows() const { return int64_t(values_.size()) / cols_; }
-  const float* data() const { return values_.data(); }
-
  private:
   int64_t cols_ = 0;
   AlignedVector<float> values_;

@@ -58,9 +58,10 @@ class Timers {
 /// Console and metrics output; only rank 0 writes anything.
 class Log {
  public:
-  /// Opens (or, when `append`, continues) the metrics file on rank 0 if a path is given.
-  /// Collective; throws Error(usage) when the file cannot be opened.
-  Log(const Comm& comm, bool quiet, const std::string& metrics_path = "", bool append = false);
+  Log(const Comm& comm, bool quiet);
+  /// Starts (or, when `append`, continues) the metrics file on rank 0. Collective; throws
+  /// Error(usage) when the file cannot be opened.
+  void open_metrics(const std::string& path, bool append, const Comm& comm);
 
   bool root() const { return root_; }
   /// A line on stdout, unless quiet.

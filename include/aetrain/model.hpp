@@ -64,7 +64,6 @@ class Autoencoder {
   const ModelConfig& config() const { return config_; }
   const std::vector<LayerShape>& layers() const { return layers_; }
   Index max_batch() const { return max_batch_; }
-  double alpha() const { return alpha_; }
 
  private:
   MatrixMap<S> grad_kernel(const LayerShape& l) {
