@@ -32,7 +32,8 @@ int run(Command cmd, const Comm& world) {
                                    "was saved", /*collective=*/true);
     return int(ExitCode::preempted);
   }
-  Log log(world, /*quiet=*/false);
+  // evaluate's stdout is its JSON result alone, for scripts.
+  Log log(world, /*quiet=*/cmd.name == "evaluate");
   if (cmd.name == "encode") {
     cmd.encode.threads = set_up_threads(cmd.encode.threads, world, log);
     run_encode(cmd.encode, world, log);
