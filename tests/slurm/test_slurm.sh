@@ -12,9 +12,15 @@ root=$(cd "$here/../.." && pwd)
 python=/usr/bin/python3
 
 if [ "$(id -u)" -ne 0 ]; then echo "SKIP: starting SLURM daemons needs root"; exit 77; fi
-for tool in munged slurmctld slurmd sbatch; do
-  command -v "$tool" >/dev/null || { echo "SKIP: no $tool (tools/install-deps.sh installs SLURM)"; exit 77; }
-done
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null ||
+   ! command -v munged >/dev/null; then
+  if command -v apt-get >/dev/null; then  # Debian's packages (tools/install-deps.sh has them too)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      munge slurmctld slurmd slurm-client >/dev/null || { echo "SKIP: cannot install SLURM"; exit 77; }
+  else
+    echo "SKIP: no SLURM and no apt-get to install it"; exit 77
+  fi
+fi
 
 work=$(mktemp -d /tmp/aetrain-slurm.XXXXXX)
 # shellcheck source=cluster.sh
