@@ -310,16 +310,12 @@ Checkpoint read_checkpoint(const std::string& path) { return parse(path, read_by
 void save_checkpoint(const std::string& path, const CheckpointHeader& header,
                      std::span<const float> params, std::span<const float> m,
                      std::span<const float> v, int64_t keep, const Comm& comm) {
-  comm.agree([&] {
-    if (comm.rank() == 0) write_checkpoint(path, header, params, m, v, keep);
-  });
+  comm.root_decides([&] { write_checkpoint(path, header, params, m, v, keep); });
 }
 
 Checkpoint load_checkpoint(const std::string& path, const Comm& comm) {
   std::string image;
-  comm.agree([&] {
-    if (comm.rank() == 0) image = read_bytes(path);
-  });
+  comm.root_decides([&] { image = read_bytes(path); });
   comm.broadcast(image);
   Checkpoint c;
   comm.agree([&] { c = parse(path, image); });

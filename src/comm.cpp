@@ -123,6 +123,15 @@ void Comm::abort(int code) const {
   std::exit(code);  // not reached
 }
 
+void Comm::raise_root_failure(const Error* root) const {
+  int64_t code = root ? int64_t(root->code()) : 0;
+  broadcast(std::span<int64_t>(&code, 1));
+  if (code == 0) return;
+  std::string what = root ? root->what() : std::string();
+  broadcast(what);
+  throw Error(ExitCode(code), what, /*collective=*/true);
+}
+
 void Comm::raise_first_failure(const Error* local) const {
   // [first failing rank, number of failing ranks] over all ranks.
   int first = local ? rank() : size(), failing = local ? 1 : 0;

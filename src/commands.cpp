@@ -184,9 +184,7 @@ PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
   require_writable(c.out, comm);  // before the work, not after
   const Moments moments = distributed_moments(c.data, c.block_rows, comm);
   const PcaModel pca = fit_pca(moments, c.components);  // the same on every rank
-  comm.agree([&] {
-    if (comm.rank() == 0) write_pca_model(c.out, pca);
-  });
+  comm.root_decides([&] { write_pca_model(c.out, pca); });
   const double explained = pca.explained_variance.sum() / pca.total_variance;
   char text[256];
   std::snprintf(text, sizeof text,
@@ -290,9 +288,7 @@ std::string inspect_text(const std::string& path, const Checkpoint& c) {
 
 void run_inspect(const InspectConfig& c, const Comm& comm) {
   Checkpoint file;
-  comm.agree([&] {
-    if (comm.rank() == 0) file = read_checkpoint(c.path);
-  });
+  comm.root_decides([&] { file = read_checkpoint(c.path); });
   if (comm.rank() == 0)
     std::cout << (c.json ? inspect_json(c.path, file).str() + "\n" : inspect_text(c.path, file))
               << std::flush;

@@ -121,8 +121,7 @@ RowWriter::RowWriter(const std::string& file, const std::string& dataset,
   w.dataset = dataset;
   // Rank 0 decides what is there; the file system may look different elsewhere.
   int64_t exists = 0;
-  comm.agree([&] {
-    if (comm.rank() != 0) return;
+  comm.root_decides([&] {
     if (const std::string why = unwritable_reason(file); !why.empty())
       throw Error(ExitCode::usage, file + ": " + why);
     exists = std::filesystem::exists(file);
@@ -191,8 +190,8 @@ void RowWriter::commit() {
     h5::flush(w.handle);
     if (!w.handle.reset()) throw h5::Failure("closing " + w.file + " failed");
   });
-  w.comm.agree([&] {
-    if (w.new_file && w.comm.rank() == 0 && std::rename(w.tmp().c_str(), w.file.c_str()) != 0)
+  w.comm.root_decides([&] {
+    if (w.new_file && std::rename(w.tmp().c_str(), w.file.c_str()) != 0)
       throw Error(ExitCode::other, "cannot rename " + w.tmp() + " to " + w.file);
   });
   w.committed = true;

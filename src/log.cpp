@@ -100,8 +100,7 @@ Log::Log(const Comm& comm, bool quiet)
       terminal_(root_ && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {}
 
 void Log::open_metrics(const std::string& path, bool append, const Comm& comm) {
-  comm.agree([&] {
-    if (!root_) return;
+  comm.root_decides([&] {
     metrics_.open(path, append ? std::ios::app : std::ios::trunc);
     if (!metrics_) throw Error(ExitCode::usage, path + ": cannot open the metrics file for writing");
   });

@@ -50,7 +50,8 @@ std::string unwritable_reason(const std::string& path) {
   if (!std::filesystem::is_directory(dir)) return "directory " + dir.string() + " does not exist";
   const std::string probe = (dir / (".aetrain-probe-" + std::to_string(getpid()))).string();
   const int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) return "directory " + dir.string() + " is not writable (" + std::strerror(errno) + ")";
+  if (fd < 0)
+    return "cannot create files in directory " + dir.string() + " (" + std::strerror(errno) + ")";
   close(fd);
   unlink(probe.c_str());
   return "";
@@ -83,8 +84,7 @@ int set_up_threads(int flag, const Comm& comm, Log& log) {
 }
 
 void require_writable(const std::string& path, const Comm& comm) {
-  comm.agree([&] {
-    if (comm.rank() != 0) return;
+  comm.root_decides([&] {
     if (const std::string why = unwritable_reason(path); !why.empty())
       throw Error(ExitCode::usage, path + ": " + why);
   });

@@ -65,6 +65,24 @@ class Comm {
     raise_first_failure(failure ? &*failure : nullptr);
   }
 
+  /// Runs fn on rank 0 alone, for what rank 0 does or checks on everyone's behalf (writing a
+  /// checkpoint, the file system as it sees it). If it throws, every rank throws the same
+  /// collective Error, which names no rank.
+  template <class F>
+  void root_decides(F&& fn) const {
+    std::optional<Error> failure;
+    if (rank() == 0) {
+      try {
+        fn();
+      } catch (const Error& e) {
+        failure = e;
+      } catch (const std::exception& e) {
+        failure = Error(ExitCode::other, e.what());
+      }
+    }
+    raise_root_failure(failure ? &*failure : nullptr);
+  }
+
   /// The MPI_Comm, for HDF5's MPI-IO driver: `*static_cast<const MPI_Comm*>(native())`.
   const void* native() const;
 
@@ -72,6 +90,7 @@ class Comm {
   struct Impl;
   explicit Comm(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
   void raise_first_failure(const Error* local) const;
+  void raise_root_failure(const Error* root) const;
   std::shared_ptr<const Impl> impl_;
 };
 
