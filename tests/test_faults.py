@@ -9,6 +9,7 @@ the time taken and the files left behind.
 import concurrent.futures
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import cli_support  # noqa: E402
 from cli_support import ENV, metrics, our_errors, run, weights, write  # noqa: E402
 
 QUICK = 60  # seconds: a failure must end the job well within this
+REPORT = []  # (what was tried, exit code, seconds, the error line), printed at the end
 
 
 def start(args, ranks=2, **env):
@@ -48,7 +50,21 @@ def checkpoints_written(path):
     return [l["step"] for l in metrics(path) if l["event"] == "checkpoint"]
 
 
+def report(label, rc, seconds, line):
+    # Temporary directories are noise in the table.
+    def short(text):
+        return re.sub(r"\S*/aetrain-test-\w+/", "", text)
+    REPORT.append((short(label), rc, seconds, short(line)))
+
+
 class Faults(cli_support.BinaryTest):
+    @classmethod
+    def tearDownClass(cls):
+        """The table of faults and inputs tried, for the record (README, issue notes)."""
+        print("\n| fault or input | exit | seconds | message |\n|---|---|---|---|")
+        for label, rc, seconds, line in sorted(REPORT):
+            print(f"| {label} | {rc} | {seconds:.1f} | {line.replace('|', '/')[:140]} |")
+
     @classmethod
     def setUpClass(cls):
         base = cli_support.BinaryTest()
@@ -70,9 +86,10 @@ class Faults(cli_support.BinaryTest):
         with open(path, "rb") as f:
             return f.read()
 
-    def assert_clean_failure(self, rc, err, code, needle, seconds):
-        self.assertEqual(rc, code, err)
+    def assert_clean_failure(self, rc, err, code, needle, seconds, label=None):
         lines = our_errors(err)
+        report(label or needle, rc, seconds, lines[0] if lines else "")
+        self.assertEqual(rc, code, err)
         self.assertEqual(len(lines), 1, err)
         self.assertIn(needle, lines[0])
         self.assertNotIn("Segmentation fault", err)
@@ -89,7 +106,8 @@ class Faults(cli_support.BinaryTest):
 
     def test_an_exception_on_one_rank_ends_the_job(self):
         rc, _, err, s = self.timed(self.train, AETRAIN_FAULT="throw@1:20")
-        self.assert_clean_failure(rc, err, 1, "rank 1: injected failure", s)
+        self.assert_clean_failure(rc, err, 1, "rank 1: injected failure", s,
+                                  "an exception on rank 1 at step 20")
 
     def test_bad_rows_on_one_rank_are_reported_once_with_the_row(self):
         path = self.path("nan.h5")
@@ -98,7 +116,8 @@ class Faults(cli_support.BinaryTest):
             f["/train"][57, 3] = np.nan  # class 7 of 10: rank 1's shard
         rc, _, err, s = self.timed(["train", "--data", path, "--layers", "4"])
         self.assert_clean_failure(rc, err, 3,
-                                  "rank 1: " + path + ": /train: row 57, column 3 is NaN", s)
+                                  "rank 1: " + path + ": /train: row 57, column 3 is NaN", s,
+                                  "a NaN in rank 1's shard")
 
     def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(self):
         ck, m = self.path("killed.h5"), self.path("killed.jsonl")
@@ -110,6 +129,8 @@ class Faults(cli_support.BinaryTest):
         self.assertEqual(len(ranks), 2)
         os.kill(int(ranks[1]), signal.SIGKILL)
         p.communicate(timeout=QUICK)
+        report("rank 1 killed by SIGKILL while training", p.returncode, time.monotonic() - t,
+               "(mpirun: exited on signal 9)")
         self.assertNotEqual(p.returncode, 0)
         self.assertLess(time.monotonic() - t, QUICK)
         rc, out, err = run(["inspect", ck, "--json"], ranks=0)
@@ -139,6 +160,8 @@ class Faults(cli_support.BinaryTest):
                                       text=True).stdout.split():
                 os.kill(int(pid), signal.SIGTERM)
         _, err = p.communicate(timeout=QUICK)
+        report(f"preemption by {how.upper()}", p.returncode, time.monotonic() - t,
+               "(checkpoint written, no error line)")
         self.assertEqual(p.returncode, 75, err)
         self.assertLess(time.monotonic() - t, QUICK)
         self.assertEqual(our_errors(err), [])
@@ -163,6 +186,7 @@ class Faults(cli_support.BinaryTest):
         ck = self.path("torn.h5")
         rc, _, err, s = self.timed(self.train + ["--checkpoint", ck, "--checkpoint-every", "100"],
                                    AETRAIN_FAULT="checkpoint-before-rename@0:2")
+        report("checkpoint writer killed before its rename", rc, s, "(rank 0 killed by SIGKILL)")
         self.assertNotEqual(rc, 0)
         self.assertLess(s, QUICK)
         self.assertTrue(os.path.exists(ck + ".tmp"))  # the new one, never renamed
@@ -205,13 +229,17 @@ class Faults(cli_support.BinaryTest):
             f.attrs["format_version"] = 99
         for name in list(cases) + ["foreign.h5", "future.h5"]:
             before = self.bytes(self.path(name))
-            self.assert_fails(["train", "--data", self.data, "--layers", "8", "--checkpoint",
-                               self.path(name), "--resume", "--epochs", "2"], 4, name)
+            rc, _, err, s = self.timed(["train", "--data", self.data, "--layers", "8",
+                                        "--checkpoint", self.path(name), "--resume", "--epochs",
+                                        "2"])
+            self.assert_clean_failure(rc, err, 4, name, s, f"--resume from {name}")
             self.assertEqual(self.bytes(self.path(name)), before)
-        self.assert_fails(["train", "--data", self.data, "--layers", "8", "--init-from",
-                           self.path("future.h5")], 4, "newer")
-        self.assert_fails(["encode", "--model", self.path("truncated.h5"), "--data", self.data,
-                           "--out", self.path("codes.h5")], 4, "truncated.h5")
+        rc, _, err, s = self.timed(["train", "--data", self.data, "--layers", "8", "--init-from",
+                                    self.path("future.h5")])
+        self.assert_clean_failure(rc, err, 4, "newer", s, "--init-from future.h5")
+        rc, _, err, s = self.timed(["encode", "--model", self.path("truncated.h5"), "--data",
+                                    self.data, "--out", self.path("codes.h5")])
+        self.assert_clean_failure(rc, err, 4, "truncated.h5", s, "encode --model truncated.h5")
 
     # --- divergence and drift --------------------------------------------------------------
 
@@ -223,20 +251,22 @@ class Faults(cli_support.BinaryTest):
         self.assertEqual(rc, 0, err)
         before = self.bytes(ck)
         rc, _, err, s = self.timed(base + ["--epochs", "3", "--resume", "--lr", "1e30"])
-        self.assert_clean_failure(rc, err, 5, "training diverged", s)
+        self.assert_clean_failure(rc, err, 5, "training diverged", s, "a NaN loss (--lr 1e30)")
         self.assertIn("at step", our_errors(err)[0])
         self.assertEqual(self.bytes(ck), before)
 
     def test_a_nan_gradient_on_one_rank_stops_with_5(self):
         rc, _, err, s = self.timed(self.train + ["--checkpoint", self.path("nan_grad.h5")],
                                    AETRAIN_FAULT="nan-gradient@1:7")
-        self.assert_clean_failure(rc, err, 5, "a gradient or weight is NaN or infinite at step 7", s)
+        self.assert_clean_failure(rc, err, 5, "a gradient or weight is NaN or infinite at step 7", s,
+                                  "a NaN gradient on rank 1")
         self.assertFalse(os.path.exists(self.path("nan_grad.h5")))
 
     def test_replica_drift_is_caught(self):
         rc, _, err, s = self.timed(self.train + ["--check-replicas", "5"],
                                    AETRAIN_FAULT="drift@1:3")
-        self.assert_clean_failure(rc, err, 1, "rank 1: replicas differ at step 5", s)
+        self.assert_clean_failure(rc, err, 1, "rank 1: replicas differ at step 5", s,
+                                  "replica drift on rank 1 (--check-replicas 5)")
         rc, _, err, s = self.timed(self.training(1) + ["--check-replicas", "5"])
         self.assertEqual(rc, 0, err)
 
@@ -249,6 +279,7 @@ class Faults(cli_support.BinaryTest):
         out = self.path("codes_new.h5")
         rc, _, err, s = self.timed(["encode", "--model", model, "--data", self.data, "--out", out,
                                     "--block-rows", "100"], AETRAIN_FAULT="encode-block@1:2")
+        report("encode: rank 1 killed mid-output", rc, s, "(no output file left)")
         self.assertNotEqual(rc, 0)
         self.assertLess(s, QUICK)
         self.assertFalse(os.path.exists(out))
@@ -326,7 +357,7 @@ class Faults(cli_support.BinaryTest):
             results = list(pool.map(attempt, cases))
         for (args, code, needle), (rc, err, seconds) in zip(cases, results):
             with self.subTest(args=" ".join(args[1:]), code=code):
-                self.assert_clean_failure(rc, err, code, needle, seconds)
+                self.assert_clean_failure(rc, err, code, needle, seconds, " ".join(args))
                 if "row " not in needle:  # bad rows are one rank's; the rest every rank sees
                     self.assertNotIn("rank 0:", err)
 
