@@ -54,14 +54,7 @@ class Comm {
   /// Error: the one of the lowest failing rank, naming that rank unless all ranks failed.
   template <class F>
   void agree(F&& fn) const {
-    std::optional<Error> failure;
-    try {
-      fn();
-    } catch (const Error& e) {
-      failure = e;
-    } catch (const std::exception& e) {
-      failure = Error(ExitCode::other, e.what());
-    }
+    const std::optional<Error> failure = failure_of(fn);
     raise_first_failure(failure ? &*failure : nullptr);
   }
 
@@ -70,16 +63,7 @@ class Comm {
   /// collective Error, which names no rank.
   template <class F>
   void root_decides(F&& fn) const {
-    std::optional<Error> failure;
-    if (rank() == 0) {
-      try {
-        fn();
-      } catch (const Error& e) {
-        failure = e;
-      } catch (const std::exception& e) {
-        failure = Error(ExitCode::other, e.what());
-      }
-    }
+    const std::optional<Error> failure = rank() == 0 ? failure_of(fn) : std::nullopt;
     raise_root_failure(failure ? &*failure : nullptr);
   }
 
@@ -89,6 +73,18 @@ class Comm {
  private:
   struct Impl;
   explicit Comm(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  // What fn threw, as an Error (anything else becomes ExitCode::other).
+  template <class F>
+  static std::optional<Error> failure_of(F& fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      return e;
+    } catch (const std::exception& e) {
+      return Error(ExitCode::other, e.what());
+    }
+    return std::nullopt;
+  }
   void raise_first_failure(const Error* local) const;
   void raise_root_failure(const Error* root) const;
   std::shared_ptr<const Impl> impl_;
