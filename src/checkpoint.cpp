@@ -150,6 +150,36 @@ void write_model(const h5::Handle& file, const ModelConfig& config, std::span<co
   write_tree(model, layer_shapes(config), params);
 }
 
+// The /normalization group (format version 2), only for a model that normalizes its input.
+void write_normalization(const h5::Handle& file, const Normalization& norm) {
+  if (norm.identity()) return;
+  h5::Handle g = h5::create_group(file, "normalization");
+  h5::write_attribute(g, "kind", std::string(normalize_name(norm.kind)));
+  h5::write_attribute(g, "rows", norm.rows);
+  const int64_t d = norm.offset.size();
+  h5::write_dataset(g, "offset", {d}, norm.offset.data());
+  h5::write_dataset(g, "scale", {d}, norm.scale.data());
+}
+
+Normalization read_normalization(const h5::Handle& file, int64_t input_dim) {
+  Normalization norm;
+  if (!h5::exists(file, "/normalization")) return norm;  // version 1, or none
+  h5::Handle g = h5::open_group(file, "/normalization");
+  norm.kind = normalize_from_name(h5::read_string_attribute(g, "kind"));
+  if (norm.identity()) return norm;
+  norm.rows = h5::read_int_attribute(g, "rows");
+  norm.offset = Eigen::Map<Eigen::VectorXd>(
+      h5::read_dataset_f64(g, "offset", {input_dim}).data(), input_dim);
+  norm.scale = Eigen::Map<Eigen::VectorXd>(
+      h5::read_dataset_f64(g, "scale", {input_dim}).data(), input_dim);
+  try {
+    validate(norm, input_dim);
+  } catch (const std::invalid_argument& e) {
+    throw h5::Failure(std::string("/normalization: ") + e.what());
+  }
+  return norm;
+}
+
 std::string read_bytes(const std::string& path) {
   if (!std::filesystem::exists(path)) bad(path, "no such file");
   std::ifstream in(path, std::ios::binary);
@@ -238,9 +268,14 @@ Checkpoint parse(const std::string& path, const std::string& image) {
                        ? h5::read_string_attribute(root, "created_by")
                        : "";
     c.header.model = read_model_config(file);
+    c.header.normalization = read_normalization(file, c.header.model.input_dim);
     if (format == kCheckpoint) {
-      read_training_state(file, c.header);
-      c.has_training_state = true;
+      // A model alone (weights from elsewhere, or written by hand) has no training state.
+      for (const char* group : {"/optimizer", "/train"})
+        if (!h5::exists(file, group))
+          c.missing_state += (c.missing_state.empty() ? "" : " and ") + std::string(group);
+      c.has_training_state = c.missing_state.empty();
+      if (c.has_training_state) read_training_state(file, c.header);
     } else {
       c.kind = ModelKind::pca;
       c.pca = read_pca(file, c.header.model);
@@ -265,6 +300,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
                       std::span<const float> v, int64_t keep) {
   write_atomically(path, kCheckpoint, [&](const h5::Handle& file) {
     write_model(file, h.model, params);
+    write_normalization(file, h.normalization);
     const std::vector<LayerShape> layers = layer_shapes(h.model);
     h5::Handle opt = h5::create_group(file, "optimizer");
     h5::write_attribute(opt, "name", std::string("adam"));
@@ -290,9 +326,10 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
   }, keep);
 }
 
-void write_pca_model(const std::string& path, const PcaModel& pca) {
+void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm) {
   write_atomically(path, kPca, [&](const h5::Handle& file) {
     write_model(file, pca_model_config(pca), pca_model_params(pca));
+    write_normalization(file, norm);
     const int64_t d = pca.mean.size(), k = pca.components.cols();
     h5::Handle g = h5::create_group(file, "pca");
     h5::write_attribute(g, "rows", pca.rows);

@@ -10,11 +10,13 @@
 
 #include "aetrain/error.hpp"
 #include "aetrain/layers.hpp"
+#include "aetrain/normalization.hpp"
 
 namespace aetrain {
 namespace {
 
 const std::vector<std::string> kActivations{"relu", "sigmoid", "tanh", "linear"};
+const std::vector<std::string> kNormalizations{"none", "standard", "minmax"};
 
 // An integer of at least `min`, with a message that says so.
 CLI::Validator integer_from(int64_t min) {
@@ -52,8 +54,8 @@ const double kHuge = std::numeric_limits<double>::max();
 // Everything the train subcommand reads, in CLI11's terms.
 struct TrainOptions {
   TrainConfig c;
-  std::string activation = "relu", code_activation, output_activation = "sigmoid";
-  std::string shuffle = "on";
+  std::string activation = "relu", code_activation, output_activation;  // "": the default
+  std::string shuffle = "on", normalize = "none";
 };
 
 void add_train_options(CLI::App& app, TrainOptions& o) {
@@ -71,8 +73,14 @@ void add_train_options(CLI::App& app, TrainOptions& o) {
       ->capture_default_str();
   app.add_option("--code-activation", o.code_activation, "the code layer's (default: --activation)")
       ->check(CLI::IsMember(kActivations));
-  app.add_option("--output-activation", o.output_activation, "the reconstruction's activation")
-      ->check(CLI::IsMember(kActivations))
+  app.add_option("--output-activation", o.output_activation,
+                 "the reconstruction's activation (default: sigmoid; linear with --normalize "
+                 "standard)")
+      ->check(CLI::IsMember(kActivations));
+  app.add_option("--normalize", o.normalize,
+                 "scale each column by statistics of the training rows, stored with the model: "
+                 "standard (mean 0, std 1), minmax (to [0, 1]) or none")
+      ->check(CLI::IsMember(kNormalizations))
       ->capture_default_str();
   app.add_option("--epochs", c.epochs, "train until this many epochs are complete")
       ->check(integer_from(1))
@@ -162,8 +170,13 @@ void add_evaluate_options(CLI::App& app, EvaluateConfig& c) {
   app.add_flag("--overwrite", c.overwrite, "replace existing output datasets");
 }
 
-void add_pca_options(CLI::App& app, PcaConfig& c) {
+void add_pca_options(CLI::App& app, PcaConfig& c, std::string& normalize) {
   add_block_options(app, c.data, c.block_rows, c.threads);
+  app.add_option("--normalize", normalize,
+                 "fit the PCA to the columns scaled as train --normalize does: standard, minmax "
+                 "or none; stored with the model")
+      ->check(CLI::IsMember(kNormalizations))
+      ->capture_default_str();
   app.add_option("--components", c.components, "principal components to keep (required)")
       ->check(integer_from(1));
   app.add_option("--out", c.out, "model file to write (required)");
@@ -180,7 +193,13 @@ TrainConfig finish(TrainOptions o) {
   c.model.activation = activation_from_name(o.activation);
   c.model.code_activation =
       activation_from_name(o.code_activation.empty() ? o.activation : o.code_activation);
-  c.model.output_activation = activation_from_name(o.output_activation);
+  c.normalize = normalize_from_name(o.normalize);
+  // A sigmoid cannot produce standardized values.
+  c.default_output = o.output_activation.empty();
+  c.model.output_activation =
+      !c.default_output                         ? activation_from_name(o.output_activation)
+      : c.normalize == NormalizeKind::standard ? Activation::linear
+                                               : Activation::sigmoid;
   c.shuffle = o.shuffle == "on" || o.shuffle == "true";
   // Validation data: --val-dataset alone means the training file; --val-data alone, the same dataset.
   if (c.val.file.empty() && !o.c.val.dataset.empty()) c.val.file = c.data.file;
@@ -259,9 +278,10 @@ Command parse_command_line(int argc, const char* const* argv) {
   add_evaluate_options(
       *add("evaluate", "print the reconstruction error {\"mse\", \"rows\"}", {"--model", "--data"}),
       cmd.evaluate);
+  std::string pca_normalize = "none";
   add_pca_options(*add("pca", "fit an exact PCA, usable as a model by encode and evaluate",
                        {"--data", "--components", "--out"}),
-                  cmd.pca);
+                  cmd.pca, pca_normalize);
   add_inspect_options(*add("inspect", "show what a checkpoint or model file holds", {"path"}),
                       cmd.inspect);
   train.c.val.dataset.clear();  // "" until given, so finish() can tell
@@ -296,6 +316,7 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
   cmd.name = chosen->get_name();
   cmd.train = finish(train);
+  cmd.pca.normalize = normalize_from_name(pca_normalize);
   cmd.config_text = to_toml(cmd.train);
   return cmd;
 }
@@ -311,6 +332,7 @@ std::string to_toml(const TrainConfig& c) {
   s << "activation = " << toml_string(activation_name(c.model.activation)) << "\n";
   s << "code-activation = " << toml_string(activation_name(c.model.code_activation)) << "\n";
   s << "output-activation = " << toml_string(activation_name(c.model.output_activation)) << "\n";
+  s << "normalize = " << toml_string(normalize_name(c.normalize)) << "\n";
   s << "epochs = " << c.epochs << "\n";
   s << "batch-size = " << c.global_batch << "\n";
   s << "lr = " << number(c.adam.learning_rate) << "\n";

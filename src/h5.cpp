@@ -152,19 +152,23 @@ Handle open_file_rw(const std::string& path, const Comm& comm) {
           H5Fclose};
 }
 
-Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims) {
+Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims,
+                      bool float64) {
   Handle s = simple_space(dims);
   Handle lcpl = plist(H5P_LINK_CREATE);
   check(H5Pset_create_intermediate_group(lcpl.id(), 1), "link creation");
   Handle dcpl = untimed(H5P_DATASET_CREATE);
-  return {check_id(H5Dcreate2(loc.id(), path.c_str(), H5T_IEEE_F32LE, s.id(), lcpl.id(),
+  return {check_id(H5Dcreate2(loc.id(), path.c_str(), float64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
+                              s.id(), lcpl.id(),
                               dcpl.id(), H5P_DEFAULT),
                    "create dataset " + path),
           H5Dclose};
 }
 
-void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
-                const float* values) {
+namespace {
+
+void write_rows_as(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
+                   hid_t mem_type, const void* values) {
   Handle file_space = space(H5Dget_space(dataset.id()));
   if (n == 0) return;
   const int rank = H5Sget_simple_extent_ndims(file_space.id());
@@ -176,9 +180,20 @@ void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_siz
                             nullptr),
         "select rows");
   Handle mem_space = simple_space({n * row_size});
-  check(H5Dwrite(dataset.id(), H5T_NATIVE_FLOAT, mem_space.id(), file_space.id(), H5P_DEFAULT,
-                 values),
+  check(H5Dwrite(dataset.id(), mem_type, mem_space.id(), file_space.id(), H5P_DEFAULT, values),
         "write rows");
+}
+
+}  // namespace
+
+void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
+                const float* values) {
+  write_rows_as(dataset, first, n, row_size, H5T_NATIVE_FLOAT, values);
+}
+
+void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
+                const double* values) {
+  write_rows_as(dataset, first, n, row_size, H5T_NATIVE_DOUBLE, values);
 }
 
 void remove_link(const Handle& loc, const std::string& path) {
@@ -263,12 +278,18 @@ TypeClass type_class(const Handle& dataset) {
   }
 }
 
+size_t value_size(const Handle& dataset) {
+  Handle t = type(H5Dget_type(dataset.id()));
+  return H5Tget_size(t.id());
+}
+
 std::string type_name(const Handle& dataset) {
   Handle t = type(H5Dget_type(dataset.id()));
   const std::string bits = std::to_string(8 * H5Tget_size(t.id())) + "-bit ";
   switch (H5Tget_class(t.id())) {
     case H5T_FLOAT: return bits + "float";
-    case H5T_INTEGER: return bits + "integer";
+    case H5T_INTEGER: return bits + (H5Tget_sign(t.id()) == H5T_SGN_NONE ? "unsigned " : "") +
+                             "integer";
     case H5T_STRING: return "string";
     case H5T_COMPOUND: return "compound";
     case H5T_ENUM: return "enum";
@@ -280,8 +301,10 @@ std::string type_name(const Handle& dataset) {
   }
 }
 
-void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
-               float* out) {
+namespace {
+
+void read_rows_as(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
+                  hid_t mem_type, void* out) {
   int64_t rows = 0;
   for (const RowBlocks& b : blocks) rows += b.count * b.block;
   if (rows == 0) return;
@@ -295,8 +318,20 @@ void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>
     op = H5S_SELECT_OR;
   }
   Handle mem_space = simple_space({rows * cols});
-  check(H5Dread(dataset.id(), H5T_NATIVE_FLOAT, mem_space.id(), file_space.id(), H5P_DEFAULT, out),
+  check(H5Dread(dataset.id(), mem_type, mem_space.id(), file_space.id(), H5P_DEFAULT, out),
         "read rows");
+}
+
+}  // namespace
+
+void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
+               float* out) {
+  read_rows_as(dataset, cols, blocks, H5T_NATIVE_FLOAT, out);
+}
+
+void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
+               double* out) {
+  read_rows_as(dataset, cols, blocks, H5T_NATIVE_DOUBLE, out);
 }
 
 namespace {

@@ -42,11 +42,23 @@ Json& Json::raw(const std::string& key, const std::string& json) {
 
 Json& Json::add(const std::string& key, const std::string& value) { return raw(key, quoted(value)); }
 
-Json& Json::add(const std::string& key, double value) {
-  if (!std::isfinite(value)) return raw(key, "null");  // JSON has no NaN
+namespace {
+
+std::string number(double value) {
+  if (!std::isfinite(value)) return "null";  // JSON has no NaN
   char buf[32];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);  // shortest exact form
-  return raw(key, std::string(buf, end));
+  return std::string(buf, end);
+}
+
+}  // namespace
+
+Json& Json::add(const std::string& key, double value) { return raw(key, number(value)); }
+
+Json& Json::add(const std::string& key, const std::vector<double>& value) {
+  std::string s = "[";
+  for (size_t i = 0; i < value.size(); ++i) s += (i ? ", " : "") + number(value[i]);
+  return raw(key, s + "]");
 }
 
 Json& Json::add(const std::string& key, int64_t value) { return raw(key, std::to_string(value)); }

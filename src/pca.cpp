@@ -8,34 +8,13 @@
 
 namespace aetrain {
 
-void Moments::add(ConstMatrixMap<float> x) {
-  if (x.cols() == 0) return;
-  Moments block(x.rows());
-  const Eigen::MatrixXd xd = x.cast<double>();
-  block.rows = x.cols();
-  block.mean = xd.rowwise().mean();
-  const Eigen::MatrixXd centred = xd.colwise() - block.mean;
-  block.scatter.selfadjointView<Eigen::Lower>().rankUpdate(centred);
-  merge(block);
-}
-
-void Moments::merge(const Moments& other) {
-  if (other.rows == 0) return;
-  const double n = double(rows + other.rows);
-  const Eigen::VectorXd delta = other.mean - mean;
-  const double weight = double(rows) * double(other.rows) / n;
-  scatter.triangularView<Eigen::Lower>() += other.scatter;
-  scatter.selfadjointView<Eigen::Lower>().rankUpdate(delta, weight);
-  mean += delta * (double(other.rows) / n);
-  rows += other.rows;
-}
-
 PcaModel fit_pca(const Moments& m, Index k) {
   const Index d = m.mean.size();
   if (k < 1 || k > d)
     throw std::invalid_argument("--components must be between 1 and the " + std::to_string(d) +
                                 " columns, got " + std::to_string(k));
   if (m.rows < 2) throw std::invalid_argument("a PCA needs at least 2 rows");
+  if (!m.full()) throw std::logic_error("fit_pca needs the full scatter matrix");
   const Eigen::MatrixXd covariance =
       m.scatter.selfadjointView<Eigen::Lower>().toDenseMatrix() / double(m.rows - 1);
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> solver(covariance);

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "aetrain/fault.hpp"
 #include "aetrain/layers.hpp"
@@ -62,7 +63,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
     : config_(config),
       comm_(comm),
       log_(log),
-      shape_(probe_dataset(config.data, comm)),
+      shape_(probe_dataset(config.data, comm, accepted_by(config.normalize))),
       order_(BatchPlan(shape_.rows, config.global_batch, comm.rank(), comm.size())),
       batch_(shape_.cols, std::max<int64_t>(1, order_.plan().classes())),
       model_(model_for(config, shape_), batch_.cols(), config.threads, config.alpha,
@@ -82,17 +83,58 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
   start_from_checkpoints();
   // Only now, with the run accepted: a refused run must not truncate an earlier run's metrics.
   if (!config.metrics.empty()) log_.open_metrics(config.metrics, /*append=*/resumed_, comm);
-  shard_.emplace(config.data, order_.plan(), comm);
+  // Fresh statistics, unless --resume's or --init-from's file brought them.
+  if (config.normalize != NormalizeKind::none && norm_.identity()) fit_statistics();
+  shard_.emplace(config.data, order_.plan(), norm_, comm);
+  warn_if_out_of_reach();
 
   if (!config.val.file.empty()) {
-    const DatasetShape val = probe_dataset(config.val, comm);
+    const DatasetShape val = probe_dataset(config.val, comm, accepted_by(norm_.kind));
     if (val.cols != shape_.cols)
       fail_everywhere(ExitCode::data, config.val.file + ": " + config.val.dataset + ": has " +
                                           std::to_string(val.cols) + " columns, the training data " +
                                           std::to_string(shape_.cols));
-    val_ = read_even_share(config.val, comm);
+    val_ = read_even_share(config.val, norm_, comm);
     val_rows_total_ = val.rows;
   }
+}
+
+void Trainer::fit_statistics() {
+  const Clock::time_point start = Clock::now();
+  const Moments moments = dataset_moments(config_.data, Scatter::diagonal, Accept::numbers,
+                                          rows_per_block(shape_.cols), comm_);
+  int64_t constant = 0;
+  norm_ = fit_normalization(config_.normalize, moments, &constant);
+  if (constant > 0)
+    log_.warn(config_.data.file + ": " + config_.data.dataset + ": " +
+              constant_columns_warning(constant, shape_.cols, config_.normalize));
+  char text[256];
+  std::snprintf(text, sizeof text, "normalization: %s statistics of %lld rows x %lld columns in %.2f s",
+                normalize_name(norm_.kind), (long long)moments.rows, (long long)shape_.cols,
+                seconds_since(start));
+  log_.line(text);
+}
+
+void Trainer::warn_if_out_of_reach() {
+  // What the output activation can produce, against the values the model is to reproduce.
+  const double inf = std::numeric_limits<double>::infinity();
+  const Activation out = config_.model.output_activation;
+  const double lo = out == Activation::tanh ? -1.0 : out == Activation::linear ? -inf : 0.0;
+  const double hi = out == Activation::sigmoid || out == Activation::tanh ? 1.0 : inf;
+  const auto [local_lo, local_hi] = shard_->range();
+  double range[2] = {local_lo, -local_hi};  // min and -max in one reduction
+  comm_.allreduce_min(std::span<double>(range));
+  if (range[0] >= lo && -range[1] <= hi) return;
+  const std::string fix = norm_.kind == NormalizeKind::standard
+                              ? "pass --output-activation linear (the default with --normalize "
+                                "standard) or use --normalize minmax"
+                              : "pass --normalize minmax (to [0, 1]), --normalize standard (with a "
+                                "linear output), or --output-activation linear";
+  log_.warn(config_.data.file + ": " + config_.data.dataset + ": the training data spans [" +
+            shortest(range[0]) + ", " + shortest(-range[1]) + "]" +
+            (norm_.identity() ? "" : std::string(" after --normalize ") + normalize_name(norm_.kind)) +
+            ", but a " + activation_name(out) + " output produces only [" + shortest(lo) + ", " +
+            shortest(hi) + "], so the model cannot fit it: " + fix);
 }
 
 void Trainer::start_from_checkpoints() {
@@ -109,8 +151,12 @@ void Trainer::start_from_checkpoints() {
     const CheckpointHeader& h = c.header;
     if (!c.has_training_state)
       fail_everywhere(ExitCode::checkpoint,
-                      config_.checkpoint + ": holds a model without training state (a PCA?); "
-                                           "use --init-from to start from its weights");
+                      config_.checkpoint + ": holds a " +
+                          (c.kind == ModelKind::pca ? std::string("PCA model")
+                                                    : "model without training state (no " +
+                                                          c.missing_state + ")") +
+                          "; --resume needs a checkpoint written by aetrain train; use "
+                          "--init-from to start from its weights");
     if (!same_architecture(h.model, config_.model))
       fail_everywhere(ExitCode::checkpoint,
                       config_.checkpoint + ": holds a " + describe(h.model) +
@@ -122,6 +168,7 @@ void Trainer::start_from_checkpoints() {
                           std::to_string(h.train.seed) +
                           "; resuming needs the same values (its data cursor means nothing "
                           "otherwise); use --init-from to start a new run from its weights");
+    require_same_normalization(c, config_.checkpoint);
     if (h.train.step_in_epoch >= order_.plan().steps_per_epoch())
       fail_everywhere(ExitCode::checkpoint,
                       config_.checkpoint + ": its data cursor (step " +
@@ -132,6 +179,7 @@ void Trainer::start_from_checkpoints() {
       log_.warn("resuming " + config_.checkpoint + ", which was trained on " + h.train.data_file +
                 ":" + h.train.dataset + ", with " + config_.data.file + ":" + config_.data.dataset);
     std::copy(c.params.begin(), c.params.end(), model_.params().begin());
+    norm_ = h.normalization;
     std::copy(c.m.begin(), c.m.end(), adam_.m().begin());
     std::copy(c.v.begin(), c.v.end(), adam_.v().begin());
     adam_.set_steps(h.adam_step);
@@ -154,11 +202,24 @@ void Trainer::start_from_checkpoints() {
       fail_everywhere(ExitCode::checkpoint,
                       config_.init_from + ": holds a " + describe(c.header.model) +
                           " model; this run asks for " + describe(config_.model));
+    require_same_normalization(c, config_.init_from);
     std::copy(c.params.begin(), c.params.end(), model_.params().begin());
-    log_.line("starting from the weights of " + config_.init_from);
+    norm_ = c.header.normalization;
+    log_.line("starting from the weights of " + config_.init_from +
+              (norm_.identity() ? "" : " and its normalization statistics"));
     return;
   }
   model_.init_glorot(config_.seed);
+}
+
+void Trainer::require_same_normalization(const Checkpoint& c, const std::string& path) const {
+  const NormalizeKind kind = c.header.normalization.kind;
+  if (kind != config_.normalize)
+    fail_everywhere(ExitCode::usage,
+                    path + ": its model was trained with --normalize " + normalize_name(kind) +
+                        "; this run asks for --normalize " + normalize_name(config_.normalize) +
+                        "; pass --normalize " + normalize_name(kind) +
+                        " (the file's statistics are kept, not fitted again)");
 }
 
 StepResult Trainer::step() {
@@ -228,7 +289,7 @@ double Trainer::validation_loss() {
 
 void Trainer::save(const std::string& path) {
   const Clock::time_point t = Clock::now();
-  CheckpointHeader h{config_.model, config_.adam, adam_.steps(), state_};
+  CheckpointHeader h{config_.model, norm_, config_.adam, adam_.steps(), state_};
   save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), config_.keep, comm_);
   saved_step_ = state_.global_step;
   timers_.lap(Phase::checkpoint, t);
@@ -280,14 +341,23 @@ void Trainer::log_start() {
                                    .add("rows", shape_.rows)
                                    .add("cols", shape_.cols)
                                    .add("steps_per_epoch", plan.steps_per_epoch()))
+                  .add("normalization", Json()
+                                            .add("kind", normalize_name(norm_.kind))
+                                            .add("rows", norm_.rows))
+                  .add("loss_units", norm_.identity() ? "data" : "normalized")
                   .add("global_step", state_.global_step)
                   .add("resumed", resumed_)
                   .add("config", state_.config));
+  const bool linear_by_default = config_.default_output && norm_.kind == NormalizeKind::standard;
   log_.line("aetrain: model " + describe(config_.model) + ", " +
-            std::to_string(model_.params().size()) + " parameters; " +
-            std::to_string(shape_.rows) + " rows of " + config_.data.file + ":" +
+            std::to_string(model_.params().size()) + " parameters" +
+            (linear_by_default ? " (output linear: the default with --normalize standard)" : "") +
+            "; " + std::to_string(shape_.rows) + " rows of " + config_.data.file + ":" +
             config_.data.dataset + ", " + std::to_string(plan.steps_per_epoch()) +
-            " steps of " + std::to_string(config_.global_batch) + " per epoch");
+            " steps of " + std::to_string(config_.global_batch) + " per epoch" +
+            (norm_.identity() ? ""
+                              : "; normalization " + std::string(normalize_name(norm_.kind)) +
+                                    ", losses in normalized units"));
 }
 
 void Trainer::log_epoch(int64_t epoch, double loss, int64_t rows, double seconds) {

@@ -49,6 +49,53 @@ def weights(path):
 
 
 
+ACT = {"relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+       "tanh": np.tanh, "linear": lambda z: z}
+
+
+def load(path):
+    """The model in a checkpoint or PCA file, as numpy: (layers, attrs)."""
+    with h5py.File(path, "r") as f:
+        m = f["model"]
+        layers = []
+        for part in ("encoder", "decoder"):
+            for i in range(len(m[part])):
+                g = m[part][f"layer_{i}"]
+                layers.append((g["kernel"][()].astype(np.float64), g["bias"][()].astype(np.float64)))
+        return layers, dict(m.attrs)
+
+
+def forward(path, x, encoder_only=False):
+    """A plain re-implementation of the model: y = act(x . kernel + bias), layer by layer, on x
+    as the model takes it (normalize() it first for a model with /normalization)."""
+    layers, a = load(path)
+    n_enc = len(a["encoder_widths"])
+    h = x.astype(np.float64)
+    for i, (kernel, bias) in enumerate(layers):
+        if encoder_only and i == n_enc:
+            break
+        act = (a["output_activation"] if i == len(layers) - 1
+               else a["code_activation"] if i == n_enc - 1 else a["activation"])
+        h = ACT[act](h @ kernel + bias)
+    return h
+
+
+def normalization(path):
+    """(offset, scale) of a model file's /normalization, or None."""
+    with h5py.File(path, "r") as f:
+        if "normalization" not in f:
+            return None
+        g = f["normalization"]
+        return g["offset"][()], g["scale"][()]
+
+
+def normalize(path, x):
+    """x as the model in `path` takes it: (x - offset) / scale, in float64."""
+    stats = normalization(path)
+    x = x.astype(np.float64)
+    return x if stats is None else (x - stats[0]) / stats[1]
+
+
 class BinaryTest(unittest.TestCase):
     """A test with its own temporary directory."""
 

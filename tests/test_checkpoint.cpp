@@ -1,10 +1,12 @@
-// Checkpoint files: save, load, save again gives the same bytes; damaged, foreign and future
-// files are refused with Error(checkpoint).
+// Checkpoint files: save, load, save again gives the same bytes; the normalization round trip;
+// version-1 files and models without training state load; damaged, foreign and future files
+// and bad normalizations are refused with Error(checkpoint).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/h5.hpp"
@@ -39,6 +41,11 @@ Sample sample() {
   t.data_file = "data.h5";
   t.dataset = "/train";
   t.config = "layers = [7, 3]\nepochs = 9\n";
+  Normalization& norm = s.header.normalization;
+  norm.kind = NormalizeKind::standard;
+  norm.rows = 12345;
+  norm.offset = Eigen::VectorXd::LinSpaced(12, -300.0, 1e5);
+  norm.scale = Eigen::VectorXd::LinSpaced(12, 0.01, 1000.0);
   const size_t n = size_t(parameter_count(model));
   s.params = test::uniform(n, 1);
   s.m = test::uniform(n, 2);
@@ -89,6 +96,11 @@ TEST_F(CheckpointFiles, SaveLoadSaveGivesIdenticalContents) {
   EXPECT_EQ(h.train.data_file, "data.h5");
   EXPECT_EQ(h.train.dataset, "/train");
   EXPECT_EQ(h.train.config, s.header.train.config);
+  EXPECT_EQ(h.normalization.kind, NormalizeKind::standard);
+  EXPECT_EQ(h.normalization.rows, 12345);
+  EXPECT_EQ(h.normalization.offset, s.header.normalization.offset);  // float64, exactly
+  EXPECT_EQ(h.normalization.scale, s.header.normalization.scale);
+  EXPECT_TRUE(c.has_training_state);
 
   write_checkpoint(dir_ + "/b.h5", c.header, c.params, c.m, c.v);
   EXPECT_EQ(test::file_bytes(dir_ + "/a.h5"), test::file_bytes(dir_ + "/b.h5"));
@@ -162,11 +174,92 @@ TEST_F(CheckpointFiles, FutureFormatVersion) {
     h5::Handle f = h5::create_file(dir_ + "/future.h5");
     h5::Handle root = h5::open_group(f, "/");
     h5::write_attribute(root, "format", std::string("aetrain-checkpoint"));
-    h5::write_attribute(root, "format_version", int64_t(2));
+    h5::write_attribute(root, "format_version", kCheckpointFormatVersion + 1);
   }
   std::string message;
   EXPECT_EQ(load_error(dir_ + "/future.h5", &message), ExitCode::checkpoint);
   EXPECT_NE(message.find("newer"), std::string::npos) << message;
+}
+
+// Rewrites one attribute of the root group (as an older writer, or a user, would have it).
+void set_root_attribute(const std::string& path, const std::string& name, int64_t value) {
+  h5::Handle f = h5::open_file_rw(path, Comm::self());
+  h5::Handle root = h5::open_group(f, "/");
+  H5Adelete(root.id(), name.c_str());
+  h5::write_attribute(root, name, value);
+}
+
+TEST_F(CheckpointFiles, VersionOneFilesLoadWithoutNormalization) {
+  Sample s = sample();
+  s.header.normalization = Normalization{};  // version 1 had none
+  write(dir_ + "/v1.h5", s);
+  set_root_attribute(dir_ + "/v1.h5", "format_version", 1);
+  const Checkpoint c = read_checkpoint(dir_ + "/v1.h5");
+  EXPECT_TRUE(c.has_training_state);
+  EXPECT_TRUE(c.header.normalization.identity());
+  EXPECT_EQ(c.params, s.params);
+  EXPECT_EQ(c.header.train.global_step, 41);
+}
+
+TEST_F(CheckpointFiles, AModelWithoutTrainingStateLoads) {
+  // What a user writes from weights trained elsewhere: the format attributes and /model.
+  const Sample s = sample();
+  write(dir_ + "/full.h5", s);
+  {
+    h5::Handle f = h5::open_file_rw(dir_ + "/full.h5", Comm::self());
+    h5::remove_link(f, "/optimizer");
+    h5::remove_link(f, "/train");
+  }
+  const Checkpoint c = read_checkpoint(dir_ + "/full.h5");
+  EXPECT_EQ(c.kind, ModelKind::autoencoder);
+  EXPECT_FALSE(c.has_training_state);
+  EXPECT_EQ(c.missing_state, "/optimizer and /train");
+  EXPECT_EQ(c.params, s.params);
+  EXPECT_TRUE(c.m.empty());
+  EXPECT_EQ(c.header.normalization.offset, s.header.normalization.offset);
+}
+
+TEST_F(CheckpointFiles, BadNormalizationsAreRefused) {
+  // Each damage, applied to a fresh copy, is refused naming /normalization or the dataset.
+  const std::vector<std::pair<std::string, std::function<void(const h5::Handle&)>>> damages = {
+      {"unknown normalization", [](const h5::Handle& f) {
+         h5::Handle g = h5::open_group(f, "/normalization");
+         H5Adelete(g.id(), "kind");
+         h5::write_attribute(g, "kind", std::string("zscore"));
+       }},
+      {"offset", [](const h5::Handle& f) {
+         h5::remove_link(f, "/normalization/offset");
+         const double three[3] = {0, 0, 0};
+         h5::write_dataset(h5::open_group(f, "/normalization"), "offset", {3}, three);
+       }},
+      {"not positive", [](const h5::Handle& f) {
+         h5::remove_link(f, "/normalization/scale");
+         std::vector<double> scale(12, 1.0);
+         scale[4] = 0.0;
+         h5::write_dataset(h5::open_group(f, "/normalization"), "scale", {12}, scale.data());
+       }},
+      {"non-finite", [](const h5::Handle& f) {
+         h5::remove_link(f, "/normalization/offset");
+         std::vector<double> offset(12, 1.0);
+         offset[7] = std::nan("");
+         h5::write_dataset(h5::open_group(f, "/normalization"), "offset", {12}, offset.data());
+       }},
+      {"rows", [](const h5::Handle& f) {
+         H5Adelete(h5::open_group(f, "/normalization").id(), "rows");
+       }},
+  };
+  for (const auto& [needle, damage] : damages) {
+    const std::string path = dir_ + "/bad_norm.h5";
+    write(path, sample());
+    {
+      h5::Handle f = h5::open_file_rw(path, Comm::self());
+      damage(f);
+    }
+    std::string message;
+    EXPECT_EQ(load_error(path, &message), ExitCode::checkpoint) << needle;
+    EXPECT_NE(message.find(needle), std::string::npos) << message;
+    EXPECT_NE(message.find("bad_norm.h5"), std::string::npos) << message;
+  }
 }
 
 TEST_F(CheckpointFiles, NonFiniteWeights) {

@@ -14,37 +14,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_support  # noqa: E402
-from cli_support import run, write  # noqa: E402
-
-ACT = {"relu": lambda z: np.maximum(z, 0), "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
-       "tanh": np.tanh, "linear": lambda z: z}
-
-
-def load(path):
-    """The model in a checkpoint or PCA file, as numpy: (layers, attrs)."""
-    with h5py.File(path, "r") as f:
-        m = f["model"]
-        layers = []
-        for part in ("encoder", "decoder"):
-            for i in range(len(m[part])):
-                g = m[part][f"layer_{i}"]
-                layers.append((g["kernel"][()].astype(np.float64), g["bias"][()].astype(np.float64)))
-        return layers, dict(m.attrs)
-
-
-def forward(path, x, encoder_only=False):
-    """A plain re-implementation of the model: y = act(x . kernel + bias), layer by layer."""
-    layers, a = load(path)
-    n_enc = len(a["encoder_widths"])
-    h = x.astype(np.float64)
-    for i, (kernel, bias) in enumerate(layers):
-        if encoder_only and i == n_enc:
-            break
-        act = (a["output_activation"] if i == len(layers) - 1
-               else a["code_activation"] if i == n_enc - 1 else a["activation"])
-        h = ACT[act](h @ kernel + bias)
-    return h
-
+from cli_support import forward, run, write  # noqa: E402
 
 class Commands(cli_support.BinaryTest):
     @classmethod
@@ -128,13 +98,16 @@ class Commands(cli_support.BinaryTest):
                            ranks=3)
         self.assertEqual(rc, 0, err)
         result = json.loads(out.strip())
-        self.assertEqual(sorted(result), ["mse", "rows"])
+        self.assertEqual(sorted(result), ["mse", "normalization", "normalized_mse", "rows"])
+        self.assertEqual(result["normalization"], "none")
         self.assertEqual(result["rows"], 203)
         y = forward(self.model, self.x)
         expect = np.mean((y - self.x.astype(np.float64)) ** 2)
         self.assertAlmostEqual(result["mse"], expect, delta=1e-6 * expect)
+        self.assertAlmostEqual(result["normalized_mse"], result["mse"], delta=1e-6 * expect)
         with h5py.File(per, "r") as f:
             errors = f["/per_sample_mse"][()]
+            self.assertEqual(f["/per_sample_mse"].attrs["units"], "data")
         self.assertEqual(errors.shape, (203,))
         self.assertAlmostEqual(float(np.mean(errors.astype(np.float64))), result["mse"],
                                delta=1e-6 * expect)

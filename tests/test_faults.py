@@ -328,7 +328,11 @@ class Faults(cli_support.BinaryTest):
             (t + [bad, "--dataset", "/three_d"], 3, "has 3 dimensions"),
             (t + [bad, "--dataset", "/strings"], 3, "holds string values"),
             (t + [bad, "--dataset", "/compound"], 3, "holds compound values"),
-            (t + [bad, "--dataset", "/ints"], 3, "holds 16-bit integer values"),
+            (t + [bad, "--dataset", "/ints"], 3,
+             "holds 16-bit integer values; integer data needs a normalization"),
+            (["encode", "--model", model, "--data", bad, "--dataset", "/ints", "--out",
+              self.path("o.h5")], 3, "--normalize minmax"),
+            (t + [self.data, "--normalize", "zscore"], 2, "--normalize"),
             (t + [bad, "--dataset", "/zero"], 3, "has no rows"),
             (t + [bad, "--dataset", "/inf"], 3, "row 12, column 0 is infinite"),
             (t + [self.data, "--alpha", "0.5"], 2, "code width"),
@@ -348,7 +352,9 @@ class Faults(cli_support.BinaryTest):
                   (["encode", "--model", model, "--data", self.data, "--out", self.path("o.h5"),
                     "--block-rows", "0"], 2, "--block-rows"),
                   (["pca", "--data", self.data, "--components", "-1", "--out", self.path("p.h5")],
-                   2, "--components")]
+                   2, "--components"),
+                  (["pca", "--data", self.data, "--components", "2", "--normalize", "max",
+                    "--out", self.path("p.h5")], 2, "--normalize")]
         def attempt(case):
             started = time.monotonic()
             rc, _, err = run(case[0], ranks=2)

@@ -1,4 +1,5 @@
-// The HDF5 checkpoint (design/checkpoint.md, format version 1): save atomically, load checked.
+// The HDF5 checkpoint (design/checkpoint.md; format version 2 adds /normalization): save
+// atomically, load checked.
 #pragma once
 
 #include <cstdint>
@@ -8,11 +9,13 @@
 
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
+#include "aetrain/normalization.hpp"
 #include "aetrain/pca.hpp"
 
 namespace aetrain {
 
-constexpr int64_t kCheckpointFormatVersion = 1;
+/// The format this aetrain writes; it reads every version from 1 to this one.
+constexpr int64_t kCheckpointFormatVersion = 2;
 
 /// Where training stands (the /train group): the data cursor and the run that wrote it.
 struct TrainState {
@@ -29,6 +32,7 @@ struct TrainState {
 /// Everything in a checkpoint but the arrays.
 struct CheckpointHeader {
   ModelConfig model;
+  Normalization normalization;  // what the model does to its input first
   AdamConfig adam;
   int64_t adam_step = 0;  // updates applied so far
   TrainState train;
@@ -42,8 +46,9 @@ enum class ModelKind { autoencoder, pca };
 struct Checkpoint {
   ModelKind kind = ModelKind::autoencoder;
   std::string created_by;
-  CheckpointHeader header;  // .model always; the rest only with training state
+  CheckpointHeader header;  // .model and .normalization always; the rest with training state
   bool has_training_state = false;
+  std::string missing_state;  // without training state: what is missing ("/optimizer", ...)
   std::vector<float> params, m, v;  // m and v empty without training state
   PcaModel pca;                     // for kind == pca
 };
@@ -57,11 +62,14 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                       std::span<const float> v, int64_t keep = 1);
 
 /// Writes a PCA model file (atomically, like write_checkpoint): /model holds the equivalent
-/// linear autoencoder, /pca the analysis. One process.
-void write_pca_model(const std::string& path, const PcaModel& pca);
+/// linear autoencoder of the PCA of the normalized rows, /normalization `norm`, /pca the
+/// analysis. One process.
+void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm);
 
-/// Reads and checks a model file (format, version, every shape, finite values). One process.
-/// Throws Error(checkpoint) naming the file and what is wrong.
+/// Reads and checks a model file (format, version, every shape, finite values): a training
+/// checkpoint, a PCA model, or a model alone (/model, and /normalization if any, without
+/// /optimizer and /train). One process. Throws Error(checkpoint) naming the file and what is
+/// wrong.
 Checkpoint read_checkpoint(const std::string& path);
 
 /// Rank 0 writes; every rank learns whether it worked. Collective.

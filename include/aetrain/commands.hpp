@@ -14,18 +14,18 @@ namespace aetrain {
 /// Writes codes[N, code width] (float32, input row order) of the data. Collective.
 void run_encode(const EncodeConfig& config, const Comm& comm, Log& log);
 
-/// The reconstruction error: mean over all rows and columns, computed in double.
+/// The reconstruction error: mean over all rows and columns, computed in double, in the data's
+/// units and in the model's normalized units (the same for a model without normalization).
 struct Evaluation {
   double mse = 0;
+  double normalized_mse = 0;
   int64_t rows = 0;
 };
 
 /// Computes (and with options writes per-row errors and reconstructions of) the data's
-/// reconstruction error, and prints {"mse": ..., "rows": ...} on rank 0. Collective.
+/// reconstruction error, and prints {"mse": ..., "normalized_mse": ..., "rows": ...,
+/// "normalization": ...} on rank 0. Collective.
 Evaluation run_evaluate(const EvaluateConfig& config, const Comm& comm, Log& log);
-
-/// The moments of all rows of `data`, each rank reading its even share in blocks. Collective.
-Moments distributed_moments(const DataSource& data, int64_t block_rows, const Comm& comm);
 
 /// Fits an exact PCA in parallel and writes it as a model file (rank 0). Collective.
 PcaModel run_pca(const PcaConfig& config, const Comm& comm, Log& log);

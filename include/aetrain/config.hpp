@@ -9,6 +9,10 @@ namespace aetrain {
 
 enum class Activation { relu, sigmoid, tanh, linear };
 
+/// How the model scales each input column (normalization.hpp): not at all, to mean 0 and
+/// standard deviation 1, or to [0, 1].
+enum class NormalizeKind { none, standard, minmax };
+
 /// The architecture: input width, encoder widths down to the code, mirrored decoder.
 struct ModelConfig {
   int64_t input_dim = 0;
@@ -38,6 +42,10 @@ struct TrainConfig {
   DataSource val;  // val.file empty: no validation
   ModelConfig model;
   AdamConfig adam;
+  // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
+  // line makes the output linear by default with `standard`; `default_output` says it chose.
+  NormalizeKind normalize = NormalizeKind::none;
+  bool default_output = false;
   double alpha = 0.0;  // weight of the encode loss mean((h - x)^2)
   int64_t epochs = 1;
   int64_t global_batch = 10;  // split over the ranks
@@ -79,6 +87,7 @@ struct EvaluateConfig {
 /// `aetrain pca`: an exact PCA of a dataset, written as a model file.
 struct PcaConfig {
   DataSource data;
+  NormalizeKind normalize = NormalizeKind::none;
   int64_t components = 0;
   std::string out;
   int64_t block_rows = 4096;

@@ -1,33 +1,11 @@
-// The one route for matrix products, and the matrix types everything else uses.
+// The one route for matrix products.
 #pragma once
 
-#include <Eigen/Core>
 #include <vector>
 
+#include "aetrain/matrix.hpp"
+
 namespace aetrain {
-
-using Eigen::Index;
-
-// Column-major throughout: one sample per column, so a row-major N x D block read from HDF5
-// is byte-for-byte a D x N matrix here and is never transposed.
-template <class S>
-using Matrix = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
-template <class S>
-using MatrixMap = Eigen::Map<Matrix<S>>;
-template <class S>
-using ConstMatrixMap = Eigen::Map<const Matrix<S>>;
-template <class S>
-using Vector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
-template <class S>
-using VectorMap = Eigen::Map<Vector<S>>;
-template <class S>
-using ConstVectorMap = Eigen::Map<const Vector<S>>;
-
-/// A std::vector on Eigen's SIMD alignment. Flat buffers use it so that every run, rank and
-/// replica splits vectorized loops at the same places: Eigen handles an unaligned head with
-/// scalar code, and a different split can change the last bits of a result.
-template <class S>
-using AlignedVector = std::vector<S, Eigen::aligned_allocator<S>>;
 
 /// How a product operand is used: as stored, or transposed.
 enum class Op { none, transpose };

@@ -72,19 +72,28 @@ bool is_dataset(const Handle& loc, const std::string& path);
 /// The dimensions of a dataset.
 std::vector<int64_t> shape(const Handle& dataset);
 TypeClass type_class(const Handle& dataset);
-/// A person's description of the element type, e.g. "64-bit float", "string".
+/// Bytes per stored value.
+size_t value_size(const Handle& dataset);
+/// A person's description of the element type, e.g. "64-bit float", "8-bit unsigned integer".
 std::string type_name(const Handle& dataset);
 
 /// Reads the union of `blocks` of rows of a 2-D dataset of `cols` columns into out, in file
 /// order, converting to float. Independent I/O: each rank reads only its own rows.
 void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
                float* out);
+/// The same, converting to double.
+void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
+               double* out);
 
-/// Creates an empty contiguous float32 dataset (and any missing groups on its path).
-Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims);
+/// Creates an empty contiguous float32 (or, with `float64`, float64) dataset, and any missing
+/// groups on its path.
+Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims,
+                      bool float64 = false);
 /// Writes rows [first, first + n) of a dataset whose rows hold `row_size` values. Independent.
 void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
                 const float* values);
+void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
+                const double* values);
 /// Removes the link `path`; renames the link `from` to `to`. Collective in parallel files.
 void remove_link(const Handle& loc, const std::string& path);
 void move_link(const Handle& loc, const std::string& from, const std::string& to);

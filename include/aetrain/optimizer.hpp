@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "aetrain/config.hpp"
-#include "aetrain/gemm.hpp"
+#include "aetrain/matrix.hpp"
 
 namespace aetrain {
 

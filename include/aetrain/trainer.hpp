@@ -51,11 +51,18 @@ class Trainer {
   const Autoencoder<float>& model() const { return model_; }
   const Adam<float>& adam() const { return adam_; }
   const BatchPlan& plan() const { return order_.plan(); }
+  const Normalization& normalization() const { return norm_; }
   /// True when the run continues a checkpoint (--resume and the checkpoint existed).
   bool resumed() const { return resumed_; }
 
  private:
   void start_from_checkpoints();
+  // --resume and --init-from keep their file's statistics: the run must ask for the same kind.
+  void require_same_normalization(const Checkpoint& c, const std::string& path) const;
+  // The statistics pass over the training rows, before the shard is read.
+  void fit_statistics();
+  // Warns when the (normalized) training data lies outside what the output can produce.
+  void warn_if_out_of_reach();
   void log_start();
   void log_end(double seconds, int64_t steps, double last_loss);
   void log_epoch(int64_t epoch, double loss, int64_t rows, double seconds);
@@ -66,6 +73,7 @@ class Trainer {
   DatasetShape shape_;
   EpochOrder order_;
   int64_t order_epoch_ = -1;  // the epoch order_ holds
+  Normalization norm_;  // applied to every row the model sees
   std::optional<Shard> shard_;
   Matrix<float> batch_;  // (input_dim, classes of this rank)
   Autoencoder<float> model_;

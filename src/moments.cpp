@@ -1,0 +1,83 @@
+#include "aetrain/moments.hpp"
+
+#include <limits>
+#include <vector>
+
+namespace aetrain {
+
+Moments::Moments(Index d, Scatter kind)
+    : mean(Eigen::VectorXd::Zero(d)),
+      m2(Eigen::VectorXd::Zero(d)),
+      min(Eigen::VectorXd::Constant(d, std::numeric_limits<double>::infinity())),
+      max(Eigen::VectorXd::Constant(d, -std::numeric_limits<double>::infinity())),
+      scatter(kind == Scatter::full ? Eigen::MatrixXd::Zero(d, d) : Eigen::MatrixXd()) {}
+
+void Moments::add(ConstMatrixMap<double> x) {
+  if (x.cols() == 0) return;
+  Moments block(x.rows(), full() ? Scatter::full : Scatter::diagonal);
+  block.rows = x.cols();
+  block.mean = x.rowwise().mean();
+  const Eigen::MatrixXd centred = x.colwise() - block.mean;
+  block.m2 = centred.rowwise().squaredNorm();
+  block.min = x.rowwise().minCoeff();
+  block.max = x.rowwise().maxCoeff();
+  if (full()) block.scatter.selfadjointView<Eigen::Lower>().rankUpdate(centred);
+  merge(block);
+}
+
+void Moments::add(ConstMatrixMap<float> x) {
+  const Eigen::MatrixXd xd = x.cast<double>();
+  add(ConstMatrixMap<double>(xd.data(), xd.rows(), xd.cols()));
+}
+
+void Moments::merge(const Moments& other) {
+  if (other.rows == 0) return;
+  const double n = double(rows + other.rows);
+  const Eigen::VectorXd delta = other.mean - mean;
+  const double weight = double(rows) * double(other.rows) / n;
+  m2 += other.m2 + weight * delta.cwiseAbs2();
+  if (full()) {
+    scatter.triangularView<Eigen::Lower>() += other.scatter;
+    scatter.selfadjointView<Eigen::Lower>().rankUpdate(delta, weight);
+  }
+  min = min.cwiseMin(other.min);
+  max = max.cwiseMax(other.max);
+  mean += delta * (double(other.rows) / n);
+  rows += other.rows;
+}
+
+Moments merge_over_ranks(const Moments& local, const Comm& comm) {
+  // The global mean first; then every rank's second moments about it, summed (Chan et al.):
+  // scatter about the global mean = local scatter + rows * delta delta^T.
+  const Index d = local.cols();
+  std::vector<double> sums(size_t(1 + d));
+  sums[0] = double(local.rows);
+  Eigen::Map<Eigen::VectorXd>(sums.data() + 1, d) = local.mean * double(local.rows);
+  comm.allreduce_sum(std::span<double>(sums));
+  Moments total(d, local.full() ? Scatter::full : Scatter::diagonal);
+  total.rows = int64_t(sums[0]);
+  total.mean = Eigen::Map<Eigen::VectorXd>(sums.data() + 1, d) / std::max(1.0, sums[0]);
+  const Eigen::VectorXd delta = local.mean - total.mean;
+  const double rows = double(local.rows);
+  // One buffer for the second moments: m2 (d), then the scatter (d, d) when kept.
+  std::vector<double> second(size_t(d + total.scatter.size()), 0.0);
+  Eigen::Map<Eigen::VectorXd>(second.data(), d) = local.m2 + rows * delta.cwiseAbs2();
+  if (local.full()) {
+    Eigen::Map<Eigen::MatrixXd> s(second.data() + d, d, d);
+    s = local.scatter.selfadjointView<Eigen::Lower>();
+    s.noalias() += rows * delta * delta.transpose();
+  }
+  comm.allreduce_sum(std::span<double>(second));
+  total.m2 = Eigen::Map<Eigen::VectorXd>(second.data(), d);
+  if (local.full()) total.scatter = Eigen::Map<Eigen::MatrixXd>(second.data() + d, d, d);
+  // The extremes in one reduction: min over ranks of (min, -max).
+  std::vector<double> extremes(size_t(2 * d));
+  Eigen::Map<Eigen::VectorXd>(extremes.data(), d) = local.min;
+  Eigen::Map<Eigen::VectorXd>(extremes.data() + d, d) = -local.max;
+  comm.allreduce_min(std::span<double>(extremes));
+  total.min = Eigen::Map<Eigen::VectorXd>(extremes.data(), d);
+  total.max = -Eigen::Map<Eigen::VectorXd>(extremes.data() + d, d);
+  return total;
+}
+
+}  // namespace aetrain
