@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_support  # noqa: E402
 from cli_support import forward, run, write  # noqa: E402
 
+
 class Commands(cli_support.BinaryTest):
     @classmethod
     def setUpClass(cls):
