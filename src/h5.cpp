@@ -252,12 +252,16 @@ Handle open_dataset(const Handle& loc, const std::string& path) {
 
 bool is_dataset(const Handle& loc, const std::string& path) {
   if (!exists(loc, path)) return false;
-  H5O_info_t info;
-  if (H5Oget_info_by_name(loc.id(), path.c_str(), &info, H5P_DEFAULT) < 0) {
+  // H5Iget_type on the opened object: the same call in HDF5 1.10, 1.12 and 1.14 (whose
+  // H5Oget_info_by_name takes another argument list under the default API).
+  const hid_t object = H5Oopen(loc.id(), path.c_str(), H5P_DEFAULT);
+  if (object < 0) {
     H5Eclear2(H5E_DEFAULT);
     return false;
   }
-  return info.type == H5O_TYPE_DATASET;
+  const bool dataset = H5Iget_type(object) == H5I_DATASET;
+  H5Oclose(object);
+  return dataset;
 }
 
 std::vector<int64_t> shape(const Handle& dataset) {

@@ -1,15 +1,18 @@
 #include "aetrain/runtime.hpp"
 
 #include <omp.h>
-#include <pmmintrin.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 #include <sys/resource.h>
+#if defined(__SSE3__)
+#include <pmmintrin.h>
 #include <xmmintrin.h>
+#endif
 
 #include <Eigen/Core>
 #include <cerrno>
+#include <cstdint>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -145,18 +148,30 @@ ThreadChoice choose_threads(int flag, int ranks_on_node) {
   return {bound ? cores : std::max(1, cores / std::max(1, ranks_on_node)), "cores"};
 }
 
+namespace {
+
+// Flushes denormal results (and inputs) to zero on the calling thread.
+void flush_denormals() {
+#if defined(__SSE3__)
+  _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+  _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+#elif defined(__aarch64__)
+  uint64_t fpcr;
+  __asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
+  __asm__ volatile("msr fpcr, %0" : : "r"(fpcr | (uint64_t(1) << 24)));  // FZ
+#endif  // elsewhere denormals stay: correct, only slower
+}
+
+}  // namespace
+
 void use_threads(int threads) {
   omp_set_num_threads(threads);
   Eigen::setNbThreads(threads);
   // Flush denormals to zero on every thread: Adam's moments of unused weights decay towards
   // denormal values, and arithmetic on denormals is many times slower.
 #pragma omp parallel num_threads(threads)
-  {
-    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
-    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
-  }
-  _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
-  _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+  flush_denormals();
+  flush_denormals();
 }
 
 }  // namespace aetrain
