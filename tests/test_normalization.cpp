@@ -61,7 +61,9 @@ TEST(Normalization, StandardAndMinmaxFromTheMoments) {
   for (Index c = 0; c < 7; ++c) {
     const double mean = x.row(c).mean();
     const double std = std::sqrt((x.row(c).array() - mean).square().mean());  // numpy's std
-    if (c != 2) EXPECT_NEAR(s.offset(c), mean, 1e-12 * std::abs(mean));
+    if (c != 2) {
+      EXPECT_NEAR(s.offset(c), mean, 1e-12 * std::abs(mean));
+    }
     if (c == 2) {  // constant: to exactly 0, not divided by (nearly) zero
       EXPECT_EQ(s.offset(c), 273.15);
       EXPECT_EQ(s.scale(c), 1.0);
