@@ -142,7 +142,7 @@ void Log::warn(const std::string& text) {
   if (!root_) return;
   if (redrawing_) std::cout << std::endl;
   redrawing_ = false;
-  std::cerr << "aetrain: warning: " << text << std::endl;
+  std::cerr << "aetrain: warning: " + text + "\n" << std::flush;  // one write, one line
 }
 
 void Log::metric(const Json& object) {

@@ -51,10 +51,12 @@ int run(Command cmd, const Comm& world) {
 // (the other ranks may be waiting in a collective this rank will never join).
 int report(const Error& e, const Comm& world) {
   if (e.collective() || world.size() == 1) {
-    if (world.rank() == 0) std::cerr << "aetrain: error: " << e.what() << std::endl;
+    if (world.rank() == 0) std::cerr << "aetrain: error: " + std::string(e.what()) + "\n" << std::flush;
     return int(e.code());
   }
-  std::cerr << "aetrain: error: rank " << world.rank() << ": " << e.what() << std::endl;
+  // One write for the whole line: mpirun's own messages must not land inside it.
+  std::cerr << "aetrain: error: rank " + std::to_string(world.rank()) + ": " + e.what() + "\n"
+            << std::flush;
   world.abort(int(e.code()));
 }
 
