@@ -128,24 +128,24 @@ void RowReader::check_finite(const std::vector<RowBlocks>& blocks, const S* valu
   }
 }
 
-void RowReader::read(const std::vector<RowBlocks>& blocks, double* out) const {
+template <class S>
+void RowReader::read_stored(const std::vector<RowBlocks>& blocks, S* out) const {
   try {
-    h5::read_rows(impl_->dataset, shape_.cols, blocks, out);
+    h5::read_rows(impl_->dataset, shape_.cols, blocks, out);  // HDF5 converts to S
   } catch (const h5::Failure& e) {
     bad_data(src_, e.what());
   }
   check_finite(blocks, out, "");
 }
 
+void RowReader::read(const std::vector<RowBlocks>& blocks, double* out) const {
+  read_stored(blocks, out);
+}
+
 void RowReader::read(const std::vector<RowBlocks>& blocks, float* out,
                      const Normalization& norm) const {
-  if (norm.identity()) {  // as stored: HDF5 converts straight to float
-    try {
-      h5::read_rows(impl_->dataset, shape_.cols, blocks, out);
-    } catch (const h5::Failure& e) {
-      bad_data(src_, e.what());
-    }
-    check_finite(blocks, out, "");
+  if (norm.identity()) {
+    read_stored(blocks, out);
     return;
   }
   // Through double, a piece at a time: a large offset must not cost float precision.

@@ -56,6 +56,9 @@ class RowReader {
   }
 
  private:
+  // The values as stored, converted to S, checked finite.
+  template <class S>
+  void read_stored(const std::vector<RowBlocks>& blocks, S* out) const;
   template <class S>
   void check_finite(const std::vector<RowBlocks>& blocks, const S* values, const char* how) const;
   struct Impl;
