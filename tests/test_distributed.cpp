@@ -111,9 +111,11 @@ TEST_P(Trajectory, PRanksFollowTheOneRankTrajectory) {
     EXPECT_LE((a.scale - b.scale).cwiseAbs().maxCoeff(), 1e-14);
   }
   // Standardized data with a linear output makes this model's trajectory about ten times more
-  // sensitive to rounding (measured on 2, 3 and 4 ranks: 4e-6 to 1.6e-5, against 6e-7 to 1e-6
-  // for the data as stored or minmax), with statistics that agree to 1e-16 (checked above).
-  const double tolerance = GetParam() == NormalizeKind::standard ? 3e-5 : 1e-5;
+  // sensitive to rounding, with statistics that agree to 1e-16 (checked above). Measured on 2,
+  // 3 and 4 ranks: AVX-512 build 4e-6 to 1.6e-5 (6e-7 to 1e-6 for the data as stored or
+  // minmax); AVX2 build 7.9e-6, 5.2e-5, 1.6e-5 (3e-7 to 3.2e-6). A wrong batch or a lost
+  // rank's gradient shows in the per-step losses above and moves weights by more than 1e-3.
+  const double tolerance = GetParam() == NormalizeKind::standard ? 1e-4 : 1e-5;
   EXPECT_LE(max_relative_difference(multi.model().params(), single.model().params()), tolerance);
   // The comparison is not vacuous: training moved the weights.
   Trainer fresh(config(), self_, self_log_);
