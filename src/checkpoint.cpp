@@ -1,8 +1,5 @@
 #include "aetrain/checkpoint.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <csignal>
 #include <cmath>
@@ -12,6 +9,7 @@
 #include <sstream>
 
 #include "aetrain/fault.hpp"
+#include "aetrain/files.hpp"
 #include "aetrain/h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
@@ -25,6 +23,51 @@ constexpr const char* kPca = "aetrain-pca";
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw Error(ExitCode::checkpoint, path + ": " + what);
 }
+
+// A field as the checkpoint stores it (and JSON shows it): enums by name, the seed as int64.
+std::string stored(Activation a) { return activation_name(a); }
+int64_t stored(uint64_t v) { return int64_t(v); }
+template <class T>
+const T& stored(const T& v) {
+  return v;
+}
+
+// Writes each field of a list (model_fields, adam_fields, train_state_fields) as an attribute.
+struct AttributeWriter {
+  const h5::Handle& obj;
+  template <class T>
+  void operator()(const char* name, const T& value) const {
+    h5::write_attribute(obj, name, stored(value));
+  }
+};
+
+// Reads each field of a list back from its attribute.
+struct AttributeReader {
+  const h5::Handle& obj;
+  void operator()(const char* name, int64_t& v) const { v = h5::read_int_attribute(obj, name); }
+  void operator()(const char* name, uint64_t& v) const {
+    v = uint64_t(h5::read_int_attribute(obj, name));
+  }
+  void operator()(const char* name, double& v) const { v = h5::read_double_attribute(obj, name); }
+  void operator()(const char* name, std::string& v) const {
+    v = h5::read_string_attribute(obj, name);
+  }
+  void operator()(const char* name, std::vector<int64_t>& v) const {
+    v = h5::read_int_array_attribute(obj, name);
+  }
+  void operator()(const char* name, Activation& v) const {
+    v = activation_from_name(h5::read_string_attribute(obj, name));
+  }
+};
+
+// Adds each field of a list to a JSON object.
+struct JsonWriter {
+  Json& json;
+  template <class T>
+  void operator()(const char* name, const T& value) const {
+    json.add(name, stored(value));
+  }
+};
 
 std::string layer_group(const LayerShape& l) {
   return std::string(l.decoder ? "decoder" : "encoder") + "/layer_" + std::to_string(l.index);
@@ -67,15 +110,6 @@ std::vector<float> read_tree(const std::string& path, const h5::Handle& file,
     }
   }
   return flat;
-}
-
-// Makes the file's bytes durable before the rename makes them visible.
-void sync_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
 }
 
 // Keeps the checkpoint at `path` (about to be replaced) as path.step<N>, and only the newest
@@ -128,25 +162,19 @@ void write_atomically(const std::string& path, const std::string& format, Fill f
     std::remove(tmp.c_str());
     bad(tmp, std::string("cannot write: ") + e.what());
   }
-  sync_file(tmp);
-  if (fault("checkpoint-before-rename")) std::raise(SIGKILL);
-  keep_previous(path, keep);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    bad(path, "cannot rename " + tmp + " to it");
+  try {
+    publish_file(tmp, path, [&] {
+      if (fault("checkpoint-before-rename")) std::raise(SIGKILL);
+      keep_previous(path, keep);
+    });
+  } catch (const std::runtime_error& e) {
+    bad(path, e.what());
   }
-  sync_file(std::filesystem::absolute(path).parent_path().string());
 }
 
 void write_model(const h5::Handle& file, const ModelConfig& config, std::span<const float> params) {
   h5::Handle model = h5::create_group(file, "model");
-  h5::write_attribute(model, "input_dim", config.input_dim);
-  h5::write_attribute(model, "encoder_widths", config.encoder_widths);
-  h5::write_attribute(model, "activation", std::string(activation_name(config.activation)));
-  h5::write_attribute(model, "code_activation",
-                      std::string(activation_name(config.code_activation)));
-  h5::write_attribute(model, "output_activation",
-                      std::string(activation_name(config.output_activation)));
+  model_fields(config, AttributeWriter{model});
   write_tree(model, layer_shapes(config), params);
 }
 
@@ -190,14 +218,8 @@ std::string read_bytes(const std::string& path) {
 }
 
 ModelConfig read_model_config(const h5::Handle& file) {
-  h5::Handle model = h5::open_group(file, "/model");
   ModelConfig m;
-  m.input_dim = h5::read_int_attribute(model, "input_dim");
-  m.encoder_widths = h5::read_int_array_attribute(model, "encoder_widths");
-  m.activation = activation_from_name(h5::read_string_attribute(model, "activation"));
-  m.code_activation = activation_from_name(h5::read_string_attribute(model, "code_activation"));
-  m.output_activation =
-      activation_from_name(h5::read_string_attribute(model, "output_activation"));
+  model_fields(m, AttributeReader{h5::open_group(file, "/model")});
   validate(m);
   return m;
 }
@@ -206,23 +228,9 @@ void read_training_state(const h5::Handle& file, CheckpointHeader& h) {
   h5::Handle opt = h5::open_group(file, "/optimizer");
   if (h5::read_string_attribute(opt, "name") != "adam")
     throw h5::Failure("the optimizer is not adam");
-  h.adam.learning_rate = h5::read_double_attribute(opt, "learning_rate");
-  h.adam.beta1 = h5::read_double_attribute(opt, "beta1");
-  h.adam.beta2 = h5::read_double_attribute(opt, "beta2");
-  h.adam.epsilon = h5::read_double_attribute(opt, "epsilon");
+  adam_fields(h.adam, AttributeReader{opt});
   h.adam_step = h5::read_int_attribute(opt, "step");
-
-  h5::Handle train = h5::open_group(file, "/train");
-  TrainState& t = h.train;
-  t.epoch = h5::read_int_attribute(train, "epoch");
-  t.step_in_epoch = h5::read_int_attribute(train, "step_in_epoch");
-  t.global_step = h5::read_int_attribute(train, "global_step");
-  t.seed = uint64_t(h5::read_int_attribute(train, "seed"));
-  t.global_batch = h5::read_int_attribute(train, "global_batch");
-  t.world_size = h5::read_int_attribute(train, "world_size");
-  t.data_file = h5::read_string_attribute(train, "data_file");
-  t.dataset = h5::read_string_attribute(train, "dataset");
-  t.config = h5::read_string_attribute(train, "config");
+  train_state_fields(h.train, AttributeReader{h5::open_group(file, "/train")});
 }
 
 PcaModel read_pca(const h5::Handle& file, const ModelConfig& model) {
@@ -295,6 +303,28 @@ Checkpoint parse(const std::string& path, const std::string& image) {
 
 }  // namespace
 
+const char* model_kind_name(ModelKind kind) {
+  return kind == ModelKind::pca ? "pca" : "autoencoder";
+}
+
+Json to_json(const ModelConfig& model) {
+  Json j;
+  model_fields(model, JsonWriter{j});
+  return j;
+}
+
+Json to_json(const AdamConfig& adam) {
+  Json j;
+  adam_fields(adam, JsonWriter{j});
+  return j;
+}
+
+Json to_json(const TrainState& state) {
+  Json j;
+  train_state_fields(state, JsonWriter{j});
+  return j;
+}
+
 void write_checkpoint(const std::string& path, const CheckpointHeader& h,
                       std::span<const float> params, std::span<const float> m,
                       std::span<const float> v, int64_t keep) {
@@ -304,25 +334,12 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
     const std::vector<LayerShape> layers = layer_shapes(h.model);
     h5::Handle opt = h5::create_group(file, "optimizer");
     h5::write_attribute(opt, "name", std::string("adam"));
-    h5::write_attribute(opt, "learning_rate", h.adam.learning_rate);
-    h5::write_attribute(opt, "beta1", h.adam.beta1);
-    h5::write_attribute(opt, "beta2", h.adam.beta2);
-    h5::write_attribute(opt, "epsilon", h.adam.epsilon);
+    adam_fields(h.adam, AttributeWriter{opt});
     h5::write_attribute(opt, "step", h.adam_step);
     write_tree(h5::create_group(opt, "m"), layers, m);
     write_tree(h5::create_group(opt, "v"), layers, v);
 
-    h5::Handle train = h5::create_group(file, "train");
-    const TrainState& t = h.train;
-    h5::write_attribute(train, "epoch", t.epoch);
-    h5::write_attribute(train, "step_in_epoch", t.step_in_epoch);
-    h5::write_attribute(train, "global_step", t.global_step);
-    h5::write_attribute(train, "seed", int64_t(t.seed));
-    h5::write_attribute(train, "global_batch", t.global_batch);
-    h5::write_attribute(train, "world_size", t.world_size);
-    h5::write_attribute(train, "data_file", t.data_file);
-    h5::write_attribute(train, "dataset", t.dataset);
-    h5::write_attribute(train, "config", t.config);
+    train_state_fields(h.train, AttributeWriter{h5::create_group(file, "train")});
   }, keep);
 }
 

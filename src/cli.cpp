@@ -2,21 +2,22 @@
 
 #include <CLI/CLI.hpp>
 #include <charconv>
-#include <deque>
 #include <cmath>
+#include <deque>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <sstream>
+#include <type_traits>
+#include <utility>
 
 #include "aetrain/error.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/normalization.hpp"
+#include "aetrain/version.hpp"
 
 namespace aetrain {
 namespace {
-
-const std::vector<std::string> kActivations{"relu", "sigmoid", "tanh", "linear"};
-const std::vector<std::string> kNormalizations{"none", "standard", "minmax"};
 
 // An integer of at least `min`, with a message that says so.
 CLI::Validator integer_from(int64_t min) {
@@ -51,183 +52,77 @@ CLI::Validator number_in(double lo, double hi, const std::string& interval) {
 
 const double kHuge = std::numeric_limits<double>::max();
 
-// Everything the train subcommand reads, in CLI11's terms.
-struct TrainOptions {
-  TrainConfig c;
-  std::string activation = "relu", code_activation, output_activation;  // "": the default
-  std::string shuffle = "on", normalize = "none";
+// Options whose values are words: each type's words, the first one of a value being its name.
+std::vector<std::pair<std::string, Activation>> words(Activation) {
+  std::vector<std::pair<std::string, Activation>> out;
+  for (Activation a : {Activation::relu, Activation::sigmoid, Activation::tanh, Activation::linear})
+    out.emplace_back(activation_name(a), a);
+  return out;
+}
+std::vector<std::pair<std::string, NormalizeKind>> words(NormalizeKind) {
+  std::vector<std::pair<std::string, NormalizeKind>> out;
+  for (NormalizeKind k : {NormalizeKind::none, NormalizeKind::standard, NormalizeKind::minmax})
+    out.emplace_back(normalize_name(k), k);
+  return out;
+}
+std::vector<std::pair<std::string, bool>> words(bool) {
+  return {{"on", true}, {"off", false}, {"true", true}, {"false", false}};
+}
+template <class T>
+constexpr bool kWords = std::is_enum_v<T> || std::is_same_v<T, bool>;
+
+template <class T>
+std::string word_of(T value) {
+  for (const auto& [word, v] : words(T{}))
+    if (v == value) return word;
+  return "?";
+}
+
+// Whether an option is part of the effective configuration that checkpoints store (to_toml).
+enum class Stored { always, if_set, never };
+
+// What a row says beyond its name, field and help.
+struct Extra {
+  std::optional<CLI::Validator> check = std::nullopt;
+  Stored stored = Stored::always;
+  bool show_default = true;  // in --help
 };
 
-void add_train_options(CLI::App& app, TrainOptions& o) {
-  TrainConfig& c = o.c;
-  app.add_option("--data", c.data.file, "HDF5 file with the training data (required)");
-  app.add_option("--dataset", c.data.dataset, "2-D float dataset in it (rows are samples)")
-      ->capture_default_str();
-  app.add_option("--layers", c.model.encoder_widths,
-                 "encoder widths after the input, the last is the code width (e.g. 512,128,32); "
-                 "the decoder mirrors them (required)")
-      ->delimiter(',')
-      ->check(integer_from(1));
-  app.add_option("--activation", o.activation, "hidden layers' activation")
-      ->check(CLI::IsMember(kActivations))
-      ->capture_default_str();
-  app.add_option("--code-activation", o.code_activation, "the code layer's (default: --activation)")
-      ->check(CLI::IsMember(kActivations));
-  app.add_option("--output-activation", o.output_activation,
-                 "the reconstruction's activation (default: sigmoid; linear with --normalize "
-                 "standard)")
-      ->check(CLI::IsMember(kActivations));
-  app.add_option("--normalize", o.normalize,
-                 "scale each column by statistics of the training rows, stored with the model: "
-                 "standard (mean 0, std 1), minmax (to [0, 1]) or none")
-      ->check(CLI::IsMember(kNormalizations))
-      ->capture_default_str();
-  app.add_option("--epochs", c.epochs, "train until this many epochs are complete")
-      ->check(integer_from(1))
-      ->capture_default_str();
-  app.add_option("--batch-size", c.global_batch, "GLOBAL batch size, split over the ranks")
-      ->check(integer_from(1))
-      ->capture_default_str();
-  app.add_option("--lr", c.adam.learning_rate, "Adam's learning rate")
-      ->check(number_in(0, kHuge, "(0, inf)"))
-      ->capture_default_str();
-  app.add_option("--beta1", c.adam.beta1, "Adam's beta1")
-      ->check(number_in(0, 1, "[0, 1)"))
-      ->capture_default_str();
-  app.add_option("--beta2", c.adam.beta2, "Adam's beta2")
-      ->check(number_in(0, 1, "[0, 1)"))
-      ->capture_default_str();
-  app.add_option("--epsilon", c.adam.epsilon, "Adam's epsilon")
-      ->check(number_in(0, kHuge, "(0, inf)"))
-      ->capture_default_str();
-  app.add_option("--alpha", c.alpha,
-                 "weight of the encode loss mean((code - input)^2); needs code width = input width")
-      ->check(number_in(0, 1, "[0, 1]"))
-      ->capture_default_str();
-  app.add_option("--seed", c.seed, "seed of the initial weights and the batch order")
-      ->capture_default_str();
-  app.add_option("--shuffle", o.shuffle, "shuffle the batches every epoch (on) or not (off)")
-      ->check(CLI::IsMember({"on", "off", "true", "false"}))
-      ->capture_default_str();
-  app.add_option("--threads", c.threads,
-                 "threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, or the cores "
-                 "per rank)")
-      ->check(integer_from(1));
-  app.add_option("--val-data", c.val.file, "HDF5 file with validation data (default: --data)");
-  app.add_option("--val-dataset", c.val.dataset, "validation dataset (default: --dataset)");
-  app.add_option("--checkpoint", c.checkpoint, "checkpoint file to write (and to --resume)");
-  app.add_option("--checkpoint-every", c.checkpoint_every,
-                 "steps between checkpoints; 0: only at the end")
-      ->check(integer_from(0))
-      ->capture_default_str();
-  app.add_option("--keep", c.keep,
-                 "checkpoints to keep: the newest at --checkpoint, older ones as "
-                 "CHECKPOINT.step<N>")
-      ->check(integer_from(1))
-      ->capture_default_str();
-  app.add_option("--check-replicas", c.check_replicas,
-                 "steps between checks that every rank holds the same weights; 0: never")
-      ->check(integer_from(0))
-      ->capture_default_str();
-  app.add_flag("--resume", c.resume, "continue from --checkpoint if it exists");
-  app.add_option("--init-from", c.init_from,
-                 "start from this checkpoint's weights (fresh optimizer and data cursor)");
-  app.add_option("--metrics", c.metrics, "write JSON Lines metrics to this file");
-  app.add_option("--log-every", c.log_every, "steps between step lines; 0: one line per epoch")
-      ->check(integer_from(0))
-      ->capture_default_str();
-  app.add_flag("--quiet", c.quiet, "no progress output (errors and warnings still print)");
-}
+// Adds each row of a table to a CLI11 (sub)command, bound to its field.
+struct CliRows {
+  CLI::App& app;
 
-// Options every block-reading command shares.
-void add_block_options(CLI::App& app, DataSource& data, int64_t& block_rows, int& threads) {
-  app.add_option("--data", data.file, "HDF5 file with the rows (required)");
-  app.add_option("--dataset", data.dataset, "2-D float dataset in it")->capture_default_str();
-  app.add_option("--block-rows", block_rows, "rows each rank holds at once")
-      ->check(integer_from(1))
-      ->capture_default_str();
-  app.add_option("--threads", threads, "threads per rank (default as for train)")
-      ->check(integer_from(1));
-}
-
-void add_encode_options(CLI::App& app, EncodeConfig& c) {
-  app.add_option("--model", c.model, "checkpoint or PCA model file (required)");
-  add_block_options(app, c.data, c.block_rows, c.threads);
-  app.add_option("--out", c.out, "HDF5 file for the codes, new or existing (required)");
-  app.add_option("--out-dataset", c.out_dataset, "dataset for the codes")->capture_default_str();
-  app.add_flag("--overwrite", c.overwrite, "replace an existing output dataset");
-}
-
-void add_evaluate_options(CLI::App& app, EvaluateConfig& c) {
-  app.add_option("--model", c.model, "checkpoint or PCA model file (required)");
-  add_block_options(app, c.data, c.block_rows, c.threads);
-  app.add_option("--per-sample", c.per_sample, "HDF5 file for each row's reconstruction error");
-  app.add_option("--per-sample-dataset", c.per_sample_dataset, "dataset for them")
-      ->capture_default_str();
-  app.add_option("--reconstruct", c.reconstruct, "HDF5 file for the reconstructions");
-  app.add_option("--reconstruct-dataset", c.reconstruct_dataset, "dataset for them")
-      ->capture_default_str();
-  app.add_flag("--overwrite", c.overwrite, "replace existing output datasets");
-}
-
-void add_pca_options(CLI::App& app, PcaConfig& c, std::string& normalize) {
-  add_block_options(app, c.data, c.block_rows, c.threads);
-  app.add_option("--normalize", normalize,
-                 "fit the PCA to the columns scaled as train --normalize does: standard, minmax "
-                 "or none; stored with the model")
-      ->check(CLI::IsMember(kNormalizations))
-      ->capture_default_str();
-  app.add_option("--components", c.components, "principal components to keep (required)")
-      ->check(integer_from(1));
-  app.add_option("--out", c.out, "model file to write (required)");
-}
-
-void add_inspect_options(CLI::App& app, InspectConfig& c) {
-  app.add_option("path", c.path, "checkpoint or model file (required)");
-  app.add_flag("--json", c.json, "one JSON object, for scripts");
-}
-
-// Settles what the options imply for each other.
-TrainConfig finish(TrainOptions o) {
-  TrainConfig c = o.c;
-  c.model.activation = activation_from_name(o.activation);
-  c.model.code_activation =
-      activation_from_name(o.code_activation.empty() ? o.activation : o.code_activation);
-  c.normalize = normalize_from_name(o.normalize);
-  // A sigmoid cannot produce standardized values.
-  c.default_output = o.output_activation.empty();
-  c.model.output_activation =
-      !c.default_output                         ? activation_from_name(o.output_activation)
-      : c.normalize == NormalizeKind::standard ? Activation::linear
-                                               : Activation::sigmoid;
-  c.shuffle = o.shuffle == "on" || o.shuffle == "true";
-  // Validation data: --val-dataset alone means the training file; --val-data alone, the same dataset.
-  if (c.val.file.empty() && !o.c.val.dataset.empty()) c.val.file = c.data.file;
-  if (!c.val.file.empty() && c.val.dataset.empty()) c.val.dataset = c.data.dataset;
-  return c;
-}
-
-// Applies a TOML file's `key = value` lines to the options not given on the command line.
-// (CLI11 2.1 reads config files for the main app only, so subcommands do it here.)
-void apply_config_file(CLI::App& app, const std::string& path) {
-  if (!std::filesystem::is_regular_file(path))
-    throw CLI::FileError::Missing(path);
-  CLI::ConfigTOML toml;
-  for (const CLI::ConfigItem& item : toml.from_file(path)) {
-    if (item.name == "++" || item.name == "--") continue;  // a [section] opens or closes
-    if (!item.parents.empty() && item.parents != std::vector<std::string>{app.get_name()})
-      throw CLI::ConfigError(path + ": unknown section [" + item.parents.front() + "]");
-    CLI::Option* op = app.get_option_no_throw("--" + item.name);
-    if (!op || item.name == "config")
-      throw CLI::ConfigError(path + ": unknown key '" + item.name + "'");
-    if (!op->empty()) continue;  // the command line wins
-    if (op->get_expected_min() == 0)
-      op->add_result(toml.to_flag(item));
-    else
-      op->add_result(item.inputs);
-    op->run_callback();  // converts and validates like a flag
+  template <class T>
+  void option(const std::string& name, T& field, const std::string& help, Extra extra = {}) {
+    CLI::Option* o = nullptr;
+    if constexpr (kWords<T>) {
+      std::vector<std::string> allowed;
+      for (const auto& [word, v] : words(T{})) allowed.push_back(word);
+      o = app.add_option_function<std::string>(
+          name,
+          [&field](const std::string& word) {
+            for (const auto& [w, v] : words(T{}))
+              if (w == word) field = v;
+          },
+          help);
+      o->check(CLI::IsMember(allowed));
+      if (extra.show_default) o->default_str(word_of(field));
+    } else {
+      o = app.add_option(name, field, help);
+      if constexpr (!std::is_same_v<T, std::string>) {
+        if (extra.show_default) o->capture_default_str();
+      } else if (extra.show_default && !field.empty()) {
+        o->capture_default_str();
+      }
+    }
+    if constexpr (std::is_same_v<T, std::vector<int64_t>>) o->delimiter(',');
+    if (extra.check) o->check(*extra.check);
   }
-}
+
+  void flag(const std::string& name, bool& field, const std::string& help) {
+    app.add_flag(name, field, help);
+  }
+};
 
 std::string toml_string(const std::string& s) {
   std::string out = "\"";
@@ -249,14 +144,191 @@ std::string number(double v) {
   return std::string(text, end);
 }
 
+// Writes each stored row of a table as a TOML `key = value` line.
+struct TomlRows {
+  std::ostringstream& out;
+
+  template <class T>
+  void option(const std::string& name, const T& field, const std::string&, Extra extra = {}) {
+    if (extra.stored == Stored::never) return;
+    std::string value;
+    if constexpr (kWords<T>) {
+      value = toml_string(word_of(field));
+    } else if constexpr (std::is_same_v<T, std::string>) {
+      if (extra.stored == Stored::if_set && field.empty()) return;
+      value = toml_string(field);
+    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+      for (int64_t w : field) value += (value.empty() ? "" : ", ") + std::to_string(w);
+      value = "[" + value + "]";
+    } else if constexpr (std::is_floating_point_v<T>) {
+      value = number(field);
+    } else {
+      if (extra.stored == Stored::if_set && field == 0) return;
+      value = std::to_string(field);
+    }
+    out << name.substr(2) << " = " << value << "\n";
+  }
+
+  // Flags steer one run (--resume, --quiet); they are not configuration.
+  void flag(const std::string&, const bool&, const std::string&) {}
+};
+
+// The train options: the one table of them. The command line, --config files and the
+// effective configuration that checkpoints store (to_toml) all come from it, so a new option
+// is its field in config.hpp and one row here.
+template <class Rows, class Config>
+void train_rows(Rows& t, Config& c) {
+  t.option("--data", c.data.file, "HDF5 file with the training data (required)");
+  t.option("--dataset", c.data.dataset, "2-D dataset in it (rows are samples)");
+  t.option("--layers", c.model.encoder_widths,
+           "encoder widths after the input, the last is the code width (e.g. 512,128,32); the "
+           "decoder mirrors them (required)",
+           {.check = integer_from(1)});
+  t.option("--activation", c.model.activation, "hidden layers' activation");
+  t.option("--code-activation", c.model.code_activation,
+           "the code layer's (default: --activation)", {.show_default = false});
+  t.option("--output-activation", c.model.output_activation,
+           "the reconstruction's activation (default: sigmoid; linear with --normalize standard)",
+           {.show_default = false});
+  t.option("--normalize", c.normalize,
+           "scale each column by statistics of the training rows, stored with the model: "
+           "standard (mean 0, std 1), minmax (to [0, 1]) or none");
+  t.option("--epochs", c.epochs, "train until this many epochs are complete",
+           {.check = integer_from(1)});
+  t.option("--batch-size", c.global_batch, "GLOBAL batch size, split over the ranks",
+           {.check = integer_from(1)});
+  t.option("--lr", c.adam.learning_rate, "Adam's learning rate",
+           {.check = number_in(0, kHuge, "(0, inf)")});
+  t.option("--beta1", c.adam.beta1, "Adam's beta1", {.check = number_in(0, 1, "[0, 1)")});
+  t.option("--beta2", c.adam.beta2, "Adam's beta2", {.check = number_in(0, 1, "[0, 1)")});
+  t.option("--epsilon", c.adam.epsilon, "Adam's epsilon",
+           {.check = number_in(0, kHuge, "(0, inf)")});
+  t.option("--alpha", c.alpha,
+           "weight of the encode loss mean((code - input)^2); needs code width = input width",
+           {.check = number_in(0, 1, "[0, 1]")});
+  t.option("--seed", c.seed, "seed of the initial weights and the batch order");
+  t.option("--shuffle", c.shuffle, "shuffle the batches every epoch (on) or not (off)");
+  t.option("--threads", c.threads,
+           "threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, or the cores per "
+           "rank)",
+           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false});
+  t.option("--val-data", c.val.file, "HDF5 file with validation data (default: --data)",
+           {.stored = Stored::if_set});
+  t.option("--val-dataset", c.val.dataset, "validation dataset (default: --dataset)",
+           {.stored = Stored::if_set, .show_default = false});
+  t.option("--checkpoint", c.checkpoint, "checkpoint file to write (and to --resume)",
+           {.stored = Stored::if_set});
+  t.option("--checkpoint-every", c.checkpoint_every,
+           "steps between checkpoints; 0: only at the end", {.check = integer_from(0)});
+  t.option("--keep", c.keep,
+           "checkpoints to keep: the newest at --checkpoint, older ones as CHECKPOINT.step<N>",
+           {.check = integer_from(1)});
+  t.option("--check-replicas", c.check_replicas,
+           "steps between checks that every rank holds the same weights; 0: never",
+           {.check = integer_from(0)});
+  t.flag("--resume", c.resume, "continue from --checkpoint if it exists");
+  t.option("--init-from", c.init_from,
+           "start from this checkpoint's weights (fresh optimizer and data cursor)",
+           {.stored = Stored::if_set});
+  t.option("--metrics", c.metrics, "write JSON Lines metrics to this file",
+           {.stored = Stored::if_set});
+  t.option("--log-every", c.log_every, "steps between step lines; 0: one line per epoch",
+           {.check = integer_from(0)});
+  t.flag("--quiet", c.quiet, "no progress output (errors and warnings still print)");
+}
+
+// Options every block-reading command shares.
+template <class Rows>
+void block_rows(Rows& t, DataSource& data, int64_t& block_rows, int& threads) {
+  t.option("--data", data.file, "HDF5 file with the rows (required)");
+  t.option("--dataset", data.dataset, "2-D dataset in it");
+  t.option("--block-rows", block_rows, "rows each rank holds at once", {.check = integer_from(1)});
+  t.option("--threads", threads, "threads per rank (default as for train)",
+           {.check = integer_from(1), .show_default = false});
+}
+
+template <class Rows>
+void encode_rows(Rows& t, EncodeConfig& c) {
+  t.option("--model", c.model, "checkpoint or PCA model file (required)");
+  block_rows(t, c.data, c.block_rows, c.threads);
+  t.option("--out", c.out, "HDF5 file for the codes, new or existing (required)");
+  t.option("--out-dataset", c.out_dataset, "dataset for the codes");
+  t.flag("--overwrite", c.overwrite, "replace an existing output dataset");
+}
+
+template <class Rows>
+void evaluate_rows(Rows& t, EvaluateConfig& c) {
+  t.option("--model", c.model, "checkpoint or PCA model file (required)");
+  block_rows(t, c.data, c.block_rows, c.threads);
+  t.option("--per-sample", c.per_sample, "HDF5 file for each row's reconstruction error");
+  t.option("--per-sample-dataset", c.per_sample_dataset, "dataset for them");
+  t.option("--reconstruct", c.reconstruct, "HDF5 file for the reconstructions");
+  t.option("--reconstruct-dataset", c.reconstruct_dataset, "dataset for them");
+  t.flag("--overwrite", c.overwrite, "replace existing output datasets");
+}
+
+template <class Rows>
+void pca_rows(Rows& t, PcaConfig& c) {
+  block_rows(t, c.data, c.block_rows, c.threads);
+  t.option("--normalize", c.normalize,
+           "fit the PCA to the columns scaled as train --normalize does: standard, minmax or "
+           "none; stored with the model");
+  t.option("--components", c.components, "principal components to keep (required)",
+           {.check = integer_from(1), .show_default = false});
+  t.option("--out", c.out, "model file to write (required)");
+}
+
+template <class Rows>
+void inspect_rows(Rows& t, InspectConfig& c) {
+  t.option("path", c.path, "checkpoint or model file (required)");
+  t.flag("--json", c.json, "one JSON object, for scripts");
+}
+
+// Settles what train's options imply for each other; `given` tells which ones the command line
+// or the --config file set.
+template <class Given>
+void finish(TrainConfig& c, Given given) {
+  if (!given("--code-activation")) c.model.code_activation = c.model.activation;
+  // A sigmoid cannot produce standardized values.
+  c.default_output = !given("--output-activation");
+  if (c.default_output)
+    c.model.output_activation =
+        c.normalize == NormalizeKind::standard ? Activation::linear : Activation::sigmoid;
+  // Validation data: --val-dataset alone means the training file; --val-data alone, the same
+  // dataset; neither, none.
+  if (given("--val-dataset") && !given("--val-data")) c.val.file = c.data.file;
+  if (given("--val-data") && !given("--val-dataset")) c.val.dataset = c.data.dataset;
+  if (c.val.file.empty()) c.val.dataset.clear();
+}
+
+// Applies a TOML file's `key = value` lines to the options not given on the command line.
+// (CLI11 2.1 reads config files for the main app only, so subcommands do it here.)
+void apply_config_file(CLI::App& app, const std::string& path) {
+  if (!std::filesystem::is_regular_file(path)) throw CLI::FileError::Missing(path);
+  CLI::ConfigTOML toml;
+  for (const CLI::ConfigItem& item : toml.from_file(path)) {
+    if (item.name == "++" || item.name == "--") continue;  // a [section] opens or closes
+    if (!item.parents.empty() && item.parents != std::vector<std::string>{app.get_name()})
+      throw CLI::ConfigError(path + ": unknown section [" + item.parents.front() + "]");
+    CLI::Option* op = app.get_option_no_throw("--" + item.name);
+    if (!op || item.name == "config")
+      throw CLI::ConfigError(path + ": unknown key '" + item.name + "'");
+    if (!op->empty()) continue;  // the command line wins
+    if (op->get_expected_min() == 0)
+      op->add_result(toml.to_flag(item));
+    else
+      op->add_result(item.inputs);
+    op->run_callback();  // converts and validates like a flag
+  }
+}
+
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {
   CLI::App app{"aetrain: data-parallel autoencoders on HDF5 data (run under mpirun -n P)"};
   app.require_subcommand(1, 1);
-  app.set_version_flag("--version", std::string("aetrain ") + AETRAIN_VERSION);
+  app.set_version_flag("--version", version_text);
   Command cmd;
-  TrainOptions train;
   // Every subcommand: its options, a --config file, the options it cannot do without.
   struct Sub {
     CLI::App* app;
@@ -270,21 +342,20 @@ Command parse_command_line(int argc, const char* const* argv) {
     sub->add_option("--config", subs.back().config_file,
                     "read options from this TOML file (key = value, keys named like the long "
                     "options; flags override it)");
-    return sub;
+    return CliRows{*sub};
   };
-  add_train_options(*add("train", "train an autoencoder", {"--data", "--layers"}), train);
-  add_encode_options(*add("encode", "write the code of every row", {"--model", "--data", "--out"}),
-                     cmd.encode);
-  add_evaluate_options(
-      *add("evaluate", "print the reconstruction error {\"mse\", \"rows\"}", {"--model", "--data"}),
-      cmd.evaluate);
-  std::string pca_normalize = "none";
-  add_pca_options(*add("pca", "fit an exact PCA, usable as a model by encode and evaluate",
-                       {"--data", "--components", "--out"}),
-                  cmd.pca, pca_normalize);
-  add_inspect_options(*add("inspect", "show what a checkpoint or model file holds", {"path"}),
-                      cmd.inspect);
-  train.c.val.dataset.clear();  // "" until given, so finish() can tell
+  CliRows train = add("train", "train an autoencoder", {"--data", "--layers"});
+  train_rows(train, cmd.train);
+  CliRows encode = add("encode", "write the code of every row", {"--model", "--data", "--out"});
+  encode_rows(encode, cmd.encode);
+  CliRows evaluate = add("evaluate", "print the reconstruction error {\"mse\", \"rows\"}",
+                         {"--model", "--data"});
+  evaluate_rows(evaluate, cmd.evaluate);
+  CliRows pca = add("pca", "fit an exact PCA, usable as a model by encode and evaluate",
+                    {"--data", "--components", "--out"});
+  pca_rows(pca, cmd.pca);
+  CliRows inspect = add("inspect", "show what a checkpoint or model file holds", {"path"});
+  inspect_rows(inspect, cmd.inspect);
 
   CLI::App* chosen = nullptr;
   try {
@@ -295,9 +366,8 @@ Command parse_command_line(int argc, const char* const* argv) {
       if (!sub.config_file.empty()) apply_config_file(*sub.app, sub.config_file);
       for (const std::string& name : sub.required)
         if (sub.app->get_option(name)->empty())
-          throw Error(ExitCode::usage,
-                      name + " is required (on the command line or in --config)",
-                      /*collective=*/true);
+          fail_replicated(ExitCode::usage,
+                          name + " is required (on the command line or in --config)");
     }
   } catch (const CLI::CallForHelp& e) {
     std::ostringstream out, err;
@@ -306,55 +376,25 @@ Command parse_command_line(int argc, const char* const* argv) {
   } catch (const CLI::CallForVersion& e) {
     throw HelpRequested(e.what() + std::string("\n"));
   } catch (const CLI::Error& e) {
-    // Every rank parses the same argv, so every rank fails alike.
+    // Every rank parses the same argv (and reads the same --config file), so every rank fails
+    // alike.
     for (Sub& sub : subs)
       if (sub.app->parsed()) chosen = sub.app;
-    throw Error(ExitCode::usage,
-                std::string(e.what()) + " (see aetrain " +
-                    (chosen ? chosen->get_name() + " " : std::string()) + "--help)",
-                /*collective=*/true);
+    fail_replicated(ExitCode::usage, std::string(e.what()) + " (see aetrain " +
+                                         (chosen ? chosen->get_name() + " " : std::string()) +
+                                         "--help)");
   }
   cmd.name = chosen->get_name();
-  cmd.train = finish(train);
-  cmd.pca.normalize = normalize_from_name(pca_normalize);
+  finish(cmd.train, [&](const char* name) { return train.app.count(name) > 0; });
   cmd.config_text = to_toml(cmd.train);
   return cmd;
 }
 
 std::string to_toml(const TrainConfig& c) {
-  std::ostringstream s;
-  s << "data = " << toml_string(c.data.file) << "\n";
-  s << "dataset = " << toml_string(c.data.dataset) << "\n";
-  s << "layers = [";
-  for (size_t i = 0; i < c.model.encoder_widths.size(); ++i)
-    s << (i ? ", " : "") << c.model.encoder_widths[i];
-  s << "]\n";
-  s << "activation = " << toml_string(activation_name(c.model.activation)) << "\n";
-  s << "code-activation = " << toml_string(activation_name(c.model.code_activation)) << "\n";
-  s << "output-activation = " << toml_string(activation_name(c.model.output_activation)) << "\n";
-  s << "normalize = " << toml_string(normalize_name(c.normalize)) << "\n";
-  s << "epochs = " << c.epochs << "\n";
-  s << "batch-size = " << c.global_batch << "\n";
-  s << "lr = " << number(c.adam.learning_rate) << "\n";
-  s << "beta1 = " << number(c.adam.beta1) << "\n";
-  s << "beta2 = " << number(c.adam.beta2) << "\n";
-  s << "epsilon = " << number(c.adam.epsilon) << "\n";
-  s << "alpha = " << number(c.alpha) << "\n";
-  s << "seed = " << c.seed << "\n";
-  s << "shuffle = " << toml_string(c.shuffle ? "on" : "off") << "\n";
-  if (c.threads > 0) s << "threads = " << c.threads << "\n";
-  if (!c.val.file.empty()) {
-    s << "val-data = " << toml_string(c.val.file) << "\n";
-    s << "val-dataset = " << toml_string(c.val.dataset) << "\n";
-  }
-  if (!c.checkpoint.empty()) s << "checkpoint = " << toml_string(c.checkpoint) << "\n";
-  s << "checkpoint-every = " << c.checkpoint_every << "\n";
-  s << "keep = " << c.keep << "\n";
-  s << "check-replicas = " << c.check_replicas << "\n";
-  if (!c.init_from.empty()) s << "init-from = " << toml_string(c.init_from) << "\n";
-  if (!c.metrics.empty()) s << "metrics = " << toml_string(c.metrics) << "\n";
-  s << "log-every = " << c.log_every << "\n";
-  return s.str();
+  std::ostringstream out;
+  TomlRows rows{out};
+  train_rows(rows, c);
+  return out.str();
 }
 
 }  // namespace aetrain

@@ -3,6 +3,8 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <cstdlib>
 #include <vector>
 
@@ -37,9 +39,11 @@ void check(int rc, const char* what) {
 
 struct Comm::Impl {
   MPI_Comm comm;
+  MPI_Comm arrivals;  // all_arrive_within's own: no other call may ever match its barrier
   int rank = 0, size = 1, ranks_on_node = 1, nodes = 1;
 
   explicit Impl(MPI_Comm c) : comm(c) {
+    MPI_Comm_dup(comm, &arrivals);
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     MPI_Comm node;
@@ -71,6 +75,16 @@ struct Comm::Impl {
     }
   }
 };
+
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0, version = 0, subversion = 0;
+  MPI_Get_library_version(text, &length);
+  MPI_Get_version(&version, &subversion);
+  std::string library(text, size_t(length));
+  library = library.substr(0, library.find_first_of(",\n"));  // "Open MPI v4.1.4, package: ..."
+  return library + " (MPI " + std::to_string(version) + "." + std::to_string(subversion) + ")";
+}
 
 MpiSession::MpiSession(int& argc, char**& argv) {
   int provided = 0;
@@ -121,6 +135,18 @@ void Comm::barrier() const { check(MPI_Barrier(impl_->comm), "MPI_Barrier"); }
 void Comm::abort(int code) const {
   MPI_Abort(impl_->comm, code);
   std::exit(code);  // not reached
+}
+
+bool Comm::all_arrive_within(double seconds) const {
+  MPI_Request request;
+  check(MPI_Ibarrier(impl_->arrivals, &request), "MPI_Ibarrier");
+  const double deadline = MPI_Wtime() + seconds;
+  int done = 0;
+  while (true) {
+    check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+    if (done || MPI_Wtime() > deadline) return done != 0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void Comm::raise_root_failure(const Error* root) const {

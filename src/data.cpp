@@ -9,7 +9,7 @@
 #include <limits>
 
 #include "aetrain/h5.hpp"
-#include "aetrain/runtime.hpp"
+#include "aetrain/files.hpp"
 
 namespace aetrain {
 namespace {
@@ -83,6 +83,18 @@ std::vector<RowBlocks> pieces(const std::vector<RowBlocks>& blocks, int64_t max_
 
 }  // namespace
 
+std::string hdf5_library_version() {
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+#ifdef H5_HAVE_PARALLEL
+  const char* flavour = " (parallel)";
+#else
+  const char* flavour = " (serial)";
+#endif
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release) +
+         flavour;
+}
+
 int64_t rows_per_block(int64_t cols) {
   return std::max<int64_t>(1, (int64_t(4) << 20) / (int64_t(sizeof(double)) * std::max<int64_t>(1, cols)));
 }
@@ -97,7 +109,7 @@ RowReader::RowReader(const DataSource& src, const Comm& comm, Accept accept)
   try {
     impl_->file = h5::open_file(src.file, &comm);
   } catch (const h5::Failure& e) {
-    throw Error(ExitCode::data, src.file + ": " + e.what(), /*collective=*/true);
+    fail_replicated(ExitCode::data, src.file + ": " + e.what());  // a collective open
   }
   comm.agree([&] {
     if (!h5::exists(impl_->file, src.dataset)) bad_data(src, "no such dataset");
@@ -196,7 +208,7 @@ RowWriter::RowWriter(const std::string& file, const std::string& dataset,
   try {
     w.handle = w.new_file ? h5::create_file(w.tmp(), comm) : h5::open_file_rw(file, comm);
   } catch (const h5::Failure& e) {
-    throw Error(ExitCode::usage, file + ": " + e.what(), /*collective=*/true);
+    fail_replicated(ExitCode::usage, file + ": " + e.what());  // a collective open
   }
   comm.agree([&] {
     w.replace = h5::exists(w.handle, dataset);
@@ -268,8 +280,7 @@ void RowWriter::commit() {
     if (!w.handle.reset()) throw h5::Failure("closing " + w.file + " failed");
   });
   w.comm.root_decides([&] {
-    if (w.new_file && std::rename(w.tmp().c_str(), w.file.c_str()) != 0)
-      throw Error(ExitCode::other, "cannot rename " + w.tmp() + " to " + w.file);
+    if (w.new_file) publish_file(w.tmp(), w.file);
   });
   w.committed = true;
 }

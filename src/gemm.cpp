@@ -6,6 +6,27 @@
 #include <stdexcept>
 
 namespace aetrain {
+
+std::string gemm_backend() {
+  // Eigen's own SimdInstructionSetsInUse() does not name AVX2 or FMA.
+  const char* simd =
+#if defined(__AVX512F__)
+      "AVX-512, FMA";
+#elif defined(__AVX2__) && defined(__FMA__)
+      "AVX2, FMA";
+#elif defined(__AVX__)
+      "AVX";
+#elif defined(__SSE2__)
+      "SSE2";
+#elif defined(__ARM_NEON)
+      "NEON";
+#else
+      "no vector instructions";
+#endif
+  return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
+         "." + std::to_string(EIGEN_MINOR_VERSION) + " packed kernel, compiled for " + simd;
+}
+
 namespace {
 
 // Below this many multiply-adds per thread, a parallel region costs more than it saves

@@ -1,6 +1,7 @@
 // aetrain: parse the command line, run the subcommand, turn every failure into one
 // `aetrain: error:` line and a documented exit code on every rank.
 #include <iostream>
+#include <string>
 
 #include "aetrain/cli.hpp"
 #include "aetrain/comm.hpp"
@@ -28,8 +29,8 @@ int run(Command cmd, const Comm& world) {
     Trainer trainer(config, world, log, cmd.config_text);
     if (trainer.run() == RunEnd::finished) return 0;
     if (config.checkpoint.empty())
-      throw Error(ExitCode::other, "stopped by a signal; no --checkpoint was given, so nothing "
-                                   "was saved", /*collective=*/true);
+      fail_replicated(ExitCode::other,
+                      "stopped by a signal; no --checkpoint was given, so nothing was saved");
     return int(ExitCode::preempted);
   }
   // evaluate's stdout is its JSON result alone, for scripts.
@@ -47,19 +48,34 @@ int run(Command cmd, const Comm& world) {
   return 0;
 }
 
+// How long the ranks that raised a replicated error wait for the others before calling it a
+// bug. They all raise it from the same values at the same point, so milliseconds apart.
+constexpr double kReplicatedErrorWait = 10.0;
+
+// One write for the whole line: mpirun's own messages must not land inside it.
+void print_error(const std::string& line) { std::cerr << "aetrain: error: " + line + "\n" << std::flush; }
+
 // Prints the error once and ends every rank: collectively when all ranks saw it, else by abort
 // (the other ranks may be waiting in a collective this rank will never join).
 int report(const Error& e, const Comm& world) {
-  if (e.collective() || world.size() == 1) {
-    if (world.rank() == 0) std::cerr << "aetrain: error: " + std::string(e.what()) + "\n" << std::flush;
+  const std::string rank = "rank " + std::to_string(world.rank()) + ": ";
+  if (world.size() == 1) {
+    print_error(e.what());
     return int(e.code());
   }
-  // One write for the whole line: mpirun's own messages must not land inside it.
-  std::cerr << "aetrain: error: rank " + std::to_string(world.rank()) + ": " + e.what() + "\n"
-            << std::flush;
+  if (e.collective()) {
+    if (world.all_arrive_within(kReplicatedErrorWait)) {
+      if (world.rank() == 0) print_error(e.what());
+      return int(e.code());
+    }
+    // A rank-local condition raised as a replicated one (fail_replicated): a bug, made loud.
+    print_error(rank + e.what() + " (internal error: raised as an error that every rank "
+                "reaches, but not every rank reached it; please report this)");
+    world.abort(int(e.code()));
+  }
+  print_error(rank + e.what());
   world.abort(int(e.code()));
 }
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -61,8 +61,7 @@ std::string describe(const ModelConfig& m) {
 }
 
 template <class S>
-Autoencoder<S>::Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha,
-                            Index extra_slots)
+Autoencoder<S>::Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha)
     : config_(config),
       layers_(layer_shapes(config)),
       n_params_(parameter_count(config)),
@@ -70,7 +69,7 @@ Autoencoder<S>::Autoencoder(const ModelConfig& config, Index max_batch, int thre
       alpha_(alpha),
       code_layer_(config.encoder_widths.size() - 1),
       params_(n_params_, S(0)),
-      grads_(n_params_ + extra_slots, S(0)),
+      grads_(n_params_, S(0)),
       gemm_(threads) {
   if (alpha < 0 || alpha > 1) throw std::invalid_argument("alpha must be in [0, 1]");
   if (alpha > 0 && config.encoder_widths.back() != config.input_dim)

@@ -1,9 +1,7 @@
 #include "aetrain/runtime.hpp"
 
 #include <omp.h>
-#include <fcntl.h>
 #include <sched.h>
-#include <unistd.h>
 #include <sys/resource.h>
 #if defined(__SSE3__)
 #include <pmmintrin.h>
@@ -11,12 +9,10 @@
 #endif
 
 #include <Eigen/Core>
-#include <cerrno>
 #include <cstdint>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <thread>
 
 namespace aetrain {
@@ -48,18 +44,6 @@ void catch_stop_signals() {
 
 int stop_requested() { return caught_signal; }
 
-std::string unwritable_reason(const std::string& path) {
-  const std::filesystem::path dir = std::filesystem::absolute(path).parent_path();
-  if (!std::filesystem::is_directory(dir)) return "directory " + dir.string() + " does not exist";
-  const std::string probe = (dir / (".aetrain-probe-" + std::to_string(getpid()))).string();
-  const int fd = open(probe.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0)
-    return "cannot create files in directory " + dir.string() + " (" + std::strerror(errno) + ")";
-  close(fd);
-  unlink(probe.c_str());
-  return "";
-}
-
 int set_up_threads(int flag, const Comm& comm, Log& log) {
   const ThreadChoice choice = choose_threads(flag, comm.ranks_on_node());
   use_threads(choice.threads);
@@ -84,13 +68,6 @@ int set_up_threads(int flag, const Comm& comm, Log& log) {
              "as many cores as threads, e.g. mpirun --map-by slot:PE=" +
              std::to_string(choice.threads) + ")");
   return choice.threads;
-}
-
-void require_writable(const std::string& path, const Comm& comm) {
-  comm.root_decides([&] {
-    if (const std::string why = unwritable_reason(path); !why.empty())
-      throw Error(ExitCode::usage, path + ": " + why);
-  });
 }
 
 double peak_memory_mib() {

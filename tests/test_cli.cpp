@@ -1,7 +1,9 @@
 // The command line and --config TOML files into TrainConfig.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <sstream>
 
 #include "aetrain/cli.hpp"
 #include "aetrain/error.hpp"
@@ -135,6 +137,54 @@ TEST(Cli, EffectiveConfigurationRoundTripsThroughToml) {
   EXPECT_EQ(back.train.data.file, "d \"quoted\".h5");
   EXPECT_DOUBLE_EQ(back.train.adam.learning_rate, 0.0003);
   EXPECT_EQ(back.train.seed, 99u);
+}
+
+// Every option of `train --help`, set to a value other than its default, survives the effective
+// configuration that checkpoints store (to_toml, read back with --config). Adding an option
+// without a row in the option table, or without a line here, fails this test.
+TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
+  const std::vector<const char*> args = {
+      "train", "--data", "d.h5", "--dataset", "/x", "--layers", "30,20,10",
+      "--activation", "tanh", "--code-activation", "linear", "--output-activation", "relu",
+      "--normalize", "minmax", "--epochs", "7", "--batch-size", "64", "--lr", "0.002",
+      "--beta1", "0.8", "--beta2", "0.99", "--epsilon", "1e-8", "--alpha", "0.25",
+      "--seed", "12", "--shuffle", "off", "--threads", "3", "--val-data", "v.h5",
+      "--val-dataset", "/y", "--checkpoint", "c.h5", "--checkpoint-every", "50", "--keep", "3",
+      "--check-replicas", "5", "--init-from", "i.h5", "--metrics", "m.jsonl",
+      "--log-every", "10",
+      // Flags steer one run and are not stored: checked apart below.
+      "--resume", "--quiet"};
+  const Command c = parse(args);
+  std::string help;
+  try {
+    parse({"train", "--help"});
+  } catch (const HelpRequested& h) {
+    help = h.what();
+  }
+  std::istringstream lines(help);
+  int options = 0;
+  for (std::string line; std::getline(lines, line);) {
+    const size_t at = line.find_first_not_of(' ');
+    if (at == std::string::npos || line.compare(at, 2, "--") != 0) continue;  // not an option
+    const std::string name = line.substr(at, line.find(' ', at) - at);
+    if (name == "--config") continue;
+    ++options;
+    EXPECT_NE(std::find_if(args.begin(), args.end(), [&](const char* a) { return name == a; }),
+              args.end())
+        << name << " is in --help but not in this test";
+  }
+  EXPECT_GE(options, 28);  // the help text was read
+  const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;
+  EXPECT_NE(c.train.model, defaults.model);
+  EXPECT_NE(c.train.adam, defaults.adam);
+  const std::string dir = test::temp_dir(Comm::self());
+  const std::string path = dir + "/every.toml";
+  std::ofstream(path) << c.config_text;
+  TrainConfig back = parse({"train", "--config", path.c_str()}).train;
+  EXPECT_FALSE(back.resume);
+  EXPECT_FALSE(back.quiet);
+  back.resume = back.quiet = true;
+  EXPECT_TRUE(back == c.train) << c.config_text;
 }
 
 TEST(Cli, BadCommandLinesExitTwo) {

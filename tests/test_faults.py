@@ -110,6 +110,15 @@ class Faults(cli_support.BinaryTest):
         self.assert_clean_failure(rc, err, 1, "rank 1: injected failure", s,
                                   "an exception on rank 1 at step 20")
 
+    def test_a_replicated_error_raised_on_one_rank_alone_is_loud(self):
+        # fail_replicated() asserts that every rank throws alike; raised by one rank alone (a
+        # bug), the other ranks never join it. main must say so and end the job, not hang.
+        rc, _, err, s = self.timed(self.train, AETRAIN_FAULT="replicated-error@1:20")
+        self.assert_clean_failure(rc, err, 1, "rank 1: injected replicated error", s,
+                                  "a replicated error raised on rank 1 alone (a bug)")
+        self.assertIn("internal error", err)
+        self.assertGreater(s, 9)  # it waited for the others first
+
     def test_bad_rows_on_one_rank_are_reported_once_with_the_row(self):
         path = self.path("nan.h5")
         write(path, rows=100, cols=8)

@@ -9,6 +9,7 @@
 
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
+#include "aetrain/log.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/pca.hpp"
 
@@ -29,6 +30,20 @@ struct TrainState {
   std::string config;  // the effective configuration, as TOML
 };
 
+/// The training state by name (the checkpoint's /train attributes), as model_fields.
+template <class T, class F>
+void train_state_fields(T& t, F&& f) {
+  f("epoch", t.epoch);
+  f("step_in_epoch", t.step_in_epoch);
+  f("global_step", t.global_step);
+  f("seed", t.seed);
+  f("global_batch", t.global_batch);
+  f("world_size", t.world_size);
+  f("data_file", t.data_file);
+  f("dataset", t.dataset);
+  f("config", t.config);
+}
+
 /// Everything in a checkpoint but the arrays.
 struct CheckpointHeader {
   ModelConfig model;
@@ -41,6 +56,8 @@ struct CheckpointHeader {
 /// What a model file holds: a training checkpoint of an autoencoder, or a PCA fitted by
 /// `aetrain pca` (stored with the equivalent linear autoencoder, so every command can use it).
 enum class ModelKind { autoencoder, pca };
+/// "autoencoder" or "pca".
+const char* model_kind_name(ModelKind kind);
 
 /// A model file read back: flat arrays in the model's parameter layout.
 struct Checkpoint {
@@ -52,6 +69,12 @@ struct Checkpoint {
   std::vector<float> params, m, v;  // m and v empty without training state
   PcaModel pca;                     // for kind == pca
 };
+
+/// The architecture, Adam's hyperparameters and the training state as JSON objects, with the
+/// checkpoint's names and types (enums by name, the seed as an integer).
+Json to_json(const ModelConfig& model);
+Json to_json(const AdamConfig& adam);
+Json to_json(const TrainState& state);
 
 /// Writes path + ".tmp", flushes it to disk and renames it over `path`, so a crash leaves the
 /// old checkpoint or the new one, never a torn file. With keep > 1 the checkpoint it replaces

@@ -22,6 +22,9 @@ class MpiSession {
   MpiSession& operator=(const MpiSession&) = delete;
 };
 
+/// The MPI library and the standard it implements, e.g. "Open MPI v4.1.4 (MPI 3.1)".
+std::string mpi_library_version();
+
 /// A communicator. Cheap to copy; every collective must be called by all its ranks.
 class Comm {
  public:
@@ -49,6 +52,10 @@ class Comm {
   void barrier() const;
   /// Ends every rank of the job at once with `code` (for errors only some ranks saw).
   [[noreturn]] void abort(int code) const;
+  /// True when every rank calls this within `seconds` of each other; false when some rank did
+  /// not come. For error paths: it waits on a communicator of its own, so ranks that are stuck
+  /// in another collective neither block it nor get confused by it.
+  bool all_arrive_within(double seconds) const;
 
   /// Runs fn on every rank. If it throws on any rank, every rank throws the same collective
   /// Error: the one of the lowest failing rank, naming that rank unless all ranks failed.

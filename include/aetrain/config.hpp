@@ -1,4 +1,5 @@
-// Plain option structs. No behaviour lives here.
+// Plain option structs, and the lists of their fields that files and JSON follow. No
+// behaviour lives here.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +21,20 @@ struct ModelConfig {
   Activation activation = Activation::relu;
   Activation code_activation = Activation::relu;
   Activation output_activation = Activation::sigmoid;
+  bool operator==(const ModelConfig&) const = default;
 };
+
+/// The architecture's fields by name: the one list that the checkpoint's /model attributes and
+/// every JSON description of a model follow. Calls f(name, field) for each; M is ModelConfig,
+/// const or not.
+template <class M, class F>
+void model_fields(M& m, F&& f) {
+  f("input_dim", m.input_dim);
+  f("encoder_widths", m.encoder_widths);
+  f("activation", m.activation);
+  f("code_activation", m.code_activation);
+  f("output_activation", m.output_activation);
+}
 
 /// Adam's hyperparameters (Keras' defaults).
 struct AdamConfig {
@@ -28,12 +42,23 @@ struct AdamConfig {
   double beta1 = 0.9;
   double beta2 = 0.999;
   double epsilon = 1e-7;
+  bool operator==(const AdamConfig&) const = default;
 };
+
+/// Adam's hyperparameters by name (the checkpoint's /optimizer attributes), as model_fields.
+template <class A, class F>
+void adam_fields(A& a, F&& f) {
+  f("learning_rate", a.learning_rate);
+  f("beta1", a.beta1);
+  f("beta2", a.beta2);
+  f("epsilon", a.epsilon);
+}
 
 /// A 2-D dataset in an HDF5 file; rows are samples.
 struct DataSource {
   std::string file;
   std::string dataset = "/train";
+  bool operator==(const DataSource&) const = default;
 };
 
 /// Everything `aetrain train` needs.
@@ -61,6 +86,7 @@ struct TrainConfig {
   std::string metrics;
   int64_t log_every = 0;  // steps; 0: one line per epoch
   bool quiet = false;
+  bool operator==(const TrainConfig&) const = default;
 };
 
 /// `aetrain encode`: the code of every row, in input order.

@@ -16,6 +16,9 @@
 
 namespace aetrain {
 
+/// The HDF5 library, e.g. "1.10.8 (parallel)".
+std::string hdf5_library_version();
+
 /// How values are written: float32, or float64 (for outputs of float64 data, whose precision a
 /// float32 copy would lose, e.g. a large offset with a small spread).
 enum class Precision { float32, float64 };

@@ -31,8 +31,13 @@ class Error : public std::runtime_error {
   bool collective_;
 };
 
-/// Throws an error that every rank reaches from the same inputs, so rank 0 alone reports it.
-[[noreturn]] inline void fail_everywhere(ExitCode code, const std::string& what) {
+/// Throws an error that the caller asserts every rank throws alike, at this point, because the
+/// condition depends only on values that every rank holds alike: the command line, the results
+/// of collectives, the replicated weights. Rank 0 alone reports it. A condition that only some
+/// ranks can see (their own rows, their own file system) belongs in Comm::agree instead; if a
+/// rank throws this alone, main notices that the others never join it and says so (loudly,
+/// naming the rank) instead of leaving them waiting.
+[[noreturn]] inline void fail_replicated(ExitCode code, const std::string& what) {
   throw Error(code, what, /*collective=*/true);
 }
 

@@ -1,11 +1,16 @@
 // The one route for matrix products.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include "aetrain/matrix.hpp"
 
 namespace aetrain {
+
+/// The kernel behind Gemm and the vector instructions it was compiled for, e.g.
+/// "Eigen 3.4.0 packed kernel (AVX2, FMA, SSE...)".
+std::string gemm_backend();
 
 /// How a product operand is used: as stored, or transposed.
 enum class Op { none, transpose };

@@ -56,6 +56,11 @@ class Timers {
   std::array<double, kPhaseCount> seconds_{};
 };
 
+/// Seconds from `since` to now.
+inline double seconds_since(Timers::Clock::time_point since) {
+  return std::chrono::duration<double>(Timers::Clock::now() - since).count();
+}
+
 /// Console and metrics output; only rank 0 writes anything.
 class Log {
  public:

@@ -37,10 +37,7 @@ template <class S>
 class Autoencoder {
  public:
   /// A model for batches of up to `max_batch` samples whose products use up to `threads` threads.
-  /// `extra_slots` scalars of room follow the gradients, for values that travel with them in
-  /// one allreduce (the trainer's loss sum and row count).
-  Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha = 0.0,
-              Index extra_slots = 0);
+  Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha = 0.0);
 
   /// Glorot-uniform kernels and zero biases (Glorot and Bengio, AISTATS 2010), drawn from `seed`.
   void init_glorot(uint64_t seed);
@@ -58,8 +55,6 @@ class Autoencoder {
   std::span<const S> params() const { return {params_.data(), size_t(n_params_)}; }
   /// Same layout as params().
   std::span<S> grads() { return {grads_.data(), size_t(n_params_)}; }
-  /// grads() followed by the extra slots.
-  std::span<S> grads_and_extra() { return {grads_.data(), grads_.size()}; }
 
   const ModelConfig& config() const { return config_; }
   const std::vector<LayerShape>& layers() const { return layers_; }

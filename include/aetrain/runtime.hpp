@@ -30,12 +30,6 @@ void catch_stop_signals();
 /// The signal caught since catch_stop_signals(), or 0.
 int stop_requested();
 
-/// Why a file could not be created at `path` (its directory is missing or not writable, found
-/// by creating and removing a probe file), or "" when it could.
-std::string unwritable_reason(const std::string& path);
-/// Refuses, on every rank (Error(usage)), an output path that rank 0 could not create.
-void require_writable(const std::string& path, const Comm& comm);
-
 /// This process's peak resident memory so far, in MiB.
 double peak_memory_mib();
 /// CPUs this rank's threads may run on (the union of their affinity masks).

@@ -1,0 +1,56 @@
+// A model file applied to a dataset in blocks of rows: what encode and evaluate share. Memory
+// per rank stays bounded by the block, whatever the size of the data.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "aetrain/checkpoint.hpp"
+#include "aetrain/comm.hpp"
+#include "aetrain/data.hpp"
+#include "aetrain/model.hpp"
+#include "aetrain/normalization.hpp"
+
+namespace aetrain {
+
+/// A model file loaded for a dataset whose rows it must fit, for blocks of up to `block` rows.
+struct ModelOnData {
+  Checkpoint file;
+  DatasetShape shape;
+  int64_t block;
+  Autoencoder<float> net;
+};
+
+/// Loads the model file at `path` on every rank and checks that it takes `data`'s rows
+/// (Error(checkpoint) naming both otherwise); blocks are `block_rows` rows, or the rank's share
+/// when smaller. Collective.
+ModelOnData load_model(const std::string& path, const DataSource& data, int64_t block_rows,
+                       int threads, const Comm& comm);
+
+/// Calls fn(first, n, raw, x) for each block of this rank's even share of the rows: raw (cols, n)
+/// the values as stored, x (cols, n) as the model takes them (normalized). Independent reads:
+/// callers agree on errors afterwards.
+template <class F>
+void for_each_block(const RowReader& reader, const Normalization& norm, int64_t block,
+                    const Comm& comm, F&& fn) {
+  const Index cols = reader.shape().cols;
+  Matrix<double> raw(cols, block);
+  Matrix<float> x(cols, block);
+  const RowRange share = even_split(reader.shape().rows, comm.rank(), comm.size());
+  for (int64_t first = share.begin; first < share.end; first += block) {
+    const int64_t n = std::min<int64_t>(block, share.end - first);
+    reader.read(first, n, raw.data());
+    normalize(norm, ConstMatrixMap<double>(raw.data(), cols, n),
+              MatrixMap<float>(x.data(), cols, n));
+    fn(first, n, ConstMatrixMap<double>(raw.data(), cols, n),
+       ConstMatrixMap<float>(x.data(), cols, n));
+  }
+}
+
+/// Records where an output came from as attributes of its dataset: model, model_kind,
+/// model_global_step, data_file, dataset, created_by. Collective.
+void annotate(RowWriter& out, const std::string& model_path, const Checkpoint& model,
+              const DataSource& data);
+
+}  // namespace aetrain

@@ -1,0 +1,36 @@
+// aetrain encode: the code of every row, written in input order.
+#include <csignal>
+
+#include "aetrain/apply.hpp"
+#include "aetrain/commands.hpp"
+#include "aetrain/fault.hpp"
+
+namespace aetrain {
+
+void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
+  const Timers::Clock::time_point start = Timers::Clock::now();
+  ModelOnData m = load_model(c.model, c.data, c.block_rows, c.threads, comm);
+  const Normalization& norm = m.file.header.normalization;
+  const int64_t width = m.file.header.model.encoder_widths.back();
+  // The writer opens first: the output may be the input file itself.
+  RowWriter out(c.out, c.out_dataset, {m.shape.rows, width}, c.overwrite, comm);
+  {
+    RowReader reader(c.data, comm, accepted_by(norm.kind));
+    comm.agree([&] {
+      for_each_block(reader, norm, m.block, comm,
+                     [&](int64_t first, int64_t n, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
+                       out.write(first, n, m.net.encode(x).data());
+                       if (fault("encode-block")) std::raise(SIGKILL);
+                     });
+    });
+  }
+  annotate(out, c.model, m.file, c.data);
+  out.commit();
+  log.line("encode: " + std::to_string(m.shape.rows) + " rows of " + c.data.file + ":" +
+           c.data.dataset + " -> " + c.out + ":" + c.out_dataset + " [" +
+           std::to_string(m.shape.rows) + ", " + std::to_string(width) + "] in " +
+           std::to_string(seconds_since(start)) + " s");
+}
+
+
+}  // namespace aetrain

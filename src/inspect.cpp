@@ -1,0 +1,107 @@
+// aetrain inspect: what a checkpoint or model file holds, for a person or a script.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+
+#include "aetrain/checkpoint.hpp"
+#include "aetrain/commands.hpp"
+#include "aetrain/model.hpp"
+
+namespace aetrain {
+namespace {
+
+Json inspect_json(const std::string& path, const Checkpoint& c) {
+  const ModelConfig& m = c.header.model;
+  Json j;
+  j.add("path", path).add("kind", model_kind_name(c.kind)).add("created_by", c.created_by);
+  j.add("model", to_json(m).add("parameters", int64_t(parameter_count(m))));
+  const Normalization& norm = c.header.normalization;
+  Json normalization = Json().add("kind", normalize_name(norm.kind));
+  if (!norm.identity())
+    normalization.add("rows", norm.rows)
+        .add("offset", std::vector<double>(norm.offset.begin(), norm.offset.end()))
+        .add("scale", std::vector<double>(norm.scale.begin(), norm.scale.end()));
+  j.add("normalization", normalization);
+  j.add("training_state", c.has_training_state);
+  if (c.has_training_state) {
+    j.add("optimizer", to_json(c.header.adam).add("name", "adam").add("step", c.header.adam_step));
+    j.add("train", to_json(c.header.train));
+  }
+  if (c.kind == ModelKind::pca) {
+    const Eigen::VectorXd ratio = c.pca.explained_variance / c.pca.total_variance;
+    j.add("pca", Json()
+                     .add("components", int64_t(c.pca.components.cols()))
+                     .add("rows", c.pca.rows)
+                     .add("total_variance", c.pca.total_variance)
+                     .add("explained_variance_ratio", ratio.sum()));
+  }
+  return j;
+}
+
+std::string inspect_text(const std::string& path, const Checkpoint& c) {
+  const ModelConfig& m = c.header.model;
+  std::string s = path + ": " +
+                  (c.kind == ModelKind::pca      ? "PCA model"
+                   : c.has_training_state        ? "autoencoder checkpoint"
+                                                 : "autoencoder model (no training state)") +
+                  (c.created_by.empty() ? "" : " written by " + c.created_by) + "\n";
+  s += "  model:        " + describe(m) + "\n";
+  s += "  parameters:   " + std::to_string(parameter_count(m)) + "\n";
+  char line[512];
+  const Normalization& norm = c.header.normalization;
+  if (norm.identity()) {
+    s += "  normalization: none (the model takes the data as stored)\n";
+  } else {
+    std::snprintf(line, sizeof line,
+                  "  normalization: %s, statistics of %lld rows; x_norm = (x - offset) / scale, "
+                  "offset in [%g, %g], scale in [%g, %g] (/normalization)\n",
+                  normalize_name(norm.kind), (long long)norm.rows, norm.offset.minCoeff(),
+                  norm.offset.maxCoeff(), norm.scale.minCoeff(), norm.scale.maxCoeff());
+    s += line;
+  }
+  if (c.has_training_state) {
+    const AdamConfig& a = c.header.adam;
+    const TrainState& t = c.header.train;
+    std::snprintf(line, sizeof line,
+                  "  optimizer:    adam, learning rate %g, beta1 %g, beta2 %g, epsilon %g, "
+                  "%lld updates\n",
+                  a.learning_rate, a.beta1, a.beta2, a.epsilon, (long long)c.header.adam_step);
+    s += line;
+    std::snprintf(line, sizeof line,
+                  "  training:     %lld epochs complete + %lld steps, global step %lld, global "
+                  "batch %lld, seed %llu, written by %lld rank(s)\n",
+                  (long long)t.epoch, (long long)t.step_in_epoch, (long long)t.global_step,
+                  (long long)t.global_batch, (unsigned long long)t.seed, (long long)t.world_size);
+    s += line;
+    s += "  data:         " + t.data_file + ":" + t.dataset + "\n";
+    s += "  configuration:\n";
+    size_t begin = 0;
+    while (begin < t.config.size()) {
+      const size_t end = std::min(t.config.find('\n', begin), t.config.size());
+      s += "    " + t.config.substr(begin, end - begin) + "\n";
+      begin = end + 1;
+    }
+  }
+  if (c.kind == ModelKind::pca) {
+    std::snprintf(line, sizeof line,
+                  "  pca:          %lld components fitted on %lld rows explain %.2f%% of the "
+                  "variance (total %g)\n",
+                  (long long)c.pca.components.cols(), (long long)c.pca.rows,
+                  100.0 * c.pca.explained_variance.sum() / c.pca.total_variance,
+                  c.pca.total_variance);
+    s += line;
+  }
+  return s;
+}
+
+}  // namespace
+
+void run_inspect(const InspectConfig& c, const Comm& comm) {
+  Checkpoint file;
+  comm.root_decides([&] { file = read_checkpoint(c.path); });
+  if (comm.rank() == 0)
+    std::cout << (c.json ? inspect_json(c.path, file).str() + "\n" : inspect_text(c.path, file))
+              << std::flush;
+}
+
+}  // namespace aetrain
