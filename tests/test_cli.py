@@ -5,6 +5,7 @@ resuming, configuration files, float64 data.
     python3 tests/test_cli.py path/to/aetrain
 """
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -301,6 +302,24 @@ class CommandLine(cli_support.BinaryTest):
         for option in ("--data", "--layers", "--batch-size", "--alpha", "--resume",
                        "--init-from", "--metrics", "--config", "--checkpoint-every"):
             self.assertIn(option, out)
+
+    def test_version_names_what_it_is_built_from(self):
+        # Checked against the libraries' own tools where they exist, so a wrong field fails.
+        for ranks in (0, 2):
+            rc, out, err = run(["--version"], ranks=ranks)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(out.count("aetrain 0."), 1, out)  # rank 0 alone prints
+        lines = dict(l.split(":", 1) for l in out.splitlines()[1:])
+        self.assertEqual(set(lines), {"compiler", "MPI", "HDF5", "GEMM", "CPU"})
+        ompi = subprocess.run(["ompi_info", "--parsable"],
+                              capture_output=True, text=True).stdout
+        version = re.search(r"ompi:version:full:(\S+)", ompi).group(1)
+        self.assertIn("Open MPI v" + version, lines["MPI"])
+        h5 = subprocess.run(["h5pcc", "-showconfig"], capture_output=True, text=True).stdout
+        self.assertIn(re.search(r"HDF5 Version:\s*(\S+)", h5).group(1) + " (parallel)",
+                      lines["HDF5"])
+        self.assertRegex(lines["GEMM"], r"Eigen 3\.\d+\.\d+ packed kernel, compiled for ")
+        self.assertRegex(lines["compiler"], r"(GCC|Clang) \d+\.")
 
 
 if __name__ == "__main__":
