@@ -188,9 +188,15 @@ def synopsis(commands):
     return out
 
 
+def option_items(help_):
+    """The items of every section that lists options: "Options:" and any option group's."""
+    return [item for name, items in help_["sections"].items()
+            if name not in ("positionals", "subcommands") for item in items]
+
+
 def options_section(main_help):
     out = []
-    for item in main_help["sections"].get("options", []):
+    for item in option_items(main_help):
         out += render_item(parse_item(item))
     return out
 
@@ -204,7 +210,7 @@ def commands_section(main_help, commands):
         out.append(roff_text(sentence(summary.get(name) or help_["description"])))
         for item in help_["sections"].get("positionals", []):
             out += render_item(parse_item(item), positional=True)
-        for item in help_["sections"].get("options", []):
+        for item in option_items(help_):
             out += render_item(parse_item(item))
     return out
 

@@ -50,6 +50,9 @@ def help_entries(text):
             continue
         first = re.sub(r"^(-\w),\s+", r"\1,", line.strip()).split()[0]
         section.update(first.split(","))
+    # Options may also stand in sections of their own (CLI11's option groups).
+    entries["options"] = set().union(*(names for name, names in entries.items()
+                                       if name not in ("positionals", "subcommands")))
     return entries
 
 
