@@ -5,13 +5,15 @@
 # of test codes; draw the loss curves and the codes.
 #
 #   jobs/demo-fmnist.sh            # after building into ./build
+#   PREFIX/share/aetrain/jobs/demo-fmnist.sh   # installed: runs PREFIX/bin/aetrain
 #   RANKS=2 EPOCHS=15 BUILD=build WORK=demo jobs/demo-fmnist.sh
 #
 # Everything goes to WORK (default ./demo). Each run trains anew (the previous checkpoint is
 # kept as fmnist-ckpt.h5.previous).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$root/build}
+root=$(cd "$(dirname "$0")/.." && pwd)  # the source tree, or PREFIX/share/aetrain installed
+. "$root/jobs/find-aetrain.sh"
+exe=$(aetrain_binary)  # $BUILD/aetrain, build/aetrain, the installed one, or PATH's
 work=${WORK:-$root/demo}
 ranks=${RANKS:-2}
 epochs=${EPOCHS:-15}
@@ -20,7 +22,7 @@ mkdir -p "$work"
 if [ "$(id -u)" -eq 0 ]; then  # Open MPI refuses root unless told twice
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
-aetrain() { mpirun -n "$ranks" "$build/aetrain" "$@"; }
+aetrain() { mpirun -n "$ranks" "$exe" "$@"; }
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
 

@@ -6,10 +6,12 @@
 # normalized units and, from the reconstructions, in each sensor group's own units.
 #
 #   jobs/demo-physical-units.sh            # after building into ./build
+#   PREFIX/share/aetrain/jobs/demo-physical-units.sh   # installed: runs PREFIX/bin/aetrain
 #   RANKS=2 EPOCHS=60 BUILD=build WORK=demo jobs/demo-physical-units.sh
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD:-$root/build}
+root=$(cd "$(dirname "$0")/.." && pwd)  # the source tree, or PREFIX/share/aetrain installed
+. "$root/jobs/find-aetrain.sh"
+exe=$(aetrain_binary)  # $BUILD/aetrain, build/aetrain, the installed one, or PATH's
 work=${WORK:-$root/demo}
 ranks=${RANKS:-2}
 epochs=${EPOCHS:-60}
@@ -18,7 +20,7 @@ mkdir -p "$work"
 if [ "$(id -u)" -eq 0 ]; then  # Open MPI refuses root unless told twice
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 fi
-aetrain() { mpirun -n "$ranks" "$build/aetrain" "$@"; }
+aetrain() { mpirun -n "$ranks" "$exe" "$@"; }
 data=$work/physical.h5
 [ -s "$data" ] || "$root/tools/physical_h5.py" "$data"
 

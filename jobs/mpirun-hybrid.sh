@@ -6,14 +6,17 @@
 #   RANKS=1 THREADS=2 jobs/mpirun-hybrid.sh run.toml
 #
 # Keep RANKS x THREADS at or below the cores; aetrain prints the binding it got and warns when
-# a rank has fewer cores than threads.
+# a rank has fewer cores than threads. The binary: $AETRAIN, else as jobs/find-aetrain.sh says
+# ($BUILD/aetrain, build/aetrain, the installed one, the one on PATH).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)  # the source tree, or PREFIX/share/aetrain installed
+. "$root/jobs/find-aetrain.sh"
 ranks=${RANKS:-2}
 threads=${THREADS:-1}
 config=${1:?usage: RANKS=R THREADS=T jobs/mpirun-hybrid.sh CONFIG.toml [options]}
 shift
+exe=${AETRAIN:-$(aetrain_binary)}
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 exec mpirun -n "$ranks" --map-by "slot:PE=$threads" --bind-to core \
   -x OMP_NUM_THREADS="$threads" -x OMP_PROC_BIND=close -x OMP_PLACES=cores \
-  "${AETRAIN:-$root/build/aetrain}" train --config "$config" "$@"
+  "$exe" train --config "$config" "$@"
