@@ -10,8 +10,10 @@
 #   tools/debian13.sh remove     # delete the root (refused while anything is mounted in it)
 #
 # D13_ROOT (default /var/tmp/aetrain-debian13) is reused when it exists, so a second run only
-# installs what is missing and rebuilds what changed. The source tree is mounted read-only at
-# /src inside the root; every mount is undone when the script ends, however it ends.
+# installs what is missing and rebuilds what changed. With D13_TMPFS=1, prepare puts a new root
+# on a tmpfs (tools/test-all.sh does, for its throwaway root: dpkg's many syncs cost nothing
+# there, and remove is one unmount). The source tree is mounted read-only at /src inside the
+# root; every other mount is undone when the script ends, however it ends.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 root=$(realpath -m "${D13_ROOT:-/var/tmp/aetrain-debian13}")
@@ -53,7 +55,11 @@ in_root() {  # the host's PATH, HOME or TMPDIR may name directories the root lac
 prepare() {
   # debootstrap removes its /debootstrap directory when it has finished.
   if [ ! -e "$root/etc/debian_version" ] || [ -e "$root/debootstrap" ]; then
-    if [ -e "$root" ]; then remove; fi  # half made by an interrupted run
+    if [ -n "$(ls -A "$root" 2>/dev/null)" ]; then remove; fi  # half made by an interrupted run
+    if [ -n "${D13_TMPFS:-}" ] && ! mountpoint -q "$root"; then
+      mkdir -p "$root"
+      mount -t tmpfs -o mode=755 aetrain-debian13 "$root"
+    fi
     command -v debootstrap >/dev/null || {
       DEBIAN_FRONTEND=noninteractive apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap
@@ -73,6 +79,7 @@ remove() {
     echo "debian13.sh: $root still has mounts; not removing it" >&2
     return 1
   fi
+  if mountpoint -q "$root"; then umount "$root"; fi  # a tmpfs root
   rm -rf --one-file-system "$root"
 }
 
