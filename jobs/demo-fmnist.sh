@@ -19,9 +19,7 @@ ranks=${RANKS:-2}
 epochs=${EPOCHS:-15}
 python=/usr/bin/python3  # Debian's, with python3-h5py and python3-matplotlib
 mkdir -p "$work"
-if [ "$(id -u)" -eq 0 ]; then  # Open MPI refuses root unless told twice
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
+source "$root/jobs/one-machine.sh"  # root, and Open MPI 5's TCP noise
 aetrain() { mpirun -n "$ranks" "$exe" "$@"; }
 now() { date +%s.%N; }
 took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }

@@ -12,9 +12,7 @@ exe=$(aetrain_binary)  # $BUILD/aetrain, build/aetrain, the installed one, or PA
 work=${WORK:-$root/demo}
 ranks=${RANKS:-2}
 mkdir -p "$work"
-if [ "$(id -u)" -eq 0 ]; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
+source "$root/jobs/one-machine.sh"  # root, and Open MPI 5's TCP noise
 data=$work/model-card.h5
 [ -s "$data" ] || "$root/tools/uniform_h5.py" "$data" --rows "${ROWS:-100000}" --cols 100
 ckpt=$work/model-card-ckpt.h5

@@ -17,9 +17,7 @@ ranks=${RANKS:-2}
 epochs=${EPOCHS:-60}
 python=/usr/bin/python3  # Debian's, with python3-h5py
 mkdir -p "$work"
-if [ "$(id -u)" -eq 0 ]; then  # Open MPI refuses root unless told twice
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-fi
+source "$root/jobs/one-machine.sh"  # root, and Open MPI 5's TCP noise
 aetrain() { mpirun -n "$ranks" "$exe" "$@"; }
 data=$work/physical.h5
 [ -s "$data" ] || "$root/tools/physical_h5.py" "$data"

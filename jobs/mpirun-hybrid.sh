@@ -16,7 +16,7 @@ threads=${THREADS:-1}
 config=${1:?usage: RANKS=R THREADS=T jobs/mpirun-hybrid.sh CONFIG.toml [options]}
 shift
 exe=${AETRAIN:-$(aetrain_binary)}
-if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
+source "$root/jobs/one-machine.sh"  # root, and Open MPI 5's TCP noise
 exec mpirun -n "$ranks" --map-by "slot:PE=$threads" --bind-to core \
   -x OMP_NUM_THREADS="$threads" -x OMP_PROC_BIND=close -x OMP_PLACES=cores \
   "$exe" train --config "$config" "$@"

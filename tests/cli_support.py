@@ -9,22 +9,28 @@ import h5py
 import numpy as np
 
 AETRAIN = os.environ.get("AETRAIN", "aetrain")
+# Loopback-only TCP: Open MPI 5 otherwise prints a line per pair of ranks on hosts with IPv6
+# addresses, which can land inside ours (jobs/one-machine.sh says more).
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMP_NUM_THREADS="1")
+           OMP_NUM_THREADS="1", OMPI_MCA_btl_tcp_if_include="lo")
+# More ranks than cores, in the form Open MPI 4.1 and 5 both take (5 deprecates --oversubscribe).
+MPIRUN = ["mpirun", "--map-by", ":OVERSUBSCRIBE", "--bind-to", "none"]
 
 
 def run(args, ranks=1, timeout=300):
     """Runs aetrain (under mpirun unless ranks == 0) and returns (code, stdout, stderr)."""
     cmd = [AETRAIN] + args
     if ranks:
-        cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--bind-to", "none",
-               "--timeout", str(timeout)] + cmd
+        cmd = MPIRUN + ["-n", str(ranks), "--timeout", str(timeout)] + cmd
     p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout + 30)
     return p.returncode, p.stdout, p.stderr
 
 
 def our_errors(stderr):
-    return [line for line in stderr.splitlines() if line.startswith("aetrain: error:")]
+    # Open MPI 5's launcher (PRRTE 3.0) ends its MPI_ABORT notice with a NUL byte, which can
+    # land at the start of our line.
+    return [line for line in stderr.replace("\0", "").splitlines()
+            if line.startswith("aetrain: error:")]
 
 
 def write(path, name="/train", rows=1000, cols=100, seed=0, dtype=np.float32):

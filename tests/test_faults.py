@@ -29,8 +29,7 @@ REPORT = []  # (what was tried, exit code, seconds, the error line), printed at 
 
 def start(args, ranks=2, **env):
     """aetrain under mpirun in the background."""
-    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--bind-to", "none", "--timeout",
-           "300", cli_support.AETRAIN] + args
+    cmd = cli_support.MPIRUN + ["-n", str(ranks), "--timeout", "300", cli_support.AETRAIN] + args
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(ENV, **env))
 

@@ -83,7 +83,7 @@ double loss_by_definition(const ModelConfig& config, std::span<const double> par
 }
 
 // Central differences of the loss against the backward pass, for every parameter.
-void check_gradient(ModelConfig config, double alpha) {
+void check_gradient(const ModelConfig& config, double alpha) {
   const Index n = 4;
   Autoencoder<double> model(config, n, 1, alpha);
   model.init_glorot(7);

@@ -1,12 +1,16 @@
 #!/bin/sh
-# Installs what aetrain needs to build, test and run its demo, from Debian 12's packages
-# (SLURM's daemons too: the tests run the batch scripts under a real controller; groff renders
-# the man page in its test).
+# Installs what aetrain needs to build, test and run its demo, from Debian's packages (the
+# names are the same on Debian 12 "bookworm" and Debian 13 "trixie"), and SLURM's daemons
+# (the tests run the batch scripts under a real controller) unless --no-slurm is given:
+# tools/debian13.sh passes it, as the SLURM suite runs on Debian 12 only. groff renders the
+# man page in its test.
 # A quick no-op when everything is already there. Uses sudo when not run as root.
 set -eu
+# procps: the fault tests find the ranks with pgrep (a minimal Debian lacks it).
 packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   libeigen3-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
-  dataset-fashion-mnist munge slurmctld slurmd slurm-client groff-base"
+  dataset-fashion-mnist procps groff-base"
+[ "${1:-}" = --no-slurm ] || packages="$packages munge slurmctld slurmd slurm-client"
 # shellcheck disable=SC2086
 if dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | grep -qv 'install ok installed' ||
    [ "$(dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | wc -l)" -ne "$(echo $packages | wc -w)" ]; then
