@@ -53,7 +53,9 @@ int run(Command cmd, const Comm& world) {
 constexpr double kReplicatedErrorWait = 10.0;
 
 // One write for the whole line: mpirun's own messages must not land inside it.
-void print_error(const std::string& line) { std::cerr << "aetrain: error: " + line + "\n" << std::flush; }
+void print_error(const std::string& line) {
+  std::cerr << "aetrain: error: " + line + "\n" << std::flush;
+}
 
 // Prints the error once and ends every rank: collectively when all ranks saw it, else by abort
 // (the other ranks may be waiting in a collective this rank will never join).
@@ -76,6 +78,7 @@ int report(const Error& e, const Comm& world) {
   print_error(rank + e.what());
   world.abort(int(e.code()));
 }
+
 }  // namespace
 
 int main(int argc, char** argv) {

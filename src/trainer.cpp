@@ -8,8 +8,8 @@
 #include <limits>
 
 #include "aetrain/fault.hpp"
-#include "aetrain/layers.hpp"
 #include "aetrain/files.hpp"
+#include "aetrain/layers.hpp"
 #include "aetrain/runtime.hpp"
 
 namespace aetrain {
@@ -21,12 +21,6 @@ std::string shortest(double v) {
   char text[32];
   std::snprintf(text, sizeof text, "%g", v);
   return text;
-}
-
-bool same_architecture(const ModelConfig& a, const ModelConfig& b) {
-  return a.input_dim == b.input_dim && a.encoder_widths == b.encoder_widths &&
-         a.activation == b.activation && a.code_activation == b.code_activation &&
-         a.output_activation == b.output_activation;
 }
 
 // The configured architecture with its input width taken from the data.
@@ -153,7 +147,7 @@ void Trainer::start_from_checkpoints() {
                                                           c.missing_state + ")") +
                           "; --resume needs a checkpoint written by aetrain train; use "
                           "--init-from to start from its weights");
-    if (!same_architecture(h.model, config_.model))
+    if (h.model != config_.model)
       fail_replicated(ExitCode::checkpoint,
                       config_.checkpoint + ": holds a " + describe(h.model) +
                           " model; this run asks for " + describe(config_.model));
@@ -194,7 +188,7 @@ void Trainer::start_from_checkpoints() {
     log_.line("no checkpoint at " + config_.checkpoint + " yet: starting a new run");
   if (!config_.init_from.empty()) {
     const Checkpoint c = load_checkpoint(config_.init_from, comm_);
-    if (!same_architecture(c.header.model, config_.model))
+    if (c.header.model != config_.model)
       fail_replicated(ExitCode::checkpoint,
                       config_.init_from + ": holds a " + describe(c.header.model) +
                           " model; this run asks for " + describe(config_.model));

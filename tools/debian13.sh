@@ -75,6 +75,10 @@ prepare() {
 }
 
 remove() {
+  # An interrupted prepare unmounts on its way out, once its foreground command (apt, say) has
+  # ended: give it a minute.
+  local i
+  for i in $(seq 60); do grep -qF " $root/" /proc/self/mounts || break; sleep 1; done
   if grep -qF " $root/" /proc/self/mounts; then
     echo "debian13.sh: $root still has mounts; not removing it" >&2
     return 1
