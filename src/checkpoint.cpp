@@ -41,21 +41,27 @@ struct AttributeWriter {
   }
 };
 
-// Reads each field of a list back from its attribute.
+// Reads each field of a list back from its attribute. A field that a file of an older format
+// lacks (one added since) keeps its default.
 struct AttributeReader {
   const h5::Handle& obj;
+  bool older = false;  // the file's format is older than this aetrain's
+  template <class T>
+  void operator()(const char* name, T& v) const {
+    if (older && !h5::has_attribute(obj, name)) return;
+    read(name, v);
+  }
+  void read(const char* name, int64_t& v) const { v = h5::read_int_attribute(obj, name); }
   void operator()(const char* name, int64_t& v) const { v = h5::read_int_attribute(obj, name); }
-  void operator()(const char* name, uint64_t& v) const {
+  void read(const char* name, uint64_t& v) const {
     v = uint64_t(h5::read_int_attribute(obj, name));
   }
-  void operator()(const char* name, double& v) const { v = h5::read_double_attribute(obj, name); }
-  void operator()(const char* name, std::string& v) const {
-    v = h5::read_string_attribute(obj, name);
-  }
-  void operator()(const char* name, std::vector<int64_t>& v) const {
+  void read(const char* name, double& v) const { v = h5::read_double_attribute(obj, name); }
+  void read(const char* name, std::string& v) const { v = h5::read_string_attribute(obj, name); }
+  void read(const char* name, std::vector<int64_t>& v) const {
     v = h5::read_int_array_attribute(obj, name);
   }
-  void operator()(const char* name, Activation& v) const {
+  void read(const char* name, Activation& v) const {
     v = activation_from_name(h5::read_string_attribute(obj, name));
   }
 };
@@ -224,13 +230,17 @@ ModelConfig read_model_config(const h5::Handle& file) {
   return m;
 }
 
-void read_training_state(const h5::Handle& file, CheckpointHeader& h) {
+void read_training_state(const h5::Handle& file, int64_t version, CheckpointHeader& h) {
   h5::Handle opt = h5::open_group(file, "/optimizer");
   if (h5::read_string_attribute(opt, "name") != "adam")
     throw h5::Failure("the optimizer is not adam");
   adam_fields(h.adam, AttributeReader{opt});
   h.adam_step = h5::read_int_attribute(opt, "step");
-  train_state_fields(h.train, AttributeReader{h5::open_group(file, "/train")});
+  const h5::Handle train = h5::open_group(file, "/train");
+  train_state_fields(h.train, AttributeReader{train, version < kCheckpointFormatVersion});
+  h.train.sources = h5::exists(train, "sources")
+                        ? h5::read_sources(train, "sources")
+                        : std::vector<SourceEntry>{{h.train.data_file, h.train.dataset, 0, -1}};
 }
 
 PcaModel read_pca(const h5::Handle& file, const ModelConfig& model) {
@@ -283,7 +293,7 @@ Checkpoint parse(const std::string& path, const std::string& image) {
         if (!h5::exists(file, group))
           c.missing_state += (c.missing_state.empty() ? "" : " and ") + std::string(group);
       c.has_training_state = c.missing_state.empty();
-      if (c.has_training_state) read_training_state(file, c.header);
+      if (c.has_training_state) read_training_state(file, version, c.header);
     } else {
       c.kind = ModelKind::pca;
       c.pca = read_pca(file, c.header.model);
@@ -339,7 +349,9 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
     write_tree(h5::create_group(opt, "m"), layers, m);
     write_tree(h5::create_group(opt, "v"), layers, v);
 
-    train_state_fields(h.train, AttributeWriter{h5::create_group(file, "train")});
+    const h5::Handle train = h5::create_group(file, "train");
+    train_state_fields(h.train, AttributeWriter{train});
+    h5::write_sources(train, "sources", h.train.sources);
   }, keep);
 }
 

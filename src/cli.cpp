@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -78,6 +79,23 @@ std::string word_of(T value) {
   return "?";
 }
 
+// Bytes from "4096", "512MiB", "2GiB", "1.5G" (K, M, G, T alone: binary, as in SLURM), "100MB"
+// (decimal); none when the text is not a positive size.
+std::optional<int64_t> parse_size(const std::string& text) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  const auto [unit, ec] = std::from_chars(text.data(), end, value);
+  if (ec != std::errc() || !(value > 0)) return std::nullopt;
+  static const std::pair<const char*, double> units[] = {
+      {"", 1},          {"B", 1},        {"K", 0x1p10},  {"KiB", 0x1p10}, {"kB", 1e3},
+      {"KB", 1e3},      {"M", 0x1p20},   {"MiB", 0x1p20}, {"MB", 1e6},    {"G", 0x1p30},
+      {"GiB", 0x1p30},  {"GB", 1e9},     {"T", 0x1p40},  {"TiB", 0x1p40}, {"TB", 1e12}};
+  for (const auto& [name, factor] : units)
+    if (std::string_view(unit, size_t(end - unit)) == name && value * factor < 0x1p62)
+      return int64_t(value * factor);
+  return std::nullopt;
+}
+
 // Whether an option is part of the effective configuration that checkpoints store (to_toml).
 enum class Stored { always, if_set, never };
 
@@ -109,14 +127,25 @@ struct CliRows {
       if (extra.show_default) o->default_str(word_of(field));
     } else {
       o = app.add_option(name, field, help);
-      if constexpr (!std::is_same_v<T, std::string>) {
+      if constexpr (std::is_arithmetic_v<T>) {
         if (extra.show_default) o->capture_default_str();
-      } else if (extra.show_default && !field.empty()) {
+      } else if (extra.show_default && !field.empty()) {  // strings and lists
         o->capture_default_str();
       }
     }
     if constexpr (std::is_same_v<T, std::vector<int64_t>>) o->delimiter(',');
     if (extra.check) o->check(*extra.check);
+  }
+
+  // A size in bytes, written with or without a unit: 4096, 512MiB, 2GiB, 1.5G, 100MB.
+  void size(const std::string& name, int64_t& field, const std::string& help, Extra = {}) {
+    app.add_option_function<std::string>(
+           name, [&field](const std::string& text) { field = *parse_size(text); }, help)
+        ->check(CLI::Validator(
+            [](std::string& text) -> std::string {
+              return parse_size(text) ? "" : "'" + text + "' is not a size such as 512MiB or 2GiB";
+            },
+            "SIZE"));
   }
 
   void flag(const std::string& name, bool& field, const std::string& help) {
@@ -160,6 +189,10 @@ struct TomlRows {
     } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
       for (int64_t w : field) value += (value.empty() ? "" : ", ") + std::to_string(w);
       value = "[" + value + "]";
+    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+      if (extra.stored == Stored::if_set && field.empty()) return;
+      for (const std::string& f : field) value += (value.empty() ? "" : ", ") + toml_string(f);
+      value = "[" + value + "]";
     } else if constexpr (std::is_floating_point_v<T>) {
       value = number(field);
     } else {
@@ -167,6 +200,11 @@ struct TomlRows {
       value = std::to_string(field);
     }
     out << name.substr(2) << " = " << value << "\n";
+  }
+
+  void size(const std::string& name, const int64_t& field, const std::string& help,
+            Extra extra = {}) {
+    option(name, field, help, extra);
   }
 
   // Flags steer one run (--resume, --quiet); they are not configuration.
@@ -178,7 +216,9 @@ struct TomlRows {
 // is its field in config.hpp and one row here.
 template <class Rows, class Config>
 void train_rows(Rows& t, Config& c) {
-  t.option("--data", c.data.file, "HDF5 file with the training data (required)");
+  t.option("--data", c.data.files,
+           "HDF5 file(s) with the training data, their rows concatenated: paths, quoted globs "
+           "('runs/*.h5', sorted by name) or @list.txt (a path a line) (required)");
   t.option("--dataset", c.data.dataset, "2-D dataset in it (rows are samples)");
   t.option("--layers", c.model.encoder_widths,
            "encoder widths after the input, the last is the code width (e.g. 512,128,32); the "
@@ -212,10 +252,22 @@ void train_rows(Rows& t, Config& c) {
            "threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, or the cores per "
            "rank)",
            {.check = integer_from(1), .stored = Stored::if_set, .show_default = false});
-  t.option("--val-data", c.val.file, "HDF5 file with validation data (default: --data)",
+  t.option("--val-data", c.val.files, "HDF5 file(s) with validation data, as --data (default: --data)",
            {.stored = Stored::if_set});
   t.option("--val-dataset", c.val.dataset, "validation dataset (default: --dataset)",
            {.stored = Stored::if_set, .show_default = false});
+  t.option("--data-block-rows", c.data_block_rows,
+           "rows per block, the unit of reading (default: whole chunks of the first file, about "
+           "4 MiB; else about 4 MiB of rows); with --window-rows it decides the batches",
+           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false});
+  t.option("--window-rows", c.window_rows,
+           "the most rows a window holds (default: all rows when they fit in --data-memory, "
+           "else the most that fit); give it to get the same batches on other launches",
+           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false});
+  t.size("--data-memory", c.data_memory,
+         "memory per rank for the training rows, e.g. 512MiB or 2GiB (default: half of the "
+         "node's memory over the ranks on it)",
+         {.stored = Stored::if_set});
   t.option("--checkpoint", c.checkpoint, "checkpoint file to write (and to --resume)",
            {.stored = Stored::if_set});
   t.option("--checkpoint-every", c.checkpoint_every,
@@ -240,7 +292,8 @@ void train_rows(Rows& t, Config& c) {
 // Options every block-reading command shares.
 template <class Rows>
 void block_rows(Rows& t, DataSource& data, int64_t& block_rows, int& threads) {
-  t.option("--data", data.file, "HDF5 file with the rows (required)");
+  t.option("--data", data.files,
+           "HDF5 file(s) with the rows, concatenated: paths, quoted globs or @list.txt (required)");
   t.option("--dataset", data.dataset, "2-D dataset in it");
   t.option("--block-rows", block_rows, "rows each rank holds at once", {.check = integer_from(1)});
   t.option("--threads", threads, "threads per rank (default as for train)",
@@ -296,9 +349,9 @@ void finish(TrainConfig& c, Given given) {
         c.normalize == NormalizeKind::standard ? Activation::linear : Activation::sigmoid;
   // Validation data: --val-dataset alone means the training file; --val-data alone, the same
   // dataset; neither, none.
-  if (given("--val-dataset") && !given("--val-data")) c.val.file = c.data.file;
+  if (given("--val-dataset") && !given("--val-data")) c.val.files = c.data.files;
   if (given("--val-data") && !given("--val-dataset")) c.val.dataset = c.data.dataset;
-  if (c.val.file.empty()) c.val.dataset.clear();
+  if (c.val.files.empty()) c.val.dataset.clear();
 }
 
 // Applies a TOML file's `key = value` lines to the options not given on the command line.

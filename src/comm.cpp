@@ -119,6 +119,13 @@ void Comm::allreduce_sum(std::span<float> data) const { impl_->allreduce(data, M
 void Comm::allreduce_sum(std::span<double> data) const { impl_->allreduce(data, MPI_SUM); }
 void Comm::allreduce_min(std::span<double> data) const { impl_->allreduce(data, MPI_MIN); }
 void Comm::allreduce_max(std::span<double> data) const { impl_->allreduce(data, MPI_MAX); }
+void Comm::alltoallv(const float* send, const int* send_counts, const int* send_displs,
+                     float* recv, const int* recv_counts, const int* recv_displs) const {
+  check(MPI_Alltoallv(send, send_counts, send_displs, MPI_FLOAT, recv, recv_counts, recv_displs,
+                      MPI_FLOAT, impl_->comm),
+        "MPI_Alltoallv");
+}
+
 void Comm::broadcast(std::span<float> data, int root) const { impl_->broadcast(data, root); }
 void Comm::broadcast(std::span<double> data, int root) const { impl_->broadcast(data, root); }
 void Comm::broadcast(std::span<int64_t> data, int root) const { impl_->broadcast(data, root); }

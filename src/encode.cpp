@@ -13,9 +13,9 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   const Normalization& norm = m.file.header.normalization;
   const int64_t width = m.file.header.model.encoder_widths.back();
   // The writer opens first: the output may be the input file itself.
-  RowWriter out(c.out, c.out_dataset, {m.shape.rows, width}, c.overwrite, comm);
+  RowWriter out(c.out, c.out_dataset, {m.sources.rows, width}, c.overwrite, comm);
   {
-    RowReader reader(c.data, comm, accepted_by(norm.kind));
+    SourceReader reader(m.sources);
     comm.agree([&] {
       for_each_block(reader, norm, m.block, comm,
                      [&](int64_t first, int64_t n, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
@@ -24,11 +24,10 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
                      });
     });
   }
-  annotate(out, c.model, m.file, c.data);
+  annotate(out, c.model, m.file, m.sources);
   out.commit();
-  log.line("encode: " + std::to_string(m.shape.rows) + " rows of " + c.data.file + ":" +
-           c.data.dataset + " -> " + c.out + ":" + c.out_dataset + " [" +
-           std::to_string(m.shape.rows) + ", " + std::to_string(width) + "] in " +
+  log.line("encode: " + std::to_string(m.sources.rows) + " rows of " + m.sources.name + " -> " +
+           c.out + ":" + c.out_dataset + " [" + std::to_string(m.sources.rows) + ", " + std::to_string(width) + "] in " +
            std::to_string(seconds_since(start)) + " s");
 }
 

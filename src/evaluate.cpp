@@ -12,7 +12,7 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
     fail_replicated(ExitCode::usage, "--per-sample and --reconstruct need different files");
   ModelOnData m = load_model(c.model, c.data, c.block_rows, c.threads, comm);
   const Normalization& norm = m.file.header.normalization;
-  const int64_t rows = m.shape.rows, cols = m.shape.cols;
+  const int64_t rows = m.sources.rows, cols = m.sources.cols;
   std::optional<RowWriter> per_sample, reconstruction;
   if (!c.per_sample.empty()) {
     per_sample.emplace(c.per_sample, c.per_sample_dataset, std::vector<int64_t>{rows},
@@ -21,15 +21,15 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
   }
   if (!c.reconstruct.empty())  // in the data's units, and in float64 for float64 data
     reconstruction.emplace(c.reconstruct, c.reconstruct_dataset, std::vector<int64_t>{rows, cols},
-                           c.overwrite, comm, m.shape.precision);
+                           c.overwrite, comm, m.sources.precision);
   // Squared errors summed over rows (each row's mean over its columns): in the data's units,
   // in the model's normalized units; then the row count.
   double sums[3] = {0.0, 0.0, 0.0};
   {
-    RowReader reader(c.data, comm, accepted_by(norm.kind));
+    SourceReader reader(m.sources);
     std::vector<float> errors(size_t(m.block));
     Matrix<double> restored(cols, m.block);  // reconstructions in the data's units
-    const bool narrow = reconstruction && m.shape.precision == Precision::float32;
+    const bool narrow = reconstruction && m.sources.precision == Precision::float32;
     Matrix<float> restored_f(cols, narrow ? m.block : 0);
     comm.agree([&] {
       for_each_block(reader, norm, m.block, comm,
@@ -60,7 +60,7 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
   comm.allreduce_sum(std::span<double>(sums));
   for (std::optional<RowWriter>* w : {&per_sample, &reconstruction})
     if (*w) {
-      annotate(**w, c.model, m.file, c.data);
+      annotate(**w, c.model, m.file, m.sources);
       (*w)->commit();
     }
   const Evaluation result{sums[0] / sums[2], sums[1] / sums[2], int64_t(sums[2])};

@@ -1,9 +1,23 @@
 #include "aetrain/h5.hpp"
 
+#include <algorithm>
+#include <cstring>
+#include <mutex>
 #include <numeric>
 
 namespace aetrain::h5 {
 namespace {
+
+// This HDF5 is not built thread-safe (parallel builds cannot be), and training reads blocks on
+// a thread of its own while the main thread writes checkpoints: every call into the library
+// goes through a function of this file, and each takes this lock for its duration.
+std::recursive_mutex& library_mutex() {
+  static std::recursive_mutex m;
+  return m;
+}
+struct Guard {
+  std::lock_guard<std::recursive_mutex> lock{library_mutex()};
+};
 
 // HDF5's innermost reason for the last failure (the error stack's deepest entry), then cleared.
 std::string reason() {
@@ -95,6 +109,7 @@ int64_t element_count(const Handle& attr) {
 }  // namespace
 
 Handle& Handle::operator=(Handle&& o) noexcept {
+  const Guard guard;
   if (this != &o) {
     reset();
     id_ = o.id_;
@@ -105,6 +120,7 @@ Handle& Handle::operator=(Handle&& o) noexcept {
 }
 
 bool Handle::reset() {
+  const Guard guard;
   bool ok = true;
   if (id_ >= 0 && close_) ok = close_(id_) >= 0;
   id_ = H5I_INVALID_HID;
@@ -112,9 +128,13 @@ bool Handle::reset() {
   return ok;
 }
 
-void quiet_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void quiet_errors() {
+  const Guard guard;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 bool is_hdf5(const std::string& path) {
+  const Guard guard;
   quiet_once();
   const htri_t r = H5Fis_hdf5(path.c_str());
   if (r < 0) H5Eclear2(H5E_DEFAULT);
@@ -122,6 +142,7 @@ bool is_hdf5(const std::string& path) {
 }
 
 Handle open_file(const std::string& path, const Comm* comm) {
+  const Guard guard;
   quiet_once();
   Handle fapl = comm ? mpio_access(*comm) : plist(H5P_FILE_ACCESS);
   return {check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id()), "cannot open " + path),
@@ -129,6 +150,7 @@ Handle open_file(const std::string& path, const Comm* comm) {
 }
 
 Handle open_image(const std::string& bytes) {
+  const Guard guard;
   quiet_once();
   Handle fapl = plist(H5P_FILE_ACCESS);
   check(H5Pset_fapl_core(fapl.id(), 1 << 20, false), "memory file access");
@@ -138,6 +160,7 @@ Handle open_image(const std::string& bytes) {
 }
 
 Handle create_file(const std::string& path, const Comm& comm) {
+  const Guard guard;
   quiet_once();
   Handle fapl = mpio_access(comm);
   return {check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()),
@@ -146,6 +169,7 @@ Handle create_file(const std::string& path, const Comm& comm) {
 }
 
 Handle open_file_rw(const std::string& path, const Comm& comm) {
+  const Guard guard;
   quiet_once();
   Handle fapl = mpio_access(comm);
   return {check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id()), "cannot open " + path),
@@ -154,6 +178,7 @@ Handle open_file_rw(const std::string& path, const Comm& comm) {
 
 Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims,
                       bool float64) {
+  const Guard guard;
   Handle s = simple_space(dims);
   Handle lcpl = plist(H5P_LINK_CREATE);
   check(H5Pset_create_intermediate_group(lcpl.id(), 1), "link creation");
@@ -188,33 +213,42 @@ void write_rows_as(const Handle& dataset, int64_t first, int64_t n, int64_t row_
 
 void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
                 const float* values) {
+  const Guard guard;
   write_rows_as(dataset, first, n, row_size, H5T_NATIVE_FLOAT, values);
 }
 
 void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
                 const double* values) {
+  const Guard guard;
   write_rows_as(dataset, first, n, row_size, H5T_NATIVE_DOUBLE, values);
 }
 
 void remove_link(const Handle& loc, const std::string& path) {
+  const Guard guard;
   check(H5Ldelete(loc.id(), path.c_str(), H5P_DEFAULT), "remove " + path);
 }
 
 void move_link(const Handle& loc, const std::string& from, const std::string& to) {
+  const Guard guard;
   check(H5Lmove(loc.id(), from.c_str(), loc.id(), to.c_str(), H5P_DEFAULT, H5P_DEFAULT),
         "rename " + from + " to " + to);
 }
 
 Handle create_file(const std::string& path) {
+  const Guard guard;
   quiet_once();
   return {check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
                    "cannot create " + path),
           H5Fclose};
 }
 
-void flush(const Handle& file) { check(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), "flush"); }
+void flush(const Handle& file) {
+  const Guard guard;
+  check(H5Fflush(file.id(), H5F_SCOPE_GLOBAL), "flush");
+}
 
 bool exists(const Handle& loc, const std::string& path) {
+  const Guard guard;
   std::string prefix = path.starts_with('/') ? "/" : "";
   size_t pos = prefix.size();
   while (pos < path.size()) {
@@ -235,10 +269,12 @@ bool exists(const Handle& loc, const std::string& path) {
 }
 
 Handle open_group(const Handle& loc, const std::string& path) {
+  const Guard guard;
   return {check_id(H5Gopen2(loc.id(), path.c_str(), H5P_DEFAULT), "open group " + path), H5Gclose};
 }
 
 Handle create_group(const Handle& loc, const std::string& name) {
+  const Guard guard;
   Handle gcpl = untimed(H5P_GROUP_CREATE);
   return {check_id(H5Gcreate2(loc.id(), name.c_str(), H5P_DEFAULT, gcpl.id(), H5P_DEFAULT),
                    "create group " + name),
@@ -246,11 +282,13 @@ Handle create_group(const Handle& loc, const std::string& name) {
 }
 
 Handle open_dataset(const Handle& loc, const std::string& path) {
+  const Guard guard;
   return {check_id(H5Dopen2(loc.id(), path.c_str(), H5P_DEFAULT), "open dataset " + path),
           H5Dclose};
 }
 
 bool is_dataset(const Handle& loc, const std::string& path) {
+  const Guard guard;
   if (!exists(loc, path)) return false;
   // H5Iget_type on the opened object: the same call in HDF5 1.10, 1.12 and 1.14 (whose
   // H5Oget_info_by_name takes another argument list under the default API).
@@ -265,6 +303,7 @@ bool is_dataset(const Handle& loc, const std::string& path) {
 }
 
 std::vector<int64_t> shape(const Handle& dataset) {
+  const Guard guard;
   Handle s = space(H5Dget_space(dataset.id()));
   const int rank = H5Sget_simple_extent_ndims(s.id());
   if (rank < 0) fail("dataspace rank");
@@ -274,6 +313,7 @@ std::vector<int64_t> shape(const Handle& dataset) {
 }
 
 TypeClass type_class(const Handle& dataset) {
+  const Guard guard;
   Handle t = type(H5Dget_type(dataset.id()));
   switch (H5Tget_class(t.id())) {
     case H5T_FLOAT: return TypeClass::floating;
@@ -283,11 +323,13 @@ TypeClass type_class(const Handle& dataset) {
 }
 
 size_t value_size(const Handle& dataset) {
+  const Guard guard;
   Handle t = type(H5Dget_type(dataset.id()));
   return H5Tget_size(t.id());
 }
 
 std::string type_name(const Handle& dataset) {
+  const Guard guard;
   Handle t = type(H5Dget_type(dataset.id()));
   const std::string bits = std::to_string(8 * H5Tget_size(t.id())) + "-bit ";
   switch (H5Tget_class(t.id())) {
@@ -307,35 +349,136 @@ std::string type_name(const Handle& dataset) {
 
 namespace {
 
-void read_rows_as(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
-                  hid_t mem_type, void* out) {
-  int64_t rows = 0;
-  for (const RowBlocks& b : blocks) rows += b.count * b.block;
-  if (rows == 0) return;
+void read_rows_as(const Handle& dataset, int64_t first, int64_t n, hid_t mem_type, void* out) {
+  if (n == 0) return;
   Handle file_space = space(H5Dget_space(dataset.id()));
-  H5S_seloper_t op = H5S_SELECT_SET;
-  for (const RowBlocks& b : blocks) {
-    if (b.count * b.block == 0) continue;
-    const hsize_t start[2] = {hsize_t(b.start), 0}, stride[2] = {hsize_t(b.stride), 1};
-    const hsize_t count[2] = {hsize_t(b.count), 1}, block[2] = {hsize_t(b.block), hsize_t(cols)};
-    check(H5Sselect_hyperslab(file_space.id(), op, start, stride, count, block), "select rows");
-    op = H5S_SELECT_OR;
-  }
-  Handle mem_space = simple_space({rows * cols});
+  hsize_t dims[2] = {0, 0};
+  if (H5Sget_simple_extent_ndims(file_space.id()) != 2) fail("not a 2-D dataset");
+  check(H5Sget_simple_extent_dims(file_space.id(), dims, nullptr), "dataspace dims");
+  const hsize_t start[2] = {hsize_t(first), 0}, count[2] = {hsize_t(n), dims[1]};
+  check(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, start, nullptr, count, nullptr),
+        "select rows");
+  Handle mem_space = simple_space({n * int64_t(dims[1])});
   check(H5Dread(dataset.id(), mem_type, mem_space.id(), file_space.id(), H5P_DEFAULT, out),
         "read rows");
 }
 
 }  // namespace
 
-void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
-               float* out) {
-  read_rows_as(dataset, cols, blocks, H5T_NATIVE_FLOAT, out);
+void read_rows(const Handle& dataset, int64_t first, int64_t n, float* out) {
+  const Guard guard;
+  read_rows_as(dataset, first, n, H5T_NATIVE_FLOAT, out);
 }
 
-void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
-               double* out) {
-  read_rows_as(dataset, cols, blocks, H5T_NATIVE_DOUBLE, out);
+void read_rows(const Handle& dataset, int64_t first, int64_t n, double* out) {
+  const Guard guard;
+  read_rows_as(dataset, first, n, H5T_NATIVE_DOUBLE, out);
+}
+
+int64_t chunk_rows(const Handle& dataset) {
+  const Guard guard;
+  Handle dcpl(check_id(H5Dget_create_plist(dataset.id()), "creation properties"), H5Pclose);
+  if (H5Pget_layout(dcpl.id()) != H5D_CHUNKED) return 0;
+  hsize_t dims[2] = {0, 0};
+  if (H5Pget_chunk(dcpl.id(), 2, dims) != 2) return 0;
+  return int64_t(dims[0]);
+}
+
+std::string library_version() {
+  const Guard guard;
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+#ifdef H5_HAVE_PARALLEL
+  const char* flavour = " (parallel)";
+#else
+  const char* flavour = " (serial)";
+#endif
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(release) +
+         flavour;
+}
+
+namespace {
+
+// The sources table's record: fixed-length strings, because parallel HDF5 cannot write
+// variable-length data.
+Handle sources_type(size_t file_chars, size_t dataset_chars) {
+  Handle file = type(H5Tcopy(H5T_C_S1)), dataset = type(H5Tcopy(H5T_C_S1));
+  check(H5Tset_size(file.id(), std::max<size_t>(1, file_chars)), "string type");
+  check(H5Tset_size(dataset.id(), std::max<size_t>(1, dataset_chars)), "string type");
+  const size_t size = H5Tget_size(file.id()) + H5Tget_size(dataset.id()) + 2 * sizeof(int64_t);
+  Handle t = type(H5Tcreate(H5T_COMPOUND, size));
+  size_t at = 0;
+  check(H5Tinsert(t.id(), "file", at, file.id()), "table type");
+  at += H5Tget_size(file.id());
+  check(H5Tinsert(t.id(), "dataset", at, dataset.id()), "table type");
+  at += H5Tget_size(dataset.id());
+  check(H5Tinsert(t.id(), "first_row", at, H5T_NATIVE_INT64), "table type");
+  check(H5Tinsert(t.id(), "rows", at + sizeof(int64_t), H5T_NATIVE_INT64), "table type");
+  return t;
+}
+
+}  // namespace
+
+void write_sources(const Handle& loc, const std::string& name,
+                   const std::vector<SourceEntry>& sources, bool write_values) {
+  const Guard guard;
+  size_t file_chars = 1, dataset_chars = 1;
+  for (const SourceEntry& e : sources) {
+    file_chars = std::max(file_chars, e.file.size());
+    dataset_chars = std::max(dataset_chars, e.dataset.size());
+  }
+  Handle t = sources_type(file_chars, dataset_chars);
+  const size_t record = H5Tget_size(t.id());
+  std::vector<char> bytes(record * sources.size(), '\0');
+  for (size_t i = 0; i < sources.size(); ++i) {
+    char* r = bytes.data() + i * record;
+    std::memcpy(r, sources[i].file.data(), sources[i].file.size());
+    std::memcpy(r + file_chars, sources[i].dataset.data(), sources[i].dataset.size());
+    std::memcpy(r + file_chars + dataset_chars, &sources[i].first_row, sizeof(int64_t));
+    std::memcpy(r + file_chars + dataset_chars + sizeof(int64_t), &sources[i].rows,
+                sizeof(int64_t));
+  }
+  Handle s = simple_space({int64_t(sources.size())});
+  Handle dcpl = untimed(H5P_DATASET_CREATE);
+  Handle d(check_id(H5Dcreate2(loc.id(), name.c_str(), t.id(), s.id(), H5P_DEFAULT, dcpl.id(),
+                               H5P_DEFAULT),
+                    "create dataset " + name),
+           H5Dclose);
+  if (write_values && !sources.empty())
+    check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()),
+          "write dataset " + name);
+}
+
+std::vector<SourceEntry> read_sources(const Handle& loc, const std::string& name) {
+  const Guard guard;
+  Handle d = open_dataset(loc, name);
+  Handle stored = type(H5Dget_type(d.id()));
+  if (H5Tget_class(stored.id()) != H5T_COMPOUND || H5Tget_nmembers(stored.id()) != 4)
+    throw Failure(name + " is not a sources table");
+  const auto chars = [&](const char* member) {
+    const int i = H5Tget_member_index(stored.id(), member);
+    if (i < 0) throw Failure(name + " has no member " + member);
+    Handle m = type(H5Tget_member_type(stored.id(), unsigned(i)));
+    return H5Tget_size(m.id());
+  };
+  const size_t file_chars = chars("file"), dataset_chars = chars("dataset");
+  Handle t = sources_type(file_chars, dataset_chars);
+  const std::vector<int64_t> n = shape(d);
+  if (n.size() != 1) throw Failure(name + " is not a 1-D table");
+  const size_t record = H5Tget_size(t.id());
+  std::vector<char> bytes(record * size_t(n[0]));
+  if (n[0] > 0)
+    check(H5Dread(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()),
+          "read dataset " + name);
+  std::vector<SourceEntry> out(static_cast<size_t>(n[0]));
+  for (size_t i = 0; i < out.size(); ++i) {
+    const char* r = bytes.data() + i * record;
+    out[i].file.assign(r, strnlen(r, file_chars));
+    out[i].dataset.assign(r + file_chars, strnlen(r + file_chars, dataset_chars));
+    std::memcpy(&out[i].first_row, r + file_chars + dataset_chars, sizeof(int64_t));
+    std::memcpy(&out[i].rows, r + file_chars + dataset_chars + sizeof(int64_t), sizeof(int64_t));
+  }
+  return out;
 }
 
 namespace {
@@ -369,25 +512,30 @@ std::vector<T> read_typed(const Handle& loc, const std::string& path,
 
 void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
                    const float* data) {
+  const Guard guard;
   write_typed(loc, name, dims, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data);
 }
 
 void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
                    const double* data) {
+  const Guard guard;
   write_typed(loc, name, dims, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data);
 }
 
 std::vector<float> read_dataset(const Handle& loc, const std::string& path,
                                 const std::vector<int64_t>& dims) {
+  const Guard guard;
   return read_typed<float>(loc, path, dims, H5T_NATIVE_FLOAT);
 }
 
 std::vector<double> read_dataset_f64(const Handle& loc, const std::string& path,
                                      const std::vector<int64_t>& dims) {
+  const Guard guard;
   return read_typed<double>(loc, path, dims, H5T_NATIVE_DOUBLE);
 }
 
 void write_attribute(const Handle& obj, const std::string& name, const std::string& value) {
+  const Guard guard;
   Handle t = string_type();
   Handle s = space(H5Screate(H5S_SCALAR));
   const char* text = value.c_str();
@@ -395,26 +543,31 @@ void write_attribute(const Handle& obj, const std::string& name, const std::stri
 }
 
 void write_attribute(const Handle& obj, const std::string& name, int64_t value) {
+  const Guard guard;
   write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, space(H5Screate(H5S_SCALAR)), &value);
 }
 
 void write_attribute(const Handle& obj, const std::string& name, double value) {
+  const Guard guard;
   write_attr(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, space(H5Screate(H5S_SCALAR)), &value);
 }
 
 void write_attribute(const Handle& obj, const std::string& name,
                      const std::vector<int64_t>& value) {
+  const Guard guard;
   write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, simple_space({int64_t(value.size())}),
              value.data());
 }
 
 bool has_attribute(const Handle& obj, const std::string& name) {
+  const Guard guard;
   const htri_t r = H5Aexists(obj.id(), name.c_str());
   if (r < 0) H5Eclear2(H5E_DEFAULT);
   return r > 0;
 }
 
 std::string read_string_attribute(const Handle& obj, const std::string& name) {
+  const Guard guard;
   Handle a = open_attr(obj, name);
   Handle t = type(H5Aget_type(a.id()));
   if (H5Tget_class(t.id()) != H5T_STRING || element_count(a) != 1)
@@ -436,6 +589,7 @@ std::string read_string_attribute(const Handle& obj, const std::string& name) {
 }
 
 int64_t read_int_attribute(const Handle& obj, const std::string& name) {
+  const Guard guard;
   Handle a = open_attr(obj, name);
   Handle t = type(H5Aget_type(a.id()));
   if (H5Tget_class(t.id()) != H5T_INTEGER || element_count(a) != 1)
@@ -446,6 +600,7 @@ int64_t read_int_attribute(const Handle& obj, const std::string& name) {
 }
 
 double read_double_attribute(const Handle& obj, const std::string& name) {
+  const Guard guard;
   Handle a = open_attr(obj, name);
   Handle t = type(H5Aget_type(a.id()));
   const H5T_class_t c = H5Tget_class(t.id());
@@ -457,6 +612,7 @@ double read_double_attribute(const Handle& obj, const std::string& name) {
 }
 
 std::vector<int64_t> read_int_array_attribute(const Handle& obj, const std::string& name) {
+  const Guard guard;
   Handle a = open_attr(obj, name);
   Handle t = type(H5Aget_type(a.id()));
   if (H5Tget_class(t.id()) != H5T_INTEGER)

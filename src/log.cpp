@@ -80,7 +80,7 @@ const char* phase_name(Phase p) {
 
 namespace {
 
-// {"min", "avg", "max"} over ranks of every value, in three collectives whatever their number.
+// {"min", "avg", "max", "sum"} over ranks of every value, in three collectives whatever their number.
 template <size_t N>
 std::array<Json, N> spreads(std::array<double, N> values, const Comm& comm) {
   std::array<double, N> lo = values, hi = values;
@@ -89,7 +89,7 @@ std::array<Json, N> spreads(std::array<double, N> values, const Comm& comm) {
   comm.allreduce_sum(std::span<double>(values));
   std::array<Json, N> out;
   for (size_t i = 0; i < N; ++i)
-    out[i].add("min", lo[i]).add("avg", values[i] / comm.size()).add("max", hi[i]);
+    out[i].add("min", lo[i]).add("avg", values[i] / comm.size()).add("max", hi[i]).add("sum", values[i]);
   return out;
 }
 

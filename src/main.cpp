@@ -26,7 +26,7 @@ int run(Command cmd, const Comm& world) {
     Log log(world, config.quiet);
     config.threads = set_up_threads(config.threads, world, log);
     catch_stop_signals();
-    Trainer trainer(config, world, log, cmd.config_text);
+    Trainer trainer(config, world, log);
     if (trainer.run() == RunEnd::finished) return 0;
     if (config.checkpoint.empty())
       fail_replicated(ExitCode::other,

@@ -2,6 +2,7 @@
 
 #include <omp.h>
 #include <sched.h>
+#include <unistd.h>
 #include <sys/resource.h>
 #if defined(__SSE3__)
 #include <pmmintrin.h>
@@ -10,6 +11,7 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <cstdio>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -68,6 +70,47 @@ int set_up_threads(int flag, const Comm& comm, Log& log) {
              "as many cores as threads, e.g. mpirun --map-by slot:PE=" +
              std::to_string(choice.threads) + ")");
   return choice.threads;
+}
+
+double memory_mib() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return double(resident) * double(sysconf(_SC_PAGESIZE)) / double(1 << 20);
+}
+
+int64_t read_bytes() {
+  int64_t bytes = -1;
+  if (FILE* f = std::fopen("/proc/self/io", "r")) {
+    char key[32];
+    long long value = 0;
+    while (std::fscanf(f, "%31s %lld", key, &value) == 2)
+      if (std::strcmp(key, "rchar:") == 0) bytes = value;
+    std::fclose(f);
+  }
+  return bytes;
+}
+
+int64_t node_memory_bytes() {
+  int64_t bytes = int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGESIZE));
+  // cgroup v2, then v1: the limit a batch system set, when it is a number below the memory.
+  for (const char* path : {"/sys/fs/cgroup/memory.max",
+                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    if (FILE* f = std::fopen(path, "r")) {
+      long long limit = 0;
+      if (std::fscanf(f, "%lld", &limit) == 1 && limit > 0) bytes = std::min<int64_t>(bytes, limit);
+      std::fclose(f);
+    }
+  }
+  return bytes;
+}
+
+int64_t default_data_memory(const Comm& comm) {
+  double bytes = double(node_memory_bytes()) / 2 / std::max(1, comm.ranks_on_node());
+  comm.allreduce_min(std::span<double>(&bytes, 1));
+  return int64_t(bytes);
 }
 
 double peak_memory_mib() {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "aetrain/cli.hpp"
 #include "aetrain/fault.hpp"
 #include "aetrain/files.hpp"
 #include "aetrain/layers.hpp"
@@ -23,10 +24,21 @@ std::string shortest(double v) {
   return text;
 }
 
+double mib(int64_t bytes) { return double(bytes) / double(1 << 20); }
+
+std::string format_mib(int64_t bytes) {
+  char text[32];
+  if (bytes >= int64_t(1) << 30)
+    std::snprintf(text, sizeof text, "%.1f GiB", double(bytes) / double(1 << 30));
+  else
+    std::snprintf(text, sizeof text, "%.1f MiB", mib(bytes));
+  return text;
+}
+
 // The configured architecture with its input width taken from the data.
-ModelConfig model_for(const TrainConfig& config, const DatasetShape& shape) {
+ModelConfig model_for(const TrainConfig& config, const Sources& sources) {
   ModelConfig m = config.model;
-  m.input_dim = shape.cols;
+  m.input_dim = sources.cols;
   try {
     validate(m);
   } catch (const std::invalid_argument& e) {
@@ -37,7 +49,7 @@ ModelConfig model_for(const TrainConfig& config, const DatasetShape& shape) {
                     "--alpha " + shortest(config.alpha) +
                         " needs the code width to equal the input width: the code is " +
                         std::to_string(m.encoder_widths.back()) + " wide, " +
-                        config.data.dataset + " has " + std::to_string(m.input_dim) + " columns");
+                        sources.name + " has " + std::to_string(m.input_dim) + " columns");
   return m;
 }
 
@@ -50,22 +62,22 @@ bool root_sees(const std::string& path, const Comm& comm) {
 
 }  // namespace
 
-Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::string config_text)
+Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
     : config_(config),
       comm_(comm),
       log_(log),
-      shape_(probe_dataset(config.data, comm, accepted_by(config.normalize))),
-      order_(BatchPlan(shape_.rows, config.global_batch, comm.rank(), comm.size())),
-      batch_(shape_.cols, std::max<int64_t>(1, order_.plan().classes())),
-      model_(model_for(config, shape_), batch_.cols(), config.threads, config.alpha),
+      sources_(probe_sources(config.data, comm, accepted_by(config.normalize))),
+      batch_(sources_.cols, std::max<int64_t>(1, BatchPlan(1, config.global_batch, comm.rank(),
+                                                           comm.size()).classes())),
+      model_(model_for(config, sources_), batch_.cols(), config.threads, config.alpha),
       adam_(config.adam, model_.params().size()) {
   config_.model = model_.config();
   state_.seed = config.seed;
   state_.global_batch = config.global_batch;
   state_.world_size = comm.size();
-  state_.data_file = config.data.file;
+  state_.data_file = sources_.files.front().file;
   state_.dataset = config.data.dataset;
-  state_.config = std::move(config_text);
+  state_.sources = sources_.files;
   if (config.global_batch < comm.size())
     log_.warn("--batch-size " + std::to_string(config.global_batch) + " is smaller than the " +
               std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
@@ -75,32 +87,58 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::str
   if (!config.metrics.empty()) log_.open_metrics(config.metrics, /*append=*/resumed_, comm);
   // Fresh statistics, unless --resume's or --init-from's file brought them.
   if (config.normalize != NormalizeKind::none && norm_.identity()) fit_statistics();
-  shard_.emplace(config.data, order_.plan(), norm_, comm);
-  warn_if_out_of_reach();
+  start_data();
 
-  if (!config.val.file.empty()) {
-    const DatasetShape val = probe_dataset(config.val, comm, accepted_by(norm_.kind));
-    if (val.cols != shape_.cols)
-      fail_replicated(ExitCode::data, config.val.file + ": " + config.val.dataset + ": has " +
-                                          std::to_string(val.cols) + " columns, the training data " +
-                                          std::to_string(shape_.cols));
-    val_ = read_even_share(config.val, norm_, comm);
+  if (!config.val.files.empty()) {
+    const Sources val = probe_sources(config.val, comm, accepted_by(norm_.kind));
+    if (val.cols != sources_.cols)
+      fail_replicated(ExitCode::data, val.name + ": has " + std::to_string(val.cols) +
+                                          " columns, the training data " +
+                                          std::to_string(sources_.cols));
     val_rows_total_ = val.rows;
+    val_.emplace(val);
+    val_batch_.resize(sources_.cols, model_.max_batch());
   }
+}
+
+void Trainer::start_data() {
+  data_budget_ = config_.data_memory > 0 ? config_.data_memory : default_data_memory(comm_);
+  DataLayout layout;
+  comm_.agree([&] {  // every rank reaches the same verdict; agree keeps it one line
+    layout = choose_layout(sources_, config_.data_block_rows, config_.window_rows, data_budget_,
+                           config_.global_batch, comm_.size(), norm_);
+  });
+  config_.data_block_rows = state_.block_rows = layout.block_rows;
+  config_.window_rows = state_.window_rows = layout.window_rows;
+  state_.config = to_toml(config_);  // the effective configuration, layout included
+  memory_before_data_mib_ = memory_mib();
+  read_bytes_at_start_ = read_bytes();
+  data_.emplace(sources_, layout, norm_, config_.global_batch, config_.seed, config_.shuffle,
+                config_.epochs, comm_);
+  if (state_.epoch >= config_.epochs) return;  // nothing to train: nothing to read
+  if (state_.step_in_epoch >= data_->steps_in_epoch(state_.epoch))
+    fail_replicated(ExitCode::checkpoint,
+                    config_.checkpoint + ": its data cursor (step " +
+                        std::to_string(state_.step_in_epoch) + " of epoch " +
+                        std::to_string(state_.epoch + 1) + ") does not fit " + sources_.name +
+                        "'s " + std::to_string(data_->steps_in_epoch(state_.epoch)) +
+                        " steps in that epoch");
+  data_->seek(state_.epoch, state_.step_in_epoch);
+  warn_if_out_of_reach();
 }
 
 void Trainer::fit_statistics() {
   const Clock::time_point start = Clock::now();
-  const Moments moments = dataset_moments(config_.data, Scatter::diagonal, Accept::numbers,
-                                          rows_per_block(shape_.cols), comm_);
+  const Moments moments =
+      dataset_moments(sources_, Scatter::diagonal, rows_per_block(sources_.cols), comm_);
   int64_t constant = 0;
   norm_ = fit_normalization(config_.normalize, moments, &constant);
   if (constant > 0)
-    log_.warn(config_.data.file + ": " + config_.data.dataset + ": " +
-              constant_columns_warning(constant, shape_.cols, config_.normalize));
+    log_.warn(sources_.name + ": " +
+              constant_columns_warning(constant, sources_.cols, config_.normalize));
   char text[256];
   std::snprintf(text, sizeof text, "normalization: %s statistics of %lld rows x %lld columns in %.2f s",
-                normalize_name(norm_.kind), (long long)moments.rows, (long long)shape_.cols,
+                normalize_name(norm_.kind), (long long)moments.rows, (long long)sources_.cols,
                 seconds_since(start));
   log_.line(text);
 }
@@ -111,7 +149,7 @@ void Trainer::warn_if_out_of_reach() {
   const Activation out = config_.model.output_activation;
   const double lo = out == Activation::tanh ? -1.0 : out == Activation::linear ? -inf : 0.0;
   const double hi = out == Activation::sigmoid || out == Activation::tanh ? 1.0 : inf;
-  const auto [local_lo, local_hi] = shard_->range();
+  const auto [local_lo, local_hi] = data_->range();
   double range[2] = {local_lo, -local_hi};  // min and -max in one reduction
   comm_.allreduce_min(std::span<double>(range));
   if (range[0] >= lo && -range[1] <= hi) return;
@@ -120,8 +158,9 @@ void Trainer::warn_if_out_of_reach() {
                                 "standard) or use --normalize minmax"
                               : "pass --normalize minmax (to [0, 1]), --normalize standard (with a "
                                 "linear output), or --output-activation linear";
-  log_.warn(config_.data.file + ": " + config_.data.dataset + ": the training data spans [" +
-            shortest(range[0]) + ", " + shortest(-range[1]) + "]" +
+  log_.warn(sources_.name + ": the training data spans " +
+            (data_->in_memory() ? "" : "(in its first window) ") + "[" + shortest(range[0]) +
+            ", " + shortest(-range[1]) + "]" +
             (norm_.identity() ? "" : std::string(" after --normalize ") + normalize_name(norm_.kind)) +
             ", but a " + activation_name(out) + " output produces only [" + shortest(lo) + ", " +
             shortest(hi) + "], so the model cannot fit it: " + fix);
@@ -159,15 +198,7 @@ void Trainer::start_from_checkpoints() {
                           "; resuming needs the same values (its data cursor means nothing "
                           "otherwise); use --init-from to start a new run from its weights");
     require_same_normalization(c, config_.checkpoint);
-    if (h.train.step_in_epoch >= order_.plan().steps_per_epoch())
-      fail_replicated(ExitCode::checkpoint,
-                      config_.checkpoint + ": its data cursor (step " +
-                          std::to_string(h.train.step_in_epoch) + " of an epoch) does not fit " +
-                          config_.data.dataset + "'s " +
-                          std::to_string(order_.plan().steps_per_epoch()) + " steps per epoch");
-    if (h.train.data_file != config_.data.file || h.train.dataset != config_.data.dataset)
-      log_.warn("resuming " + config_.checkpoint + ", which was trained on " + h.train.data_file +
-                ":" + h.train.dataset + ", with " + config_.data.file + ":" + config_.data.dataset);
+    require_same_data(h.train);
     std::copy(c.params.begin(), c.params.end(), model_.params().begin());
     norm_ = h.normalization;
     std::copy(c.m.begin(), c.m.end(), adam_.m().begin());
@@ -202,6 +233,44 @@ void Trainer::start_from_checkpoints() {
   model_.init_glorot(config_.seed);
 }
 
+void Trainer::require_same_data(const TrainState& trained) {
+  // Files before format 3 recorded one file and not its rows.
+  const bool rows_known = trained.sources.size() != 1 || trained.sources.front().rows >= 0;
+  bool same = trained.sources.size() == sources_.files.size();
+  for (size_t i = 0; same && i < sources_.files.size(); ++i) {
+    const SourceEntry &a = trained.sources[i], &b = sources_.files[i];
+    same = a.file == b.file && a.dataset == b.dataset && (!rows_known || a.rows == b.rows);
+  }
+  if (!same) {
+    const auto list = [](const std::vector<SourceEntry>& files) {
+      int64_t rows = 0;
+      for (const SourceEntry& e : files) rows += e.rows;
+      return files.front().file + ":" + files.front().dataset +
+             (files.size() > 1 ? " and " + std::to_string(files.size() - 1) + " more files" : "") +
+             (rows >= 0 ? ", " + std::to_string(rows) + " rows" : "");
+    };
+    fail_replicated(ExitCode::usage,
+                    config_.checkpoint + ": was trained on " + list(trained.sources) +
+                        "; this run reads " + list(sources_.files) +
+                        "; resuming needs the same files and rows (its data cursor means "
+                        "nothing otherwise); use --init-from to start a new run from its weights");
+  }
+  // The layout decides the batches: the checkpoint's, which an option may repeat but not change.
+  const auto keep = [&](const char* option, int64_t& value, int64_t stored) {
+    if (value > 0 && value != stored)
+      fail_replicated(ExitCode::usage,
+                      config_.checkpoint + ": was trained with " + option + " " +
+                          std::to_string(stored) + "; resuming needs the same value");
+    value = stored;
+  };
+  if (trained.window_rows > 0) {
+    keep("--window-rows", config_.window_rows, trained.window_rows);
+    keep("--data-block-rows", config_.data_block_rows, trained.block_rows);
+  } else {  // before format 3: every row in memory, one window
+    config_.window_rows = sources_.rows;
+  }
+}
+
 void Trainer::require_same_normalization(const Checkpoint& c, const std::string& path) const {
   const NormalizeKind kind = c.header.normalization.kind;
   if (kind != config_.normalize)
@@ -213,16 +282,11 @@ void Trainer::require_same_normalization(const Checkpoint& c, const std::string&
 }
 
 StepResult Trainer::step() {
-  const BatchPlan& plan = order_.plan();
-  if (order_epoch_ != state_.epoch) {  // once per epoch: not part of a step's cost
-    order_.set_epoch(config_.seed, state_.epoch, config_.shuffle);
-    order_epoch_ = state_.epoch;
-  }
   if (fault("throw")) throw std::runtime_error("injected failure (AETRAIN_FAULT=throw)");
   if (fault("replicated-error"))  // a bug main must catch: raised on one rank alone
     fail_replicated(ExitCode::other, "injected replicated error (AETRAIN_FAULT=replicated-error)");
   Clock::time_point t = Clock::now();
-  const int64_t n = shard_->gather(order_, state_.step_in_epoch, batch_.data());
+  const int64_t n = data_->gather(state_.epoch, state_.step_in_epoch, batch_.data());
   t = timers_.lap(Phase::data, t);
 
   const double loss_sum = model_.forward(ConstMatrixMap<float>(batch_.data(), batch_.rows(), n));
@@ -257,7 +321,7 @@ StepResult Trainer::step() {
   timers_.lap(Phase::update, t);
 
   ++state_.global_step;
-  if (++state_.step_in_epoch == plan.steps_per_epoch()) {
+  if (++state_.step_in_epoch == data_->steps_in_epoch(state_.epoch)) {
     state_.step_in_epoch = 0;
     ++state_.epoch;
   }
@@ -265,13 +329,18 @@ StepResult Trainer::step() {
 }
 
 double Trainer::validation_loss() {
-  if (val_rows_total_ == 0) return std::nan("");
-  const Index cols = shape_.cols, rows = Index(val_.size()) / cols;
-  double sums[2] = {0.0, double(rows)};
-  for (Index r = 0; r < rows; r += model_.max_batch()) {
-    const Index n = std::min(model_.max_batch(), rows - r);
-    sums[0] += model_.forward(ConstMatrixMap<float>(val_.data() + r * cols, cols, n));
-  }
+  if (!val_) return std::nan("");
+  // This rank's even share, read a batch at a time: bounded memory for any validation set.
+  const RowRange share = even_split(val_rows_total_, comm_.rank(), comm_.size());
+  const Index cols = sources_.cols;
+  double sums[2] = {0.0, double(share.end - share.begin)};
+  comm_.agree([&] {
+    for (int64_t first = share.begin; first < share.end; first += model_.max_batch()) {
+      const int64_t n = std::min<int64_t>(model_.max_batch(), share.end - first);
+      val_->read(first, n, val_batch_.data(), norm_);
+      sums[0] += model_.forward(ConstMatrixMap<float>(val_batch_.data(), cols, n));
+    }
+  });
   comm_.allreduce_sum(std::span<double>(sums));
   return sums[0] / sums[1];
 }
@@ -309,7 +378,9 @@ void Trainer::check_replicas() {
 }
 
 void Trainer::log_start() {
-  const BatchPlan& plan = order_.plan();
+  const int64_t epoch = std::min(state_.epoch, config_.epochs - 1);
+  const int64_t steps = data_->steps_in_epoch(epoch), windows = data_->windows_in_epoch(epoch);
+  const DataLayout& layout = data_->layout();
   log_.metric(Json()
                   .add("event", "start")
                   .add("ranks", comm_.size())
@@ -318,11 +389,18 @@ void Trainer::log_start() {
                   .add("model", to_json(config_.model)
                                     .add("parameters", int64_t(model_.params().size())))
                   .add("data", Json()
-                                   .add("file", config_.data.file)
+                                   .add("file", sources_.files.front().file)
+                                   .add("files", int64_t(sources_.files.size()))
                                    .add("dataset", config_.data.dataset)
-                                   .add("rows", shape_.rows)
-                                   .add("cols", shape_.cols)
-                                   .add("steps_per_epoch", plan.steps_per_epoch()))
+                                   .add("rows", sources_.rows)
+                                   .add("cols", sources_.cols)
+                                   .add("steps_per_epoch", steps)
+                                   .add("block_rows", layout.block_rows)
+                                   .add("window_rows", layout.window_rows)
+                                   .add("windows_per_epoch", windows)
+                                   .add("in_memory", data_->in_memory())
+                                   .add("memory_budget_mib", mib(data_budget_))
+                                   .add("memory_mib", mib(data_->memory_bytes())))
                   .add("normalization", Json()
                                             .add("kind", normalize_name(norm_.kind))
                                             .add("rows", norm_.rows))
@@ -334,12 +412,27 @@ void Trainer::log_start() {
   log_.line("aetrain: model " + describe(config_.model) + ", " +
             std::to_string(model_.params().size()) + " parameters" +
             (linear_by_default ? " (output linear: the default with --normalize standard)" : "") +
-            "; " + std::to_string(shape_.rows) + " rows of " + config_.data.file + ":" +
-            config_.data.dataset + ", " + std::to_string(plan.steps_per_epoch()) +
-            " steps of " + std::to_string(config_.global_batch) + " per epoch" +
+            "; " + std::to_string(sources_.rows) + " rows of " + sources_.name + ", " +
+            std::to_string(steps) + " steps of " + std::to_string(config_.global_batch) +
+            (windows > 1 ? " in epoch " + std::to_string(epoch + 1) : " per epoch") +
             (norm_.identity() ? ""
                               : "; normalization " + std::string(normalize_name(norm_.kind)) +
                                     ", losses in normalized units"));
+  char text[320];
+  const std::string budget = (config_.data_memory > 0 ? "--data-memory " : "") +
+                             format_mib(data_budget_) +
+                             (config_.data_memory > 0 ? "" : " (half this node's memory over its ranks)");
+  if (data_->in_memory())
+    std::snprintf(text, sizeof text, "data: every row in memory, read once: %s per rank of %s",
+                  format_mib(data_->memory_bytes()).c_str(), budget.c_str());
+  else
+    std::snprintf(text, sizeof text,
+                  "data: %lld windows of at most %lld rows in epoch %lld, blocks of %lld rows, "
+                  "read while training: %s per rank of %s",
+                  (long long)windows, (long long)layout.window_rows, (long long)(epoch + 1),
+                  (long long)layout.block_rows, format_mib(data_->memory_bytes()).c_str(),
+                  budget.c_str());
+  log_.line(text);
 }
 
 void Trainer::log_epoch(int64_t epoch, double loss, int64_t rows, double seconds) {
@@ -379,7 +472,7 @@ RunEnd Trainer::run() {
     const Clock::time_point epoch_start = Clock::now();
     double loss_sum = 0;
     int64_t rows = 0, steps = 0;
-    const int64_t steps_left = order_.plan().steps_per_epoch() - state_.step_in_epoch;
+    const int64_t steps_left = data_->steps_in_epoch(epoch) - state_.step_in_epoch;
     do {
       const StepResult r = step();
       loss_sum += r.loss * double(r.rows);
@@ -441,7 +534,11 @@ void Trainer::log_end(double seconds, int64_t steps, double last_loss) {
                   .add("loss", last_loss)
                   .add("seconds", seconds)
                   .add("timers", timers_.summary(comm_))
-                  .add("peak_memory_mib", spread(peak_memory_mib(), comm_)));
+                  .add("peak_memory_mib", spread(peak_memory_mib(), comm_))
+                  .add("memory_before_data_mib", spread(memory_before_data_mib_, comm_))
+                  .add("data_memory_mib", spread(mib(data_->memory_bytes()), comm_))
+                  .add("data_budget_mib", mib(data_budget_))
+                  .add("read_bytes", spread(double(read_bytes() - read_bytes_at_start_), comm_)));
 }
 
 }  // namespace aetrain

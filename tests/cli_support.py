@@ -46,10 +46,11 @@ def metrics(path):
 
 
 def weights(path):
+    """Every array of numbers in a file (tables such as /train/sources left out)."""
     with h5py.File(path, "r") as f:
         out = {}
         f.visititems(lambda name, obj: out.__setitem__(name, obj[()])
-                     if isinstance(obj, h5py.Dataset) else None)
+                     if isinstance(obj, h5py.Dataset) and obj.dtype.names is None else None)
         return out
 
 

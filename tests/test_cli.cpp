@@ -39,7 +39,7 @@ TEST(Cli, EveryTrainOption) {
                            "--quiet"});
   const TrainConfig& t = c.train;
   EXPECT_EQ(c.name, "train");
-  EXPECT_EQ(t.data.file, "d.h5");
+  EXPECT_EQ(t.data.files, std::vector<std::string>{"d.h5"});
   EXPECT_EQ(t.data.dataset, "/x");
   EXPECT_EQ(t.model.encoder_widths, (std::vector<int64_t>{512, 128, 32}));
   EXPECT_EQ(t.model.activation, Activation::tanh);
@@ -54,7 +54,7 @@ TEST(Cli, EveryTrainOption) {
   EXPECT_EQ(t.seed, 12u);
   EXPECT_FALSE(t.shuffle);
   EXPECT_EQ(t.threads, 3);
-  EXPECT_EQ(t.val.file, "v.h5");
+  EXPECT_EQ(t.val.files, std::vector<std::string>{"v.h5"});
   EXPECT_EQ(t.val.dataset, "/y");
   EXPECT_EQ(t.checkpoint, "c.h5");
   EXPECT_EQ(t.checkpoint_every, 50);
@@ -80,7 +80,7 @@ TEST(Cli, DefaultsFollowTheModelCardThenKeras) {
   EXPECT_DOUBLE_EQ(t.alpha, 0.0);
   EXPECT_TRUE(t.shuffle);
   EXPECT_EQ(t.threads, 0);
-  EXPECT_TRUE(t.val.file.empty());
+  EXPECT_TRUE(t.val.files.empty());
   EXPECT_FALSE(t.resume);
   EXPECT_EQ(parse({"train", "--data", "d.h5", "--layers", "8", "--activation", "tanh"})
                 .train.model.code_activation,
@@ -89,11 +89,11 @@ TEST(Cli, DefaultsFollowTheModelCardThenKeras) {
 
 TEST(Cli, ValidationDataDefaults) {
   TrainConfig t = parse({"train", "--data", "d.h5", "--layers", "8", "--val-dataset", "/test"}).train;
-  EXPECT_EQ(t.val.file, "d.h5");
+  EXPECT_EQ(t.val.files, std::vector<std::string>{"d.h5"});
   EXPECT_EQ(t.val.dataset, "/test");
   t = parse({"train", "--data", "d.h5", "--dataset", "/a", "--layers", "8", "--val-data", "v.h5"})
           .train;
-  EXPECT_EQ(t.val.file, "v.h5");
+  EXPECT_EQ(t.val.files, std::vector<std::string>{"v.h5"});
   EXPECT_EQ(t.val.dataset, "/a");
 }
 
@@ -112,7 +112,7 @@ TEST(Cli, TomlFileAndFlagsOverridingIt) {
                          "checkpoint = \"ck.h5\"\n";
   const TrainConfig t =
       parse({"train", "--config", path.c_str(), "--epochs", "3", "--layers", "100,10"}).train;
-  EXPECT_EQ(t.data.file, "f.h5");
+  EXPECT_EQ(t.data.files, std::vector<std::string>{"f.h5"});
   EXPECT_EQ(t.epochs, 3);  // the flag wins
   EXPECT_EQ(t.model.encoder_widths, (std::vector<int64_t>{100, 10}));
   EXPECT_EQ(t.global_batch, 256);
@@ -134,7 +134,7 @@ TEST(Cli, EffectiveConfigurationRoundTripsThroughToml) {
   std::ofstream(path) << c.config_text;
   const Command back = parse({"train", "--config", path.c_str()});
   EXPECT_EQ(back.config_text, c.config_text);
-  EXPECT_EQ(back.train.data.file, "d \"quoted\".h5");
+  EXPECT_EQ(back.train.data.files, std::vector<std::string>{"d \"quoted\".h5"});
   EXPECT_DOUBLE_EQ(back.train.adam.learning_rate, 0.0003);
   EXPECT_EQ(back.train.seed, 99u);
 }
@@ -144,13 +144,14 @@ TEST(Cli, EffectiveConfigurationRoundTripsThroughToml) {
 // without a row in the option table, or without a line here, fails this test.
 TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
   const std::vector<const char*> args = {
-      "train", "--data", "d.h5", "--dataset", "/x", "--layers", "30,20,10",
+      "train", "--data", "d.h5", "runs/*.h5", "@more.txt", "--dataset", "/x", "--layers", "30,20,10",
       "--activation", "tanh", "--code-activation", "linear", "--output-activation", "relu",
       "--normalize", "minmax", "--epochs", "7", "--batch-size", "64", "--lr", "0.002",
       "--beta1", "0.8", "--beta2", "0.99", "--epsilon", "1e-8", "--alpha", "0.25",
       "--seed", "12", "--shuffle", "off", "--threads", "3", "--val-data", "v.h5",
       "--val-dataset", "/y", "--checkpoint", "c.h5", "--checkpoint-every", "50", "--keep", "3",
       "--check-replicas", "5", "--init-from", "i.h5", "--metrics", "m.jsonl",
+      "--data-block-rows", "100", "--window-rows", "1000", "--data-memory", "1.5GiB",
       "--log-every", "10",
       // Flags steer one run and are not stored: checked apart below.
       "--resume", "--quiet"};
@@ -174,6 +175,8 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
         << name << " is in --help but not in this test";
   }
   EXPECT_GE(options, 28);  // the help text was read
+  EXPECT_EQ(c.train.data.files, (std::vector<std::string>{"d.h5", "runs/*.h5", "@more.txt"}));
+  EXPECT_EQ(c.train.data_memory, int64_t(1536) << 20);
   const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;
   EXPECT_NE(c.train.model, defaults.model);
   EXPECT_NE(c.train.adam, defaults.adam);
@@ -185,6 +188,23 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
   EXPECT_FALSE(back.quiet);
   back.resume = back.quiet = true;
   EXPECT_TRUE(back == c.train) << c.config_text;
+}
+
+TEST(Cli, SizesTakeUnits) {
+  const auto memory = [](const char* size) {
+    return parse({"train", "--data", "d.h5", "--layers", "8", "--data-memory", size})
+        .train.data_memory;
+  };
+  EXPECT_EQ(memory("4096"), 4096);
+  EXPECT_EQ(memory("512MiB"), int64_t(512) << 20);
+  EXPECT_EQ(memory("2GiB"), int64_t(2) << 30);
+  EXPECT_EQ(memory("2G"), int64_t(2) << 30);  // as SLURM's --mem reads it
+  EXPECT_EQ(memory("100MB"), 100000000);
+  EXPECT_EQ(memory("64KiB"), 65536);
+  for (const char* bad : {"0", "-1GiB", "lots", "5 GiB", "2Gb", "1e30TiB"})
+    EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--data-memory", bad}),
+              ExitCode::usage)
+        << bad;
 }
 
 TEST(Cli, BadCommandLinesExitTwo) {

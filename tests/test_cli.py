@@ -53,7 +53,7 @@ class CommandLine(cli_support.BinaryTest):
         self.assertEqual(rc, 0, err)
         with h5py.File(ck, "r") as f:
             self.assertEqual(f.attrs["format"], "aetrain-checkpoint")
-            self.assertEqual(f.attrs["format_version"], 2)
+            self.assertEqual(f.attrs["format_version"], 3)
             self.assertTrue(f.attrs["created_by"].startswith("aetrain "))
             m = f["model"]
             self.assertEqual(m.attrs["input_dim"], 100)
@@ -86,6 +86,15 @@ class CommandLine(cli_support.BinaryTest):
             self.assertEqual((t["seed"], t["global_batch"], t["world_size"]), (3, 10, 2))
             self.assertEqual((t["data_file"], t["dataset"]), (self.data, "/train"))
             self.assertIn("layers = [40, 8]", t["config"])
+            # The data layout (all 1000 rows in one window) and the files trained on.
+            self.assertEqual(t["window_rows"], 1000)
+            self.assertGreaterEqual(t["block_rows"], 1)
+            self.assertIn(f"window-rows = 1000", t["config"])
+            sources = f["train/sources"][()]
+            self.assertEqual(len(sources), 1)
+            self.assertEqual((sources[0]["file"].decode(), sources[0]["dataset"].decode(),
+                              sources[0]["first_row"], sources[0]["rows"]),
+                             (self.data, "/train", 0, 1000))
             # y = x . kernel + bias reproduces the code from the stored weights
             x = h5py.File(self.data, "r")["/train"][:4]
             h = np.maximum(x @ f["model/encoder/layer_0/kernel"][()] +

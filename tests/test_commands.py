@@ -81,7 +81,10 @@ class Commands(cli_support.BinaryTest):
         self.assertEqual(rc, 0, err)
         self.assertNotEqual(self.codes(out)[0][0, 0], 1234.0)
         with h5py.File(out, "r") as f:
-            self.assertEqual(sorted(f.keys()), ["codes", "other"])  # nothing else touched
+            # nothing else touched; the codes' table of sources replaced with them
+            self.assertEqual(sorted(f.keys()), ["codes", "codes_sources", "other"])
+            self.assertEqual(f["codes"].attrs["sources"], "/codes_sources")
+            self.assertEqual(len(f["codes_sources"]), 1)
 
     def test_codes_into_the_input_file_itself(self):
         data = self.path("same.h5")

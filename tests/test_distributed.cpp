@@ -10,6 +10,7 @@
 #include "aetrain/commands.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/trainer.hpp"
+#include "aetrain/training_data.hpp"
 #include "aetrain/rng.hpp"
 #include "support.hpp"
 
@@ -17,20 +18,32 @@ namespace aetrain {
 namespace {
 
 const int64_t kRows = 103, kCols = 40;  // 103 rows: the last step of each epoch is short
+// The same rows split over three files, for the runs in windows: 40 + 33 + 30.
+const std::vector<int64_t> kParts = {40, 33, 30};
 
 class Distributed : public ::testing::Test {
  protected:
   void SetUp() override {
     use_threads(1);
-    if (world_.rank() == 0)
-      test::write_rows(dir_ + "/data.h5", "/train", kRows, kCols,
-                       test::uniform(size_t(kRows * kCols), 17));
+    if (world_.rank() == 0) {
+      const std::vector<float> x = test::uniform(size_t(kRows * kCols), 17);
+      test::write_rows(dir_ + "/data.h5", "/train", kRows, kCols, x);
+      int64_t first = 0;
+      for (size_t f = 0; f < kParts.size(); ++f) {
+        test::write_rows(part(f), "/train", kParts[f], kCols,
+                         std::vector<float>(x.begin() + first * kCols,
+                                            x.begin() + (first + kParts[f]) * kCols));
+        first += kParts[f];
+      }
+    }
     world_.barrier();
   }
 
+  std::string part(size_t f) const { return dir_ + "/part" + std::to_string(f) + ".h5"; }
+
   TrainConfig config() const {
     TrainConfig c;
-    c.data = {dir_ + "/data.h5", "/train"};
+    c.data = {{dir_ + "/data.h5"}, "/train"};
     c.model.encoder_widths = {36, 6};
     c.global_batch = 10;  // 10 classes over 4 ranks: 2, 3, 2, 3
     c.epochs = 3;
@@ -73,26 +86,53 @@ void train_to_end(Trainer& t, int64_t epochs) {
 }
 
 // The trajectory and resume tests, with the data as stored and with each normalization (fitted
-// on P ranks for the P-rank run and on one for the one-rank run).
-class Trajectory : public Distributed, public ::testing::WithParamInterface<NormalizeKind> {
+// on P ranks for the P-rank run and on one for the one-rank run); in memory, and in windows of
+// 30 rows (3 steps, or 2 and a short one) read from three files in blocks of 7 rows.
+struct TrajectoryCase {
+  NormalizeKind normalize;
+  bool windows;
+};
+
+class Trajectory : public Distributed, public ::testing::WithParamInterface<TrajectoryCase> {
  protected:
   TrainConfig config() const {
     TrainConfig c = Distributed::config();
-    c.normalize = GetParam();
+    c.normalize = GetParam().normalize;
     if (c.normalize == NormalizeKind::standard) c.model.output_activation = Activation::linear;
+    if (GetParam().windows) {
+      c.data.files = {part(0), part(1), part(2)};
+      c.window_rows = 30;
+      c.data_block_rows = 7;
+    }
     return c;
+  }
+  // The steps of the run's three epochs.
+  static int64_t all_steps(Trainer& t) {
+    return t.steps_in_epoch(0) + t.steps_in_epoch(1) + t.steps_in_epoch(2);
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(Normalizations, Trajectory,
-                         ::testing::Values(NormalizeKind::none, NormalizeKind::standard,
-                                           NormalizeKind::minmax),
-                         [](const auto& info) { return std::string(normalize_name(info.param)); });
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, Trajectory,
+    ::testing::Values(TrajectoryCase{NormalizeKind::none, false},
+                      TrajectoryCase{NormalizeKind::standard, false},
+                      TrajectoryCase{NormalizeKind::minmax, false},
+                      TrajectoryCase{NormalizeKind::none, true},
+                      TrajectoryCase{NormalizeKind::standard, true}),
+    [](const auto& info) {
+      return std::string(normalize_name(info.param.normalize)) +
+             (info.param.windows ? "_windows" : "");
+    });
 
 TEST_P(Trajectory, PRanksFollowTheOneRankTrajectory) {
   Trainer multi(config(), world_, log_);
   Trainer single(config(), self_, self_log_);
-  EXPECT_EQ(multi.plan().steps_per_epoch(), 11);
+  if (GetParam().windows) {
+    EXPECT_EQ(multi.layout().window_rows, 30);
+    EXPECT_EQ(single.steps_in_epoch(1), multi.steps_in_epoch(1));
+  } else {
+    EXPECT_EQ(multi.steps_in_epoch(0), 11);
+  }
   int64_t steps = 0;
   while (multi.state().epoch < 3) {
     const StepResult a = multi.step(), b = single.step();
@@ -101,11 +141,11 @@ TEST_P(Trajectory, PRanksFollowTheOneRankTrajectory) {
     EXPECT_LE(std::abs(a.loss - b.loss), 1e-5 * b.loss) << "step " << steps;
     ASSERT_TRUE(replicas_identical(multi, world_)) << "after step " << steps;
   }
-  EXPECT_EQ(steps, 33);
+  EXPECT_EQ(steps, all_steps(multi));
   EXPECT_EQ(single.state().epoch, 3);
   const Normalization &a = multi.normalization(), &b = single.normalization();
-  EXPECT_EQ(a.kind, GetParam());
-  EXPECT_EQ(a.offset.size(), GetParam() == NormalizeKind::none ? 0 : kCols);
+  EXPECT_EQ(a.kind, GetParam().normalize);
+  EXPECT_EQ(a.offset.size(), GetParam().normalize == NormalizeKind::none ? 0 : kCols);
   if (!a.identity()) {
     EXPECT_LE((a.offset - b.offset).cwiseAbs().maxCoeff(), 1e-14);
     EXPECT_LE((a.scale - b.scale).cwiseAbs().maxCoeff(), 1e-14);
@@ -115,7 +155,7 @@ TEST_P(Trajectory, PRanksFollowTheOneRankTrajectory) {
   // 3 and 4 ranks: AVX-512 build 4e-6 to 1.6e-5 (6e-7 to 1e-6 for the data as stored or
   // minmax); AVX2 build 7.9e-6, 5.2e-5, 1.6e-5 (3e-7 to 3.2e-6). A wrong batch or a lost
   // rank's gradient shows in the per-step losses above and moves weights by more than 1e-3.
-  const double tolerance = GetParam() == NormalizeKind::standard ? 1e-4 : 1e-5;
+  const double tolerance = GetParam().normalize == NormalizeKind::standard ? 1e-4 : 1e-5;
   EXPECT_LE(max_relative_difference(multi.model().params(), single.model().params()), tolerance);
   // The comparison is not vacuous: training moved the weights.
   Trainer fresh(config(), self_, self_log_);
@@ -128,15 +168,17 @@ TEST_P(Trajectory, ResumeIsBitIdenticalOnTheSameRankCount) {
 
   TrainConfig c = config();
   c.checkpoint = dir_ + "/part.h5";
+  // Into the second epoch, after two steps of its first window (of three, when in windows).
+  const int64_t steps = uninterrupted.steps_in_epoch(0) + 2;
   {
     Trainer first(c, world_, log_);
-    for (int i = 0; i < 13; ++i) first.step();  // into the second epoch
+    for (int64_t i = 0; i < steps; ++i) first.step();
     first.save(c.checkpoint);
   }
   c.resume = true;
   Trainer resumed(c, world_, log_);
   EXPECT_TRUE(resumed.resumed());
-  EXPECT_EQ(resumed.state().global_step, 13);
+  EXPECT_EQ(resumed.state().global_step, steps);
   EXPECT_EQ(resumed.state().epoch, 1);
   EXPECT_EQ(resumed.state().step_in_epoch, 2);
   resumed.run();  // to the end, writing the final checkpoint
@@ -149,7 +191,7 @@ TEST_P(Trajectory, ResumeIsBitIdenticalOnTheSameRankCount) {
   EXPECT_EQ(resumed.adam().steps(), uninterrupted.adam().steps());
   const Checkpoint saved = load_checkpoint(c.checkpoint, world_);
   EXPECT_TRUE(same(saved.params, uninterrupted.model().params()));
-  EXPECT_EQ(saved.header.train.global_step, 33);
+  EXPECT_EQ(saved.header.train.global_step, all_steps(uninterrupted));
   EXPECT_EQ(saved.header.train.epoch, 3);
   EXPECT_EQ(saved.header.train.world_size, world_.size());
   EXPECT_EQ(saved.header.normalization.offset, uninterrupted.normalization().offset);
@@ -190,6 +232,64 @@ TEST_P(Trajectory, ACheckpointResumedOnAnotherRankCountContinuesTheSameBatches) 
   EXPECT_TRUE(replicas_identical(resumed, world_));
 }
 
+// TrainingData against the scheme (the plans alone, as tests/test_sampling.cpp checks them): on
+// every rank, every step of every epoch holds exactly the rows the scheme gives that rank, in
+// its order, however the rows travelled (read by another rank, exchanged, filed); from the
+// start and from the middle of a window, in windows and in memory, shuffled or not.
+TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
+  std::vector<std::string> paths;
+  for (size_t f = 0; f < kParts.size(); ++f) {
+    paths.push_back(dir_ + "/ids" + std::to_string(f) + ".h5");
+    if (world_.rank() == 0) {  // the first value of a row: its row in the concatenation
+      int64_t first = 0;
+      for (size_t g = 0; g < f; ++g) first += kParts[g];
+      std::vector<float> x = test::uniform(size_t(kParts[f] * kCols), 40 + f);
+      for (int64_t r = 0; r < kParts[f]; ++r) x[size_t(r * kCols)] = float(first + r);
+      test::write_rows(paths.back(), "/train", kParts[f], kCols, x);
+    }
+  }
+  world_.barrier();
+  const Sources sources = probe_sources({paths, "/train"}, world_);
+  const int64_t batch = 10, epochs = 3;
+  for (const DataLayout layout : {DataLayout{7, 30}, DataLayout{10, 40}, DataLayout{3, 20},
+                                  DataLayout{4, kRows}})
+    for (bool shuffle : {true, false}) {
+      TrainingData data(sources, layout, Normalization{}, batch, 5, shuffle, epochs, world_);
+      EXPECT_EQ(data.in_memory(), layout.window_rows == kRows);
+      EpochPlan plan(cut_blocks(kParts, layout.block_rows), layout.window_rows, batch);
+      Matrix<float> rows(kCols, data.max_rows());
+      std::vector<int64_t> local(size_t(data.max_rows()));
+      // From the start into the second epoch, then back to a step before (a seek while the
+      // next window is being read), to the end.
+      for (const auto [epoch0, t0, stop] : {std::tuple<int64_t, int64_t, int64_t>{0, 0, 1},
+                                           {1, 4, epochs}}) {
+        data.seek(epoch0, t0);
+        for (int64_t epoch = epoch0, t = t0; epoch < epochs && !(epoch == stop && t == 7);) {
+          const int64_t n = data.gather(epoch, t, rows.data());
+          plan.set_epoch(5, epoch, shuffle);
+          const int64_t w = plan.window_of(t);
+          std::vector<int64_t> ids;  // window row -> row of the concatenation
+          for (int64_t k : plan.blocks(w))
+            for (int64_t i = 0; i < plan.all_blocks()[size_t(k)].rows; ++i)
+              ids.push_back(plan.all_blocks()[size_t(k)].first + i);
+          BatchPlan mine(plan.rows(w), batch, world_.rank(), world_.size());
+          EpochOrder order(mine);
+          order.set_epoch(5, epoch, shuffle, w);
+          const int64_t expect = order.step_rows(t - plan.first_step(w), local.data());
+          ASSERT_EQ(n, expect) << "epoch " << epoch << " step " << t;
+          for (int64_t i = 0; i < n; ++i)
+            ASSERT_EQ(int64_t(rows(0, i)), ids[size_t(mine.file_row(local[size_t(i)]))])
+                << "epoch " << epoch << " step " << t << " row " << i << " window rows "
+                << layout.window_rows << " shuffle " << shuffle;
+          if (++t == data.steps_in_epoch(epoch)) {
+            t = 0;
+            ++epoch;
+          }
+        }
+      }
+    }
+}
+
 TEST_F(Distributed, ValidationLossIsTheMeanOverAllRows) {
   // The training file as validation data: the mean over all rows, whatever the split.
   TrainConfig c = config();
@@ -201,9 +301,9 @@ TEST_F(Distributed, ValidationLossIsTheMeanOverAllRows) {
 }
 
 TEST_F(Distributed, PcaIsTheSameOnAnyNumberOfRanks) {
-  const DataSource data{dir_ + "/data.h5", "/train"};
-  const Moments many = dataset_moments(data, Scatter::full, Accept::floats, 7, world_);  // blocks of 7 rows
-  const Moments one = dataset_moments(data, Scatter::full, Accept::floats, 1000, self_);
+  const Sources data = probe_sources({{dir_ + "/data.h5"}, "/train"}, world_);
+  const Moments many = dataset_moments(data, Scatter::full, 7, world_);  // blocks of 7 rows
+  const Moments one = dataset_moments(data, Scatter::full, 1000, self_);
   EXPECT_EQ(many.rows, kRows);
   EXPECT_LE((many.mean - one.mean).cwiseAbs().maxCoeff(), 1e-12);
   const PcaModel a = fit_pca(many, 5), b = fit_pca(one, 5);
@@ -230,7 +330,7 @@ TEST_F(Distributed, ALinearAutoencoderConvergesToPcasError) {
     test::write_rows(dir_ + "/low_rank.h5", "/x", rows, cols, x);
   }
   world_.barrier();
-  const DataSource data{dir_ + "/low_rank.h5", "/x"};
+  const DataSource data{{dir_ + "/low_rank.h5"}, "/x"};
   TrainConfig c = config();
   c.data = data;
   c.model.encoder_widths = {3};

@@ -122,11 +122,12 @@ class Faults(cli_support.BinaryTest):
         path = self.path("nan.h5")
         write(path, rows=100, cols=8)
         with h5py.File(path, "a") as f:
-            f["/train"][57, 3] = np.nan  # class 7 of 10: rank 1's shard
-        rc, _, err, s = self.timed(["train", "--data", path, "--layers", "4"])
+            f["/train"][57, 3] = np.nan  # in the second block of 50 rows: rank 1 reads it
+        rc, _, err, s = self.timed(["train", "--data", path, "--layers", "4",
+                                    "--data-block-rows", "50"])
         self.assert_clean_failure(rc, err, 3,
                                   "rank 1: " + path + ": /train: row 57, column 3 is NaN", s,
-                                  "a NaN in rank 1's shard")
+                                  "a NaN in a block rank 1 reads")
 
     def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(self):
         ck, m = self.path("killed.h5"), self.path("killed.jsonl")

@@ -11,13 +11,15 @@
 #include "aetrain/data.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/normalization.hpp"
+#include "aetrain/sampling.hpp"
+#include "aetrain/sources.hpp"
 
 namespace aetrain {
 
 /// A model file loaded for a dataset whose rows it must fit, for blocks of up to `block` rows.
 struct ModelOnData {
   Checkpoint file;
-  DatasetShape shape;
+  Sources sources;
   int64_t block;
   Autoencoder<float> net;
 };
@@ -32,12 +34,12 @@ ModelOnData load_model(const std::string& path, const DataSource& data, int64_t 
 /// the values as stored, x (cols, n) as the model takes them (normalized). Independent reads:
 /// callers agree on errors afterwards.
 template <class F>
-void for_each_block(const RowReader& reader, const Normalization& norm, int64_t block,
+void for_each_block(SourceReader& reader, const Normalization& norm, int64_t block,
                     const Comm& comm, F&& fn) {
-  const Index cols = reader.shape().cols;
+  const Index cols = reader.sources().cols;
   Matrix<double> raw(cols, block);
   Matrix<float> x(cols, block);
-  const RowRange share = even_split(reader.shape().rows, comm.rank(), comm.size());
+  const RowRange share = even_split(reader.sources().rows, comm.rank(), comm.size());
   for (int64_t first = share.begin; first < share.end; first += block) {
     const int64_t n = std::min<int64_t>(block, share.end - first);
     reader.read(first, n, raw.data());
@@ -48,9 +50,10 @@ void for_each_block(const RowReader& reader, const Normalization& norm, int64_t 
   }
 }
 
-/// Records where an output came from as attributes of its dataset: model, model_kind,
-/// model_global_step, data_file, dataset, created_by. Collective.
+/// Records where an output came from as attributes of its dataset (model, model_kind,
+/// model_global_step, data_file, dataset, created_by) and the table of its rows' files.
+/// Collective.
 void annotate(RowWriter& out, const std::string& model_path, const Checkpoint& model,
-              const DataSource& data);
+              const Sources& data);
 
 }  // namespace aetrain

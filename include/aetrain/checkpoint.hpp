@@ -12,11 +12,14 @@
 #include "aetrain/log.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/pca.hpp"
+#include "aetrain/sources.hpp"
 
 namespace aetrain {
 
-/// The format this aetrain writes; it reads every version from 1 to this one.
-constexpr int64_t kCheckpointFormatVersion = 2;
+/// The format this aetrain writes; it reads every version from 1 to this one. Version 2 added
+/// /normalization, version 3 the data layout (/train block_rows, window_rows) and the files
+/// trained on (/train/sources).
+constexpr int64_t kCheckpointFormatVersion = 3;
 
 /// Where training stands (the /train group): the data cursor and the run that wrote it.
 struct TrainState {
@@ -26,8 +29,11 @@ struct TrainState {
   uint64_t seed = 0;
   int64_t global_batch = 0;
   int64_t world_size = 1;
-  std::string data_file, dataset;
+  std::string data_file, dataset;  // the first file's
   std::string config;  // the effective configuration, as TOML
+  int64_t block_rows = 0, window_rows = 0;  // the data layout; 0 in files before version 3
+  std::vector<SourceEntry> sources;  // the files trained on, their rows; before version 3 the
+                                     // one data_file, its rows unknown (-1)
 };
 
 /// The training state by name (the checkpoint's /train attributes), as model_fields.
@@ -42,6 +48,8 @@ void train_state_fields(T& t, F&& f) {
   f("data_file", t.data_file);
   f("dataset", t.dataset);
   f("config", t.config);
+  f("block_rows", t.block_rows);
+  f("window_rows", t.window_rows);
 }
 
 /// Everything in a checkpoint but the arrays.

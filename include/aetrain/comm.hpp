@@ -44,6 +44,11 @@ class Comm {
   void allreduce_sum(std::span<double> data) const;
   void allreduce_min(std::span<double> data) const;
   void allreduce_max(std::span<double> data) const;
+  /// Every rank sends send_counts[d] values from send + send_displs[d] to rank d, and receives
+  /// recv_counts[s] values from rank s into recv + recv_displs[s]. Counts and displacements are
+  /// in values, one of each per rank.
+  void alltoallv(const float* send, const int* send_counts, const int* send_displs, float* recv,
+                 const int* recv_counts, const int* recv_displs) const;
   /// Root's values to every rank.
   void broadcast(std::span<float> data, int root = 0) const;
   void broadcast(std::span<double> data, int root = 0) const;

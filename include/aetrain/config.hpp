@@ -54,9 +54,9 @@ void adam_fields(A& a, F&& f) {
   f("epsilon", a.epsilon);
 }
 
-/// A 2-D dataset in an HDF5 file; rows are samples.
+/// A 2-D dataset in one or more HDF5 files (their rows concatenated); rows are samples.
 struct DataSource {
-  std::string file;
+  std::vector<std::string> files;  // as given: paths, quoted globs, @lists (sources.hpp)
   std::string dataset = "/train";
   bool operator==(const DataSource&) const = default;
 };
@@ -64,7 +64,7 @@ struct DataSource {
 /// Everything `aetrain train` needs.
 struct TrainConfig {
   DataSource data;
-  DataSource val;  // val.file empty: no validation
+  DataSource val;  // val.files empty: no validation
   ModelConfig model;
   AdamConfig adam;
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
@@ -77,6 +77,10 @@ struct TrainConfig {
   uint64_t seed = 0;
   bool shuffle = true;
   int threads = 0;  // 0: choose (see runtime.hpp)
+  // The data layout (training_data.hpp): 0 chooses (from the chunks; from the budget).
+  int64_t data_block_rows = 0;
+  int64_t window_rows = 0;
+  int64_t data_memory = 0;  // bytes per rank for the training rows; 0: from the node's memory
   std::string checkpoint;
   int64_t checkpoint_every = 0;  // steps; 0: only at the end
   int64_t keep = 1;              // checkpoints kept: the newest at `checkpoint`, older ones beside it

@@ -1,6 +1,7 @@
 // A thin, checked RAII layer over the HDF5 C API. Every call that can fail is checked once here
 // and becomes an h5::Failure naming what we tried and HDF5's innermost reason.
-// Only the HDF5 modules (data, checkpoint) and tests include this header.
+// Only the HDF5 modules (sources, data, checkpoint) and tests include this header. Every
+// function takes a process-wide lock: this HDF5 is not thread-safe, and a reader thread uses it.
 #pragma once
 
 #include <hdf5.h>
@@ -11,7 +12,7 @@
 #include <vector>
 
 #include "aetrain/comm.hpp"
-#include "aetrain/sampling.hpp"
+#include "aetrain/sources.hpp"
 
 namespace aetrain::h5 {
 
@@ -77,13 +78,22 @@ size_t value_size(const Handle& dataset);
 /// A person's description of the element type, e.g. "64-bit float", "8-bit unsigned integer".
 std::string type_name(const Handle& dataset);
 
-/// Reads the union of `blocks` of rows of a 2-D dataset of `cols` columns into out, in file
-/// order, converting to float. Independent I/O: each rank reads only its own rows.
-void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
-               float* out);
-/// The same, converting to double.
-void read_rows(const Handle& dataset, int64_t cols, const std::vector<RowBlocks>& blocks,
-               double* out);
+/// Reads rows [first, first + n) of a 2-D dataset into out (row after row), converting to float
+/// or double. Independent: only this process reads.
+void read_rows(const Handle& dataset, int64_t first, int64_t n, float* out);
+void read_rows(const Handle& dataset, int64_t first, int64_t n, double* out);
+/// The rows of a chunk of a chunked dataset; 0 for any other layout (contiguous, compact,
+/// virtual).
+int64_t chunk_rows(const Handle& dataset);
+/// "1.10.8 (parallel)".
+std::string library_version();
+
+/// Writes a table of sources (file, dataset, first_row, rows) as a new 1-D compound dataset.
+/// Collective in a parallel file: every rank calls it, `write_values` on one of them.
+void write_sources(const Handle& loc, const std::string& name,
+                   const std::vector<SourceEntry>& sources, bool write_values = true);
+/// Reads a table written by write_sources.
+std::vector<SourceEntry> read_sources(const Handle& loc, const std::string& name);
 
 /// Creates an empty contiguous float32 (or, with `float64`, float64) dataset, and any missing
 /// groups on its path.

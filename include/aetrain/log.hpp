@@ -31,7 +31,7 @@ class Json {
   std::string body_;
 };
 
-/// {"min": .., "avg": .., "max": ..} of each rank's `value`. Collective.
+/// {"min": .., "avg": .., "max": .., "sum": ..} of each rank's `value`. Collective.
 Json spread(double value, const Comm& comm);
 
 /// The phases of a training step, timed on every rank.

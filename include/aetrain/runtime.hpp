@@ -32,6 +32,17 @@ int stop_requested();
 
 /// This process's peak resident memory so far, in MiB.
 double peak_memory_mib();
+/// This process's resident memory now, in MiB.
+double memory_mib();
+/// Bytes this process has read from files so far (rchar of /proc/self/io: every read, from the
+/// page cache or the disk); -1 where the kernel does not tell.
+int64_t read_bytes();
+/// The memory of this node that this process may use: physical memory, or a smaller cgroup
+/// limit (a batch system's).
+int64_t node_memory_bytes();
+/// The default memory per rank for training rows: half of the node's memory over the ranks on
+/// it, the least over all ranks. Collective.
+int64_t default_data_memory(const Comm& comm);
 /// CPUs this rank's threads may run on (the union of their affinity masks).
 int usable_cores();
 /// Those CPUs, e.g. "0-1" or "0,2".

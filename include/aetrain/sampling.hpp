@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace aetrain {
@@ -38,10 +39,15 @@ class BatchPlan {
 /// [tB, (t+1)B). Memory and work: O(shard rows); allocated once.
 class EpochOrder {
  public:
-  explicit EpochOrder(const BatchPlan& plan);
+  /// Room for plans of up to `max_steps` steps per epoch (plan's own by default).
+  explicit EpochOrder(const BatchPlan& plan, int64_t max_steps = 0);
 
-  /// Epoch `epoch`'s permutations, drawn from (seed, epoch, class) alone.
-  void set_epoch(uint64_t seed, int64_t epoch, bool shuffle);
+  /// Takes another plan with the same classes (another window's) and no more steps than the
+  /// room made. Allocates nothing.
+  void reset(const BatchPlan& plan);
+  /// Epoch `epoch`'s permutations for window `window`, drawn from (seed, epoch, window, class)
+  /// alone; window 0's are those of an epoch of one window.
+  void set_epoch(uint64_t seed, int64_t epoch, bool shuffle, int64_t window = 0);
 
   /// Writes the shard rows that step t uses (in class order) to `out` (room for classes());
   /// returns how many.
@@ -54,10 +60,51 @@ class EpochOrder {
   std::vector<uint32_t> perm_;  // class c's slot for step t at [c * S + t]
 };
 
-/// Rows of a dataset: the union of `count` blocks of `block` rows starting at start,
-/// start + stride, start + 2 stride, ...
-struct RowBlocks {
-  int64_t start = 0, stride = 1, count = 0, block = 0;
+/// A block of the data: rows [first, first + rows) of the concatenated files, inside one file.
+/// Blocks are what is read: each by one rank, once per pass over the data.
+struct Block {
+  int64_t first = 0, rows = 0;
+};
+
+/// Each file's rows (`file_rows`, in order) cut into blocks of `block_rows`; a file's last block
+/// may be shorter.
+std::vector<Block> cut_blocks(const std::vector<int64_t>& file_rows, int64_t block_rows);
+
+/// One epoch's windows (docs/data.md): the blocks in an order drawn from (seed, epoch) (their
+/// own order when not shuffling), taken in turn into windows of at most `window_rows` rows (a
+/// block is never split; a window has at least one). A window's rows are its blocks' rows in
+/// dataset order; it has ceil(rows / B) steps, the last maybe short. All data that fits in one
+/// window makes one window, in dataset order: the plan of an epoch without windows. Memory is
+/// allocated once; set_epoch reuses it.
+class EpochPlan {
+ public:
+  EpochPlan(std::vector<Block> blocks, int64_t window_rows, int64_t global_batch);
+
+  /// Epoch `epoch`'s windows. Allocates nothing.
+  void set_epoch(uint64_t seed, int64_t epoch, bool shuffle);
+
+  int64_t epoch() const { return epoch_; }
+  const std::vector<Block>& all_blocks() const { return blocks_; }
+  int64_t windows() const { return int64_t(window_start_.size()) - 1; }
+  /// Window w's blocks (indices into all_blocks()), in dataset order.
+  std::span<const int64_t> blocks(int64_t w) const;
+  int64_t rows(int64_t w) const { return window_rows_[size_t(w)]; }
+  int64_t steps(int64_t w) const { return step_start_[size_t(w) + 1] - step_start_[size_t(w)]; }
+  /// The epoch's first step of window w; steps() in all.
+  int64_t first_step(int64_t w) const { return step_start_[size_t(w)]; }
+  int64_t steps() const { return step_start_.back(); }
+  /// The window that step t of the epoch belongs to.
+  int64_t window_of(int64_t t) const;
+  /// The most rows a window may hold.
+  int64_t window_capacity() const { return capacity_; }
+
+ private:
+  std::vector<Block> blocks_;
+  int64_t capacity_, batch_, epoch_ = -1;
+  std::vector<int64_t> order_;         // block indices, window after window
+  std::vector<int64_t> window_start_;  // window w is order_[window_start_[w], window_start_[w+1])
+  std::vector<int64_t> window_rows_;
+  std::vector<int64_t> step_start_;
 };
 
 /// Rows [begin, end) of N when N rows are split evenly over `ranks` (validation, encoding).

@@ -10,6 +10,8 @@
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
 #include "aetrain/data.hpp"
+#include "aetrain/sources.hpp"
+#include "aetrain/training_data.hpp"
 #include "aetrain/log.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/optimizer.hpp"
@@ -30,10 +32,10 @@ enum class RunEnd { finished, stopped };
 /// A training run. Every public function is collective: all ranks call it together.
 class Trainer {
  public:
-  /// Checks the data, reads this rank's shard, builds the model and starts it from --resume's
-  /// checkpoint, --init-from's weights or a fresh initialization. `config.threads` must be set.
-  /// `config_text` is the effective configuration stored in checkpoints.
-  Trainer(const TrainConfig& config, const Comm& comm, Log& log, std::string config_text = "");
+  /// Checks the data, builds the model and starts it from --resume's checkpoint, --init-from's
+  /// weights or a fresh initialization, chooses the data layout and reads the first window of
+  /// rows. `config.threads` must be set.
+  Trainer(const TrainConfig& config, const Comm& comm, Log& log);
 
   /// Trains until `epochs` epochs are complete, with checkpoints on the cadence and at the end,
   /// or until a stop signal, after which it writes a checkpoint and returns `stopped`.
@@ -50,17 +52,26 @@ class Trainer {
   const TrainState& state() const { return state_; }
   const Autoencoder<float>& model() const { return model_; }
   const Adam<float>& adam() const { return adam_; }
-  const BatchPlan& plan() const { return order_.plan(); }
+  /// The steps of epoch `epoch` (windows end with short steps: epochs may differ).
+  int64_t steps_in_epoch(int64_t epoch) { return data_->steps_in_epoch(epoch); }
+  const DataLayout& layout() const { return data_->layout(); }
+  /// The effective configuration, with the layout chosen (what checkpoints store).
+  const TrainConfig& config() const { return config_; }
   const Normalization& normalization() const { return norm_; }
   /// True when the run continues a checkpoint (--resume and the checkpoint existed).
   bool resumed() const { return resumed_; }
 
  private:
   void start_from_checkpoints();
+  // --resume continues the files it was trained on, with their layout.
+  void require_same_data(const TrainState& trained);
   // --resume and --init-from keep their file's statistics: the run must ask for the same kind.
   void require_same_normalization(const Checkpoint& c, const std::string& path) const;
-  // The statistics pass over the training rows, before the shard is read.
+  // The statistics pass over the training rows, before the first window is read.
   void fit_statistics();
+  // The data layout (from the options, the checkpoint resumed and the memory budget), then the
+  // rows of the step the run starts at.
+  void start_data();
   // Warns when the (normalized) training data lies outside what the output can produce.
   void warn_if_out_of_reach();
   void log_start();
@@ -70,15 +81,17 @@ class Trainer {
   TrainConfig config_;
   Comm comm_;
   Log& log_;
-  DatasetShape shape_;
-  EpochOrder order_;
-  int64_t order_epoch_ = -1;  // the epoch order_ holds
+  Sources sources_;
   Normalization norm_;  // applied to every row the model sees
-  std::optional<Shard> shard_;
   Matrix<float> batch_;  // (input_dim, classes of this rank)
   Autoencoder<float> model_;
   Adam<float> adam_;
-  AlignedVector<float> val_;  // this rank's validation rows (input_dim, n)
+  int64_t data_budget_ = 0;  // bytes per rank for the training rows
+  std::optional<TrainingData> data_;
+  double memory_before_data_mib_ = 0;
+  int64_t read_bytes_at_start_ = 0;  // this process's, when the data starts
+  std::optional<SourceReader> val_;  // validation rows, read a batch at a time
+  Matrix<float> val_batch_;          // (input_dim, max_batch)
   int64_t val_rows_total_ = 0;
   TrainState state_;
   bool resumed_ = false;

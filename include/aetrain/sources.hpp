@@ -1,0 +1,95 @@
+// Data that spans files: the files a --data value names (paths, quoted globs, @lists), the table
+// of what their datasets hold, and reading rows of their concatenation.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "aetrain/comm.hpp"
+#include "aetrain/config.hpp"
+#include "aetrain/normalization.hpp"
+
+namespace aetrain {
+
+/// How values are written: float32, or float64 (for outputs of float64 data, whose precision a
+/// float32 copy would lose, e.g. a large offset with a small spread).
+enum class Precision { float32, float64 };
+
+/// Which element types a reader takes: floating point only, or integers too (for data that a
+/// normalization will scale).
+enum class Accept { floats, numbers };
+
+/// The element types a reader must take for data that a normalization of `kind` scales.
+inline Accept accepted_by(NormalizeKind kind) {
+  return kind == NormalizeKind::none ? Accept::floats : Accept::numbers;
+}
+
+/// One file's part of the data: its dataset's rows are rows [first_row, first_row + rows) of
+/// the concatenation.
+struct SourceEntry {
+  std::string file, dataset;
+  int64_t first_row = 0, rows = 0;
+  bool operator==(const SourceEntry&) const = default;
+};
+
+/// The files behind a DataSource, in order, and what their datasets hold. The same on every
+/// rank (rank 0 looks, the others are told).
+struct Sources {
+  std::vector<SourceEntry> files;
+  int64_t rows = 0, cols = 0;
+  Precision precision = Precision::float32;  // float64 when some file holds 64-bit floats
+  bool float32 = true;          // every file stores 32-bit floats (read without conversion)
+  int64_t chunk_rows = 0;       // the first file's chunk rows; 0 when it is not chunked
+  int64_t stored_row_bytes = 0;  // one row as the first file stores it
+  std::string name;             // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
+};
+
+/// The paths a --data value names, in order: each value a path, a glob (matches sorted by
+/// name; none is an error) or @FILE (one path a line; blank lines and # comments skipped).
+/// Throws Error(data) naming what matched nothing or could not be read. One process.
+std::vector<std::string> expand_paths(const std::vector<std::string>& specs);
+
+/// Expands `src` and checks every file: an HDF5 file with a 2-D dataset of numbers `accept`
+/// takes, the columns of the first file. Rank 0 looks and broadcasts the table; an error names
+/// the first file that is missing or differs (Error(data), the same on every rank). Collective.
+Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = Accept::floats);
+
+/// "a.h5:/train" or "a.h5 and 7 more files:/train", for messages before the files are probed.
+std::string describe(const DataSource& src);
+
+/// Reads rows of the concatenated data through HDF5's default (serial) driver: each process
+/// reads what it needs, when it needs it, with no collective open, so any rank (or a thread of
+/// it) may read any rows at any time. Keeps one file open at a time.
+class SourceReader {
+ public:
+  explicit SourceReader(const Sources& sources);
+  ~SourceReader();
+  SourceReader(SourceReader&&) noexcept;
+  SourceReader& operator=(SourceReader&&) noexcept;
+
+  const Sources& sources() const { return sources_; }
+  /// Rows [first, first + n) as stored, converted to double, checked finite. Throws Error(data)
+  /// naming the file, its dataset and the row and column in it.
+  void read(int64_t first, int64_t n, double* out);
+  /// The same rows normalized by `norm` (in double, in pieces of about 4 MiB) and rounded to
+  /// float32.
+  void read(int64_t first, int64_t n, float* out, const Normalization& norm);
+  /// Bytes of scratch the float reads may hold (the pieces' doubles).
+  static int64_t scratch_bytes(const Sources& sources, const Normalization& norm);
+
+ private:
+  template <class S>
+  void read_stored(int64_t first, int64_t n, S* out);
+  // The file that holds row `row` of the concatenation.
+  size_t file_of(int64_t row) const;
+  struct Impl;
+  Sources sources_;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// The rows a block of about 4 MiB of doubles holds, for reading `cols` columns.
+int64_t rows_per_block(int64_t cols);
+
+}  // namespace aetrain

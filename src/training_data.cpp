@@ -1,0 +1,524 @@
+#include "aetrain/training_data.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "aetrain/error.hpp"
+
+namespace aetrain {
+namespace {
+
+constexpr int64_t kSlots = 2;                     // blocks the reader may hold read ahead
+constexpr int64_t kTargetBlockBytes = 4 << 20;    // default block: about 4 MiB as stored
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Rows i of [a, a + n) whose position class i mod B lies in [lo, hi).
+int64_t rows_in_classes(int64_t a, int64_t n, int64_t B, int64_t lo, int64_t hi) {
+  const auto below = [&](int64_t x) {
+    return (x / B) * (hi - lo) + std::clamp(x % B - lo, int64_t(0), hi - lo);
+  };
+  return below(a + n) - below(a);
+}
+
+// The longest block: block_rows, or the longest file when every file is shorter.
+int64_t longest_block(const Sources& s, int64_t block_rows) {
+  int64_t most = 1;
+  for (const SourceEntry& e : s.files) most = std::max(most, std::min(e.rows, block_rows));
+  return most;
+}
+
+int64_t block_count(const Sources& s, int64_t block_rows) {
+  int64_t n = 0;
+  for (const SourceEntry& e : s.files) n += ceil_div(e.rows, block_rows);
+  return n;
+}
+
+// What a rank holds whatever the window: the reader's buffers (one block as read, kSlots
+// arranged for sending, the normalization's scratch), its jobs and the epoch plans.
+int64_t fixed_bytes(const Sources& s, int64_t block_rows, int ranks, const Normalization& norm) {
+  const int64_t block = longest_block(s, block_rows) * s.cols * int64_t(sizeof(float));
+  const int64_t blocks = block_count(s, block_rows);
+  const int64_t plans = 3 * blocks * int64_t(sizeof(Block) + 4 * sizeof(int64_t));
+  const int64_t jobs = (ceil_div(blocks, ranks) + 1) * int64_t(sizeof(Block) + sizeof(int64_t));
+  return (kSlots + 1) * block + SourceReader::scratch_bytes(s, norm) + plans + jobs;
+}
+
+// A window's rows and index for one rank, per step of the window (ceil(W / B) of them).
+int64_t bytes_per_window_step(const Sources& s, int64_t global_batch, int ranks) {
+  return ceil_div(global_batch, ranks) * (s.cols * int64_t(sizeof(float)) + int64_t(sizeof(int32_t)));
+}
+
+std::string mib(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f MiB", double(bytes) / double(1 << 20));
+  return text;
+}
+
+// Reads this rank's blocks on a thread of its own, in the order they were submitted, into a ring
+// of kSlots buffers; each block's rows arranged by the rank they go to (in window row order
+// within each), ready to send.
+class BlockReader {
+ public:
+  BlockReader(const Sources& sources, const Normalization& norm, int64_t max_block_rows,
+              int64_t max_jobs, int64_t global_batch, std::vector<int64_t> class_start)
+      : reader_(sources),
+        norm_(norm),
+        cols_(sources.cols),
+        batch_(global_batch),
+        class_start_(std::move(class_start)),
+        block_(size_t(max_block_rows * sources.cols)),
+        jobs_(size_t(max_jobs)),
+        next_row_(class_start_.size() - 1) {
+    for (auto& slot : slots_) slot.resize(block_.size());
+    thread_ = std::thread([this] { run(); });
+  }
+
+  ~BlockReader() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+  /// Queues block b, whose first row is row `offset` of its window; returns its job number.
+  int64_t submit(const Block& b, int64_t offset) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (submitted_ - consumed_ >= int64_t(jobs_.size()))
+        throw std::logic_error("block reader: more jobs than room");
+      jobs_[size_t(submitted_ % int64_t(jobs_.size()))] = {b, offset};
+      ++submitted_;
+    }
+    wake_.notify_all();
+    return submitted_ - 1;
+  }
+  int64_t next_job() const { return submitted_; }
+
+  /// Job j's rows, arranged by destination, once read; rethrows its read's error.
+  const float* wait(int64_t j) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.wait(lock, [&] { return done_ > j || (error_ && failed_job_ <= j); });
+    if (done_ <= j) std::rethrow_exception(error_);
+    return slots_[size_t(j % kSlots)].data();
+  }
+
+  /// Job j's slot may take the next block.
+  void release(int64_t j) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      consumed_ = j + 1;
+    }
+    wake_.notify_all();
+  }
+
+ private:
+  struct Job {
+    Block block;
+    int64_t offset = 0;
+  };
+
+  void run() {
+    for (;;) {
+      int64_t j = 0;
+      Job job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] {
+          return stop_ || (!error_ && done_ < submitted_ && done_ < consumed_ + kSlots);
+        });
+        if (stop_) return;
+        j = done_;
+        job = jobs_[size_t(j % int64_t(jobs_.size()))];
+      }
+      try {
+        arrange(job, slots_[size_t(j % kSlots)].data());
+      } catch (...) {
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          error_ = std::current_exception();
+          failed_job_ = j;
+        }
+        wake_.notify_all();
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_ = j + 1;
+      }
+      wake_.notify_all();
+    }
+  }
+
+  // Reads the block and copies its rows into `out` grouped by destination rank.
+  void arrange(const Job& job, float* out) {
+    const int64_t n = job.block.rows, ranks = int64_t(class_start_.size()) - 1;
+    reader_.read(job.block.first, n, block_.data(), norm_);
+    int64_t at = 0;
+    for (int64_t d = 0; d < ranks; ++d) {
+      next_row_[size_t(d)] = at;
+      at += rows_in_classes(job.offset, n, batch_, class_start_[size_t(d)],
+                            class_start_[size_t(d) + 1]);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t c = (job.offset + i) % batch_;
+      const int64_t d = std::upper_bound(class_start_.begin(), class_start_.end(), c) -
+                        class_start_.begin() - 1;
+      std::memcpy(out + next_row_[size_t(d)]++ * cols_, block_.data() + i * cols_,
+                  sizeof(float) * size_t(cols_));
+    }
+  }
+
+  SourceReader reader_;
+  const Normalization norm_;
+  const int64_t cols_, batch_;
+  const std::vector<int64_t> class_start_;  // rank d owns classes [start[d], start[d + 1])
+  std::vector<float> block_;                // one block as read
+  std::vector<float> slots_[kSlots];
+  std::vector<Job> jobs_;  // a ring
+  std::vector<int64_t> next_row_;
+  int64_t submitted_ = 0, done_ = 0, consumed_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  int64_t failed_job_ = -1;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int64_t data_memory_needed(const Sources& sources, const DataLayout& layout, int64_t global_batch,
+                           int ranks, const Normalization& norm) {
+  const int64_t window = std::min(layout.window_rows, sources.rows);
+  const int64_t windows = layout.window_rows >= sources.rows ? 1 : 2;  // the next one too
+  return windows * ceil_div(window, global_batch) *
+             bytes_per_window_step(sources, global_batch, ranks) +
+         fixed_bytes(sources, layout.block_rows, ranks, norm);
+}
+
+DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t window_rows,
+                         int64_t budget, int64_t global_batch, int ranks,
+                         const Normalization& norm) {
+  DataLayout layout;
+  const int64_t row_bytes = std::max<int64_t>(1, sources.stored_row_bytes);
+  if (block_rows > 0)
+    layout.block_rows = block_rows;
+  else if (sources.chunk_rows > 0)  // whole chunks, so that each is read once
+    layout.block_rows =
+        sources.chunk_rows *
+        std::max<int64_t>(1, std::llround(double(kTargetBlockBytes) /
+                                          double(sources.chunk_rows * row_bytes)));
+  else
+    layout.block_rows = std::max<int64_t>(1, kTargetBlockBytes / row_bytes);
+  const int64_t least = std::max(global_batch, longest_block(sources, layout.block_rows));
+  const auto needed = [&](int64_t w) {
+    return data_memory_needed(sources, {layout.block_rows, w}, global_batch, ranks, norm);
+  };
+  const std::string on = " per rank on " + std::to_string(ranks) + " rank(s)";
+  if (window_rows > 0) {
+    if (window_rows < least)
+      throw Error(ExitCode::usage,
+                  "--window-rows " + std::to_string(window_rows) + " is too small: a window " +
+                      "must hold a global batch (" + std::to_string(global_batch) +
+                      " rows) and a block (" + std::to_string(longest_block(sources, layout.block_rows)) +
+                      " rows): at least " + std::to_string(least));
+    if (needed(window_rows) > budget)
+      throw Error(ExitCode::usage,
+                  "--window-rows " + std::to_string(window_rows) + " needs " +
+                      mib(needed(window_rows)) + on + ", more than --data-memory " + mib(budget) +
+                      "; raise --data-memory or lower --window-rows");
+    layout.window_rows = window_rows;
+    return layout;
+  }
+  if (needed(sources.rows) <= budget) {  // every row in one window, read once
+    layout.window_rows = sources.rows;
+    return layout;
+  }
+  // Two windows (the one training and the next) of as many batches as fit.
+  const int64_t per_step = 2 * bytes_per_window_step(sources, global_batch, ranks);
+  const int64_t fixed = fixed_bytes(sources, layout.block_rows, ranks, norm);
+  const int64_t steps = budget > fixed ? (budget - fixed) / per_step : 0;
+  layout.window_rows = std::min(steps * global_batch, sources.rows);
+  if (layout.window_rows < least)
+    throw Error(ExitCode::usage,
+                "--data-memory " + mib(budget) + " per rank is too small for " + sources.name +
+                    ": a window must hold a global batch (" + std::to_string(global_batch) +
+                    " rows) and a block (" +
+                    std::to_string(longest_block(sources, layout.block_rows)) +
+                    " rows), which needs at least " + mib(needed(ceil_div(least, global_batch) * global_batch)) + on +
+                    "; raise --data-memory or lower --data-block-rows");
+  return layout;
+}
+
+struct TrainingData::Impl {
+  // A window: which one, its blocks' first rows within it, and this rank's rows of it.
+  struct Window {
+    EpochPlan plan;
+    int64_t index = -1;  // of the window in plan's epoch
+    BatchPlan batch{1, 1, 0, 1};
+    std::vector<int64_t> offsets;  // window row of each block's first row
+    AlignedVector<float> rows;     // this rank's rows, in the order they arrived
+    std::vector<int32_t> slot_row;  // [slot * classes + class] -> row of `rows`
+    int64_t filled = 0;            // rows arrived
+    int64_t rounds = 0, rounds_done = 0;  // exchanges of P blocks each
+    int64_t first_job = 0;         // the reader's job of this rank's block in round 0
+    bool active = false;
+
+    Window(const std::vector<Block>& blocks, int64_t window_rows, int64_t batch)
+        : plan(blocks, window_rows, batch) {}
+  };
+
+  Impl(const Sources& s, const DataLayout& l, const Normalization& norm, int64_t batch,
+       uint64_t seed, bool shuffle, int64_t epochs, const Comm& c)
+      : sources(s),
+        layout(l),
+        norm(norm),
+        global_batch(batch),
+        seed(seed),
+        shuffle(shuffle),
+        epochs(epochs),
+        comm(c),
+        cols(s.cols),
+        rank_plan(1, batch, c.rank(), c.size()),
+        query(blocks_of(s, l), l.window_rows, batch),
+        current(query.all_blocks(), l.window_rows, batch),
+        next(query.all_blocks(), l.window_rows, batch),
+        order(rank_plan, ceil_div(std::min(l.window_rows, s.rows), batch)),
+        counts(4 * size_t(c.size())) {
+    for (int r = 0; r <= c.size(); ++r) class_start.push_back(batch * r / c.size());
+    lo = class_start[size_t(c.rank())];
+    classes = class_start[size_t(c.rank()) + 1] - lo;
+    const int64_t steps = ceil_div(std::min(layout.window_rows, sources.rows), batch);
+    const int64_t blocks = int64_t(query.all_blocks().size());
+    for (Window* w : {&current, &next}) {
+      if (w == &next && in_memory()) break;  // one window: read once, no next
+      w->rows.resize(size_t(steps * classes * cols));
+      w->slot_row.resize(size_t(steps * classes));
+      w->offsets.reserve(size_t(blocks) + 1);
+    }
+    new_reader();
+  }
+
+  // A reader with nothing queued (the one before, if any, stops).
+  void new_reader() {
+    reader.reset();
+    reader = std::make_unique<BlockReader>(
+        sources, norm, longest_block(sources, layout.block_rows),
+        ceil_div(int64_t(query.all_blocks().size()), comm.size()) + 1, global_batch, class_start);
+  }
+
+  static std::vector<Block> blocks_of(const Sources& s, const DataLayout& l) {
+    std::vector<int64_t> rows;
+    for (const SourceEntry& e : s.files) rows.push_back(e.rows);
+    return cut_blocks(rows, l.block_rows);
+  }
+
+  bool in_memory() const { return layout.window_rows >= sources.rows; }
+
+  EpochPlan& plan_for(int64_t epoch) {
+    for (Window* w : {&current, &next})
+      if (w->plan.epoch() == epoch) return w->plan;
+    if (query.epoch() != epoch) query.set_epoch(seed, epoch, shuffle);
+    return query;
+  }
+
+  // Makes `w` hold window `index` of `epoch`: its layout, and its blocks queued for reading.
+  void open(Window& w, int64_t epoch, int64_t index) {
+    if (w.plan.epoch() != epoch) w.plan.set_epoch(seed, epoch, shuffle);
+    w.index = index;
+    const std::span<const int64_t> blocks = w.plan.blocks(index);
+    const std::vector<Block>& all = w.plan.all_blocks();
+    w.offsets.assign(1, 0);
+    for (int64_t b : blocks) w.offsets.push_back(w.offsets.back() + all[size_t(b)].rows);
+    w.batch = BatchPlan(w.plan.rows(index), global_batch, comm.rank(), comm.size());
+    w.filled = 0;
+    w.rounds = ceil_div(int64_t(blocks.size()), comm.size());
+    w.rounds_done = 0;
+    w.first_job = reader->next_job();
+    for (int64_t k = comm.rank(); k < int64_t(blocks.size()); k += comm.size())
+      reader->submit(all[size_t(blocks[size_t(k)])], w.offsets[size_t(k)]);
+    w.active = true;
+  }
+
+  // Round q of window w: each rank sends its block's rows to the ranks whose classes they fall
+  // in, and files the rows it receives.
+  void exchange(Window& w, bool agree) {
+    const int64_t q = w.rounds_done, P = comm.size();
+    const std::span<const int64_t> blocks = w.plan.blocks(w.index);
+    const std::vector<Block>& all = w.plan.all_blocks();
+    const int64_t count = int64_t(blocks.size()), mine = q * P + comm.rank();
+    const auto rows_of = [&](int64_t k) { return all[size_t(blocks[size_t(k)])].rows; };
+    int* send_counts = counts.data();
+    int* send_displs = send_counts + P;
+    int* recv_counts = send_displs + P;
+    int* recv_displs = recv_counts + P;
+    const float* send = nullptr;
+    const auto fetch = [&] {
+      if (mine < count) send = reader->wait(w.first_job + q);
+    };
+    if (agree)
+      comm.agree(fetch);
+    else
+      fetch();
+    int64_t sent = 0, received = 0;
+    for (int64_t d = 0; d < P; ++d) {
+      const int64_t out =
+          mine < count ? rows_in_classes(w.offsets[size_t(mine)], rows_of(mine), global_batch,
+                                         class_start[size_t(d)], class_start[size_t(d) + 1])
+                       : 0;
+      const int64_t k = q * P + d;
+      const int64_t in =
+          k < count ? rows_in_classes(w.offsets[size_t(k)], rows_of(k), global_batch, lo, lo + classes)
+                    : 0;
+      send_counts[d] = int(out * cols);
+      send_displs[d] = int(sent * cols);
+      recv_counts[d] = int(in * cols);
+      recv_displs[d] = int(received * cols);
+      sent += out;
+      received += in;
+    }
+    comm.alltoallv(send, send_counts, send_displs, w.rows.data() + w.filled * cols, recv_counts,
+                   recv_displs);
+    // File the rows that came: from each source in turn, its block's rows of our classes in
+    // window order.
+    for (int64_t s = 0; s < P; ++s) {
+      const int64_t k = q * P + s;
+      if (k >= count) break;
+      const int64_t a = w.offsets[size_t(k)], n = rows_of(k);
+      for (int64_t i = a; i < a + n; ++i) {
+        const int64_t c = i % global_batch - lo;
+        if (c >= 0 && c < classes)
+          w.slot_row[size_t((i / global_batch) * classes + c)] = int32_t(w.filled++);
+      }
+    }
+    if (mine < count) reader->release(w.first_job + q);
+    ++w.rounds_done;
+  }
+
+  // The window after `current`, if the run goes on: open it (its reading starts now).
+  void open_next() {
+    next.active = false;
+    if (in_memory()) return;
+    int64_t epoch = current.plan.epoch(), index = current.index + 1;
+    if (index == current.plan.windows()) {
+      ++epoch;
+      index = 0;
+    }
+    if (epoch < epochs) open(next, epoch, index);
+  }
+
+  void start(Window& w) {
+    order.reset(w.batch);
+    order.set_epoch(seed, w.plan.epoch(), shuffle, w.index);
+  }
+
+  const Sources sources;
+  const DataLayout layout;
+  const Normalization norm;
+  const int64_t global_batch;
+  const uint64_t seed;
+  const bool shuffle;
+  const int64_t epochs;
+  const Comm comm;
+  const int64_t cols;
+  std::vector<int64_t> class_start;  // rank d owns classes [class_start[d], class_start[d + 1])
+  int64_t lo = 0, classes = 0;       // this rank's classes
+  BatchPlan rank_plan;               // for the order's room: classes of this rank
+  EpochPlan query;                   // for steps_in_epoch of epochs neither window is in
+  Window current, next;
+  EpochOrder order;
+  std::vector<int64_t> local;  // step_rows' output
+  std::vector<int> counts;     // alltoallv's counts and displacements
+  std::unique_ptr<BlockReader> reader;
+};
+
+TrainingData::TrainingData(const Sources& sources, const DataLayout& layout,
+                           const Normalization& norm, int64_t global_batch, uint64_t seed,
+                           bool shuffle, int64_t epochs, const Comm& comm)
+    : impl_(std::make_unique<Impl>(sources, layout, norm, global_batch, seed, shuffle, epochs,
+                                   comm)) {
+  impl_->local.resize(size_t(impl_->classes));
+}
+
+TrainingData::~TrainingData() = default;
+
+int64_t TrainingData::steps_in_epoch(int64_t epoch) { return impl_->plan_for(epoch).steps(); }
+int64_t TrainingData::windows_in_epoch(int64_t epoch) { return impl_->plan_for(epoch).windows(); }
+int64_t TrainingData::max_rows() const { return impl_->classes; }
+bool TrainingData::in_memory() const { return impl_->in_memory(); }
+const DataLayout& TrainingData::layout() const { return impl_->layout; }
+
+void TrainingData::seek(int64_t epoch, int64_t t) {
+  Impl& d = *impl_;
+  d.new_reader();  // whatever was queued for the windows before is dropped
+  d.next.active = false;
+  EpochPlan& plan = d.current.plan;
+  if (plan.epoch() != epoch) plan.set_epoch(d.seed, epoch, d.shuffle);
+  d.open(d.current, epoch, plan.window_of(t));
+  while (d.current.rounds_done < d.current.rounds) d.exchange(d.current, /*agree=*/true);
+  d.start(d.current);
+  d.open_next();
+}
+
+int64_t TrainingData::gather(int64_t epoch, int64_t t, float* batch) {
+  Impl& d = *impl_;
+  Impl::Window& cur = d.current;
+  if (cur.plan.epoch() != epoch) {
+    if (d.in_memory()) {  // the same rows, in the same layout: a new order only
+      cur.plan.set_epoch(d.seed, epoch, d.shuffle);
+      d.start(cur);
+    }
+  }
+  if (cur.plan.epoch() != epoch || cur.plan.window_of(t) != cur.index) {
+    Impl::Window& next = d.next;
+    if (!next.active || next.plan.epoch() != epoch || next.plan.window_of(t) != next.index ||
+        next.rounds_done != next.rounds)
+      throw std::logic_error("training data: steps out of order");
+    std::swap(d.current, d.next);
+    d.start(d.current);
+    d.open_next();
+  }
+  Impl::Window& w = d.current;
+  const int64_t s = t - w.plan.first_step(w.index);
+  if (d.next.active) {  // the next window's exchanges, spread over this window's steps
+    const int64_t due = ceil_div((s + 1) * d.next.rounds, w.plan.steps(w.index));
+    while (d.next.rounds_done < due) d.exchange(d.next, /*agree=*/false);
+  }
+  const int64_t n = d.order.step_rows(s, d.local.data());
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(batch + i * d.cols,
+                w.rows.data() + int64_t(w.slot_row[size_t(d.local[size_t(i)])]) * d.cols,
+                sizeof(float) * size_t(d.cols));
+  return n;
+}
+
+std::pair<double, double> TrainingData::range() const {
+  const Impl::Window& w = impl_->current;
+  const float* begin = w.rows.data();
+  const float* end = begin + w.filled * impl_->cols;
+  if (begin == end)
+    return {std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
+  const auto [lo, hi] = std::minmax_element(begin, end);
+  return {*lo, *hi};
+}
+
+int64_t TrainingData::memory_bytes() const {
+  const Impl& d = *impl_;
+  int64_t bytes = 0;
+  for (const Impl::Window* w : {&d.current, &d.next})
+    bytes += int64_t(w->rows.capacity() * sizeof(float) + w->slot_row.capacity() * sizeof(int32_t));
+  return bytes;
+}
+
+}  // namespace aetrain
