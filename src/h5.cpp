@@ -141,10 +141,12 @@ bool is_hdf5(const std::string& path) {
   return r > 0;
 }
 
-Handle open_file(const std::string& path, const Comm* comm) {
+Handle open_file(const std::string& path) {
   const Guard guard;
   quiet_once();
-  Handle fapl = comm ? mpio_access(*comm) : plist(H5P_FILE_ACCESS);
+  Handle fapl = plist(H5P_FILE_ACCESS);
+  // No sieve buffer: reads of whole blocks in any order would each pull 64 KiB around them.
+  check(H5Pset_sieve_buf_size(fapl.id(), 0), "file access");
   return {check_id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.id()), "cannot open " + path),
           H5Fclose};
 }
@@ -284,6 +286,16 @@ Handle create_group(const Handle& loc, const std::string& name) {
 Handle open_dataset(const Handle& loc, const std::string& path) {
   const Guard guard;
   return {check_id(H5Dopen2(loc.id(), path.c_str(), H5P_DEFAULT), "open dataset " + path),
+          H5Dclose};
+}
+
+Handle open_dataset_to_stream(const Handle& loc, const std::string& path) {
+  const Guard guard;
+  Handle dapl = plist(H5P_DATASET_ACCESS);
+  check(H5Pset_chunk_cache(dapl.id(), H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0,
+                           H5D_CHUNK_CACHE_W0_DEFAULT),
+        "dataset access");
+  return {check_id(H5Dopen2(loc.id(), path.c_str(), dapl.id()), "open dataset " + path),
           H5Dclose};
 }
 

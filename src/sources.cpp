@@ -237,7 +237,7 @@ void SourceReader::read_stored(int64_t first, int64_t n, S* out) {
         impl_->file.reset();
         impl_->open = SIZE_MAX;
         impl_->file = h5::open_file(e.file);
-        impl_->dataset = h5::open_dataset(impl_->file, e.dataset);
+        impl_->dataset = h5::open_dataset_to_stream(impl_->file, e.dataset);
         impl_->open = index;
       }
       h5::read_rows(impl_->dataset, local, count, out);  // HDF5 converts to S

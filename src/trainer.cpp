@@ -111,6 +111,7 @@ void Trainer::start_data() {
   config_.data_block_rows = state_.block_rows = layout.block_rows;
   config_.window_rows = state_.window_rows = layout.window_rows;
   state_.config = to_toml(config_);  // the effective configuration, layout included
+  hdf5_library_version();  // HDF5 set up on every rank (rank 0 alone probed): not data memory
   memory_before_data_mib_ = memory_mib();
   read_bytes_at_start_ = read_bytes();
   data_.emplace(sources_, layout, norm_, config_.global_batch, config_.seed, config_.shuffle,

@@ -49,8 +49,8 @@ void quiet_errors();
 
 /// True if `path` is a readable HDF5 file.
 bool is_hdf5(const std::string& path);
-/// Opens an existing file read-only; through MPI-IO on `comm` (collective) when comm is given.
-Handle open_file(const std::string& path, const Comm* comm = nullptr);
+/// Opens an existing file read-only for this process alone (HDF5's default driver).
+Handle open_file(const std::string& path);
 /// Opens the image of a file held in memory, read-only (HDF5 copies the bytes).
 Handle open_image(const std::string& bytes);
 /// Creates (truncates) a file for writing by this process alone.
@@ -67,6 +67,9 @@ bool exists(const Handle& loc, const std::string& path);
 Handle open_group(const Handle& loc, const std::string& path);
 Handle create_group(const Handle& loc, const std::string& name);
 Handle open_dataset(const Handle& loc, const std::string& path);
+/// The same, for reading each chunk once (in blocks of whole chunks): no chunk cache, whose 1 MiB
+/// per dataset would only hold chunks that are never read again.
+Handle open_dataset_to_stream(const Handle& loc, const std::string& path);
 /// True if `path` names a dataset (not a group).
 bool is_dataset(const Handle& loc, const std::string& path);
 
