@@ -90,11 +90,8 @@ namespace {
 template <class S>
 void write_checked(const h5::Handle& data, const std::string& file, const std::string& dataset,
                    int64_t first, int64_t n, const S* values) {
-  const std::vector<int64_t> dims = h5::shape(data);
-  int64_t row_size = 1;
-  for (size_t i = 1; i < dims.size(); ++i) row_size *= dims[i];
   try {
-    h5::write_rows(data, first, n, row_size, values);
+    h5::write_rows(data, first, n, values);
   } catch (const h5::Failure& e) {
     throw Error(ExitCode::other, file + ": " + dataset + ": " + e.what());
   }

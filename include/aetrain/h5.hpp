@@ -102,11 +102,9 @@ std::vector<SourceEntry> read_sources(const Handle& loc, const std::string& name
 /// groups on its path.
 Handle create_dataset(const Handle& loc, const std::string& path, const std::vector<int64_t>& dims,
                       bool float64 = false);
-/// Writes rows [first, first + n) of a dataset whose rows hold `row_size` values. Independent.
-void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
-                const float* values);
-void write_rows(const Handle& dataset, int64_t first, int64_t n, int64_t row_size,
-                const double* values);
+/// Writes rows [first, first + n) of a dataset (row-major values). Independent.
+void write_rows(const Handle& dataset, int64_t first, int64_t n, const float* values);
+void write_rows(const Handle& dataset, int64_t first, int64_t n, const double* values);
 /// Removes the link `path`; renames the link `from` to `to`. Collective in parallel files.
 void remove_link(const Handle& loc, const std::string& path);
 void move_link(const Handle& loc, const std::string& from, const std::string& to);
