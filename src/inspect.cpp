@@ -25,7 +25,14 @@ Json inspect_json(const std::string& path, const Checkpoint& c) {
   j.add("training_state", c.has_training_state);
   if (c.has_training_state) {
     j.add("optimizer", to_json(c.header.adam).add("name", "adam").add("step", c.header.adam_step));
-    j.add("train", to_json(c.header.train));
+    std::vector<Json> sources;  // rows -1: a file before format 3, which did not record them
+    for (const SourceEntry& e : c.header.train.sources)
+      sources.push_back(Json()
+                            .add("file", e.file)
+                            .add("dataset", e.dataset)
+                            .add("first_row", e.first_row)
+                            .add("rows", e.rows));
+    j.add("train", to_json(c.header.train).add("sources", sources));
   }
   if (c.kind == ModelKind::pca) {
     const Eigen::VectorXd ratio = c.pca.explained_variance / c.pca.total_variance;
@@ -73,7 +80,15 @@ std::string inspect_text(const std::string& path, const Checkpoint& c) {
                   (long long)t.epoch, (long long)t.step_in_epoch, (long long)t.global_step,
                   (long long)t.global_batch, (unsigned long long)t.seed, (long long)t.world_size);
     s += line;
-    s += "  data:         " + t.data_file + ":" + t.dataset + "\n";
+    int64_t rows = 0;
+    for (const SourceEntry& e : t.sources) rows += e.rows;
+    s += "  data:         " + t.data_file + ":" + t.dataset +
+         (t.sources.size() > 1 ? " and " + std::to_string(t.sources.size() - 1) + " more files"
+                               : "") +
+         (rows >= 0 ? ", " + std::to_string(rows) + " rows" : "") + "\n";
+    if (t.window_rows > 0)
+      s += "  layout:       blocks of " + std::to_string(t.block_rows) +
+           " rows, windows of at most " + std::to_string(t.window_rows) + " rows\n";
     s += "  configuration:\n";
     size_t begin = 0;
     while (begin < t.config.size()) {

@@ -72,6 +72,12 @@ Json& Json::add(const std::string& key, const std::vector<int64_t>& value) {
 
 Json& Json::add(const std::string& key, const Json& value) { return raw(key, value.str()); }
 
+Json& Json::add(const std::string& key, const std::vector<Json>& value) {
+  std::string s = "[";
+  for (size_t i = 0; i < value.size(); ++i) s += (i ? ", " : "") + value[i].str();
+  return raw(key, s + "]");
+}
+
 const char* phase_name(Phase p) {
   static const char* names[kPhaseCount] = {"data",   "forward", "backward",
                                            "allreduce", "update", "checkpoint"};

@@ -261,7 +261,7 @@ TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
       std::vector<int64_t> local(size_t(data.max_rows()));
       // From the start into the second epoch, then back to a step before (a seek while the
       // next window is being read), to the end.
-      for (const auto [epoch0, t0, stop] : {std::tuple<int64_t, int64_t, int64_t>{0, 0, 1},
+      for (const auto& [epoch0, t0, stop] : {std::tuple<int64_t, int64_t, int64_t>{0, 0, 1},
                                            {1, 4, epochs}}) {
         data.seek(epoch0, t0);
         for (int64_t epoch = epoch0, t = t0; epoch < epochs && !(epoch == stop && t == 7);) {

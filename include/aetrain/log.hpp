@@ -24,6 +24,7 @@ class Json {
   Json& add(const std::string& key, const std::vector<int64_t>& value);
   Json& add(const std::string& key, const std::vector<double>& value);
   Json& add(const std::string& key, const Json& value);
+  Json& add(const std::string& key, const std::vector<Json>& value);
   std::string str() const { return "{" + body_ + "}"; }
 
  private:
