@@ -4,12 +4,19 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
+
+#if defined(AETRAIN_GEMM_BLIS)
+#include <blis.h>
+#endif
 
 namespace aetrain {
 
-std::string gemm_backend() {
+namespace {
+
+const char* compiled_simd() {
   // Eigen's own SimdInstructionSetsInUse() does not name AVX2 or FMA.
-  const char* simd =
+  return
 #if defined(__AVX512F__)
       "AVX-512, FMA";
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -23,9 +30,9 @@ std::string gemm_backend() {
 #else
       "no vector instructions";
 #endif
-  return "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
-         "." + std::to_string(EIGEN_MINOR_VERSION) + " packed kernel, compiled for " + simd;
 }
+
+}  // namespace
 
 namespace {
 
@@ -86,6 +93,128 @@ void kernel(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index 
                                                                           blocking, nullptr);
 }
 
+#if defined(AETRAIN_GEMM_BLIS)
+// BLIS's micro-kernel for S on the CPU we run on, with its register and cache block sizes, all
+// from BLIS's context for that CPU (BLIS picks it at run time). We call the kernel in our own
+// loops (BLIS's five-loop algorithm: nc columns, kc inner, mc rows, then nr x mr tiles) on our
+// own packing buffers and our own OpenMP threads: BLIS's front end starts an OpenMP team on
+// every call, which costs microseconds and, on one thread, an allocation in libgomp.
+template <class S>
+struct MicroKernel {
+  using Fn = void (*)(dim_t, dim_t, dim_t, const S*, const S*, const S*, const S*, S*, inc_t,
+                      inc_t, const auxinfo_t*, const cntx_t*);
+  const cntx_t* cntx;
+  Fn fn;
+  Index mr, nr, mc, kc, nc;
+  bool prefers_rows;  // the kernel wants each row of its C tile contiguous
+
+  static const MicroKernel& get() {
+    static const MicroKernel k = [] {
+      constexpr num_t dt = std::is_same_v<S, float> ? BLIS_FLOAT : BLIS_DOUBLE;
+      // (const in BLIS 1, not in 0.9, whose queries take it as non-const.)
+      cntx_t* cntx = const_cast<cntx_t*>(bli_gks_query_cntx());
+      MicroKernel k;
+      k.cntx = cntx;
+#if defined(AETRAIN_BLIS_1)
+      k.fn = reinterpret_cast<Fn>(bli_cntx_get_ukr_dt(dt, BLIS_GEMM_UKR, cntx));
+      k.prefers_rows = !bli_cntx_ukr_prefers_cols_dt(dt, BLIS_GEMM_UKR, cntx);
+#else
+      k.fn = reinterpret_cast<Fn>(bli_cntx_get_l3_nat_ukr_dt(dt, BLIS_GEMM_UKR, cntx));
+      k.prefers_rows = !bli_cntx_l3_nat_ukr_prefers_cols_dt(dt, BLIS_GEMM_UKR, cntx);
+#endif
+      k.mr = bli_cntx_get_blksz_def_dt(dt, BLIS_MR, cntx);
+      k.nr = bli_cntx_get_blksz_def_dt(dt, BLIS_NR, cntx);
+      k.mc = bli_cntx_get_blksz_def_dt(dt, BLIS_MC, cntx) / k.mr * k.mr;
+      k.kc = bli_cntx_get_blksz_def_dt(dt, BLIS_KC, cntx);
+      k.nc = bli_cntx_get_blksz_def_dt(dt, BLIS_NC, cntx) / k.nr * k.nr;
+      return k;
+    }();
+    return k;
+  }
+
+  // Packing room for products whose result is at most `widest` wide in either direction.
+  Index room_a() const { return mc * kc; }
+  Index room_b(Index widest) const { return kc * std::min(nc, (widest + nr - 1) / nr * nr); }
+};
+
+// A strided view: element (i, j) at p[i * rs + j * cs].
+template <class S>
+struct View {
+  const S* p;
+  Index rs, cs;
+  const S* at(Index i, Index j) const { return p + i * rs + j * cs; }
+};
+
+// Packs rows [i0, i0 + m) x columns [j0, j0 + k) of `a` into panels of `w` rows, each stored
+// column after column (w values per column), the last panel padded with zeros.
+template <class S>
+void pack_panels(S* out, View<S> a, Index i0, Index m, Index j0, Index k, Index w) {
+  for (Index i = 0; i < m; i += w, out += w * k) {
+    const Index rows = std::min(w, m - i);
+    for (Index j = 0; j < k; ++j) {
+      const S* src = a.at(i0 + i, j0 + j);
+      S* dst = out + j * w;
+      if (a.rs == 1) {
+        std::copy_n(src, rows, dst);
+      } else {
+        for (Index r = 0; r < rows; ++r) dst[r] = src[r * a.rs];
+      }
+      std::fill(dst + rows, dst + w, S(0));
+    }
+  }
+}
+
+// C (m, n) = A (m, k) B (k, n), or += when `accumulate`, with A, B and C strided views (C's
+// strides rs_c, cs_c), on one thread, with packing buffers pa (room_a) and pb (room_b).
+template <class S>
+void micro_gemm(const MicroKernel<S>& uk, Index m, Index n, Index k, View<S> a, View<S> b, S* c,
+                Index rs_c, Index cs_c, bool accumulate, S* pa, S* pb) {
+  const S one = 1, zero = 0;
+  auxinfo_t aux{};
+  // B^T, so that packing B's columns into panels of nr is packing rows of a view.
+  const View<S> bt{b.p, b.cs, b.rs};
+  for (Index jc = 0; jc < n; jc += uk.nc) {
+    const Index nc = std::min(uk.nc, n - jc);
+    for (Index pc = 0; pc < k; pc += uk.kc) {
+      const Index kc = std::min(uk.kc, k - pc);
+      const S* beta = pc == 0 && !accumulate ? &zero : &one;
+      pack_panels(pb, bt, jc, nc, pc, kc, uk.nr);
+      for (Index ic = 0; ic < m; ic += uk.mc) {
+        const Index mc = std::min(uk.mc, m - ic);
+        pack_panels(pa, a, ic, mc, pc, kc, uk.mr);
+        for (Index jr = 0; jr < nc; jr += uk.nr) {
+          const S* b_panel = pb + jr * kc;
+          for (Index ir = 0; ir < mc; ir += uk.mr) {
+            const S* a_panel = pa + ir * kc;
+            bli_auxinfo_set_next_a(const_cast<S*>(ir + uk.mr < mc ? a_panel + uk.mr * kc : pa),
+                                   &aux);
+            bli_auxinfo_set_next_b(const_cast<S*>(b_panel), &aux);
+            uk.fn(std::min(uk.mr, mc - ir), std::min(uk.nr, nc - jr), kc, &one, a_panel,
+                  b_panel, beta, c + (ic + ir) * rs_c + (jc + jr) * cs_c, rs_c, cs_c, &aux,
+                  uk.cntx);
+          }
+        }
+      }
+    }
+  }
+}
+
+// c (m,n) = op(a) op(b) (+ c) on column-major storage, one thread. A kernel that prefers rows
+// computes the transposed product c^T = op(b)^T op(a)^T, whose rows are c's columns.
+template <class S>
+void blis_kernel(Index m, Index n, Index k, const S* a, Index lda, Op op_a, const S* b,
+                 Index ldb, Op op_b, S* c, Index ldc, bool accumulate, S* pa, S* pb) {
+  const MicroKernel<S>& uk = MicroKernel<S>::get();
+  const View<S> av = op_a == Op::none ? View<S>{a, 1, lda} : View<S>{a, lda, 1};
+  const View<S> bv = op_b == Op::none ? View<S>{b, 1, ldb} : View<S>{b, ldb, 1};
+  if (uk.prefers_rows)
+    micro_gemm(uk, n, m, k, View<S>{bv.p, bv.cs, bv.rs}, View<S>{av.p, av.cs, av.rs}, c, ldc, 1,
+               accumulate, pa, pb);
+  else
+    micro_gemm(uk, m, n, k, av, bv, c, 1, ldc, accumulate, pa, pb);
+}
+#endif
+
 }  // namespace
 
 template <class S>
@@ -100,6 +229,11 @@ void Gemm<S>::reserve(Index m, Index n, Index k) {
     capacity_a_ = std::max(capacity_a_, b.kc * b.mc);
     capacity_b_ = std::max(capacity_b_, b.kc * b.nc);
   }
+#if defined(AETRAIN_GEMM_BLIS)
+  const MicroKernel<S>& uk = MicroKernel<S>::get();
+  capacity_a_ = std::max(capacity_a_, uk.room_a());
+  capacity_b_ = std::max(capacity_b_, uk.room_b(std::max(m, n)));
+#endif
   for (int t = 0; t < threads_; ++t) {
     if (pack_a_[t].size() < capacity_a_) pack_a_[t].resize(capacity_a_);
     if (pack_b_[t].size() < capacity_b_) pack_b_[t].resize(capacity_b_);
@@ -123,6 +257,11 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
   if (capacity_a_ == 0) throw std::logic_error("gemm: reserve() was not called");
   const Split sp = split_for(m, n, k, threads_);
   const Index lda = a.rows(), ldb = b.rows(), ldc = m;
+#if defined(AETRAIN_GEMM_BLIS)
+  const bool backend = double(m) * double(n) * double(k) >= double(kBackendMinWork);
+  if (backend && capacity_b_ < MicroKernel<S>::get().room_b(std::max(m, n)))
+    throw std::logic_error("gemm: a product wider than reserve() was told");
+#endif
 
   auto slice = [&](int t) {
     const Index lo = std::min(t * sp.chunk, sp.by_rows ? m : n);
@@ -133,6 +272,13 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
     const S* at = a.data() + (sp.by_rows ? (op_a == Op::none ? lo : lo * lda) : 0);
     const S* bt = b.data() + (sp.by_rows ? 0 : (op_b == Op::none ? lo * ldb : lo));
     S* ct = c.data() + (sp.by_rows ? lo : lo * ldc);
+#if defined(AETRAIN_GEMM_BLIS)
+    if (backend) {
+      blis_kernel(mt, nt, k, at, lda, op_a, bt, ldb, op_b, ct, ldc, accumulate, pack_a_[t].data(),
+                  pack_b_[t].data());
+      return;
+    }
+#endif
     if (!accumulate) {
       for (Index j = 0; j < nt; ++j) std::fill_n(ct + j * ldc, mt, S(0));
     }
@@ -170,6 +316,23 @@ void gemm_ref(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatrixMap<S> b,
     c += lhs * rhs;
   else
     c = lhs * rhs;
+}
+
+std::string gemm_backend() {
+  const std::string eigen = "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." +
+                            std::to_string(EIGEN_MAJOR_VERSION) + "." +
+                            std::to_string(EIGEN_MINOR_VERSION) + " packed kernel, compiled for " +
+                            compiled_simd();
+#if defined(AETRAIN_GEMM_BLIS)
+  // The configuration BLIS chose for this CPU ("haswell", "zen3", "skx", ...).
+  const MicroKernel<float>& uk = MicroKernel<float>::get();
+  return std::string("BLIS ") + bli_info_get_version_str() + " micro-kernel (" +
+         bli_arch_string(bli_arch_query_id()) + ", " + std::to_string(uk.mr) + "x" +
+         std::to_string(uk.nr) + " float) for products of at least " +
+         std::to_string(kBackendMinWork) + " multiply-adds, " + eigen + " below";
+#else
+  return eigen;
+#endif
 }
 
 template class Gemm<float>;

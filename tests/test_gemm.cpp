@@ -38,6 +38,25 @@ TEST(Gemm, MatchesEigenFloatOneThread) { check_products<float>(1, 1e-6); }
 TEST(Gemm, MatchesEigenFloatTwoThreads) { check_products<float>(2, 1e-6); }
 TEST(Gemm, MatchesEigenDoubleTwoThreads) { check_products<double>(2, 1e-14); }
 
+// Each element is summed in the same order however the product is split over threads, so a
+// run's results do not depend on its thread count (for every backend).
+TEST(Gemm, SameBitsOnOneAndTwoThreads) {
+  for (auto [m, n, k] : {std::array<Index, 3>{512, 128, 784}, {784, 128, 512}, {300, 7, 1000}})
+    for (Op op_a : {Op::none, Op::transpose})
+      for (Op op_b : {Op::none, Op::transpose}) {
+        Matrix<float> a = op_a == Op::none ? Matrix<float>::Random(m, k) : Matrix<float>::Random(k, m);
+        Matrix<float> b = op_b == Op::none ? Matrix<float>::Random(k, n) : Matrix<float>::Random(n, k);
+        Matrix<float> one(m, n), two(m, n);
+        for (auto [threads, c] : {std::pair{1, &one}, std::pair{2, &two}}) {
+          Gemm<float> gemm(threads);
+          gemm.reserve(m, n, k);
+          gemm(MatrixMap<float>(c->data(), m, n), ConstMatrixMap<float>(a.data(), a.rows(), a.cols()),
+               op_a, ConstMatrixMap<float>(b.data(), b.rows(), b.cols()), op_b, false);
+        }
+        EXPECT_TRUE(one == two) << m << "x" << n << "x" << k;
+      }
+}
+
 TEST(Gemm, SmallerProductThanReservedStillExact) {
   // A short last batch: fewer columns than reserved for.
   Gemm<float> gemm(2);

@@ -8,7 +8,7 @@
 set -eu
 # procps: the fault tests find the ranks with pgrep (a minimal Debian lacks it).
 packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
-  libeigen3-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
+  libeigen3-dev libblis-openmp-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
   dataset-fashion-mnist procps groff-base"
 [ "${1:-}" = --no-slurm ] || packages="$packages munge slurmctld slurmd slurm-client"
 # shellcheck disable=SC2086

@@ -1,9 +1,10 @@
 #!/bin/bash
 # Every test, as CI runs it (README, "Run every test"):
-#   Debian 12 (this machine): install the packages; Release build + ctest; AddressSanitizer and
-#     UndefinedBehaviorSanitizer build + ctest.
-#   Debian 13: a fresh debootstrap root on a tmpfs (tools/debian13.sh); Release build + ctest,
-#     all but the SLURM suite.
+#   Debian 12 (this machine): install the packages; Release build (the default BLIS GEMM
+#     backend) + ctest; AddressSanitizer and UndefinedBehaviorSanitizer build with the Eigen
+#     backend + ctest: so both backends pass every test.
+#   Debian 13: a fresh debootstrap root on a tmpfs (tools/debian13.sh); Release build (BLIS 1.1)
+#     + ctest, all but the SLURM suite.
 # Making the Debian 13 root is network-bound, so it starts first, in the background, and
 # overlaps the CPU-bound Debian 12 builds. A failed part stops its own platform's chain only;
 # the run fails if any part failed. It ends with each part's wall time.
@@ -87,7 +88,7 @@ set +m
 
 part 12 "Release build" build build -DCMAKE_BUILD_TYPE=Release &&
   part 12 "ctest" counted ctest --test-dir build -j"$jobs" --output-on-failure || true
-part 12 "ASan+UBSan build" build build-asan -DAETRAIN_SANITIZE=ON &&
+part 12 "ASan+UBSan build, Eigen GEMM" build build-asan -DAETRAIN_SANITIZE=ON -DAETRAIN_GEMM=eigen &&
   part 12 "ctest (ASan+UBSan)" counted ctest --test-dir build-asan -j"$jobs" --output-on-failure ||
   true
 

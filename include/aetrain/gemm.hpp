@@ -12,13 +12,20 @@ namespace aetrain {
 /// "Eigen 3.4.0 packed kernel (AVX2, FMA, SSE...)".
 std::string gemm_backend();
 
+/// Products of fewer multiply-adds than this take Eigen's kernel on one thread whatever the
+/// backend: a library call (BLIS starts its thread team on every call) costs more than they do.
+/// The choice depends on the shape alone, so it is the same at every step of a run.
+inline constexpr long long kBackendMinWork = 65536;
+
 /// How a product operand is used: as stored, or transposed.
 enum class Op { none, transpose };
 
-/// C = op(A) op(B) (+ C) with Eigen's packed GEMM kernel, split over OpenMP threads by us, and
-/// packing buffers allocated once by `reserve`. Eigen's own `noalias()` products allocate their
-/// packing buffers on every call above 128 KiB; this keeps a training step free of allocation.
-/// Large products go through here so that a BLAS backend can be swapped in at one place.
+/// C = op(A) op(B) (+ C): the one route for the model's products. The backend is chosen at
+/// build time (CMake's AETRAIN_GEMM): `blis` sends products of at least kBackendMinWork
+/// multiply-adds to BLIS, on as many threads as the product deserves; `eigen` (and every
+/// smaller product) runs Eigen's packed kernel, split over OpenMP threads by us, with packing
+/// buffers allocated once by `reserve` (Eigen's own `noalias()` products allocate them on every
+/// call above 128 KiB). Either way a training step allocates nothing.
 template <class S>
 class Gemm {
  public:

@@ -27,6 +27,8 @@ import tempfile
 import h5py
 import numpy as np
 
+from machine import aetrain_version, cpu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"
 FMNIST = ["--layers", "512,128,32", "--batch-size", "256"]
@@ -35,15 +37,6 @@ FMNIST = ["--layers", "512,128,32", "--batch-size", "256"]
 def env(threads=1):
     return dict(os.environ, OMP_NUM_THREADS=str(threads), OMPI_ALLOW_RUN_AS_ROOT="1",
                 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_btl_tcp_if_include="lo")
-
-
-def cpu():
-    info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    flags = fields.get("Flags", "").split()
-    simd = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "AVX"
-            if "avx" in flags else "SSE")
-    return f"{fields.get('Model name', '?').strip()}, {simd}, {os.cpu_count()} cores"
 
 
 def train(build, data, args, work, ranks=2, dataset="/train"):
@@ -176,9 +169,7 @@ def main():
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="aetrain-bench-data-")
     os.makedirs(work, exist_ok=True)
-    version = subprocess.run([os.path.join(args.build, "aetrain"), "--version"],
-                             capture_output=True, text=True).stdout.strip().splitlines()
-    print(f"CPU: {cpu()}; " + "; ".join(version), flush=True)
+    print(f"CPU: {cpu()}; {aetrain_version(args.build)}", flush=True)
     gz, nbytes = fashion_mnist(args.build, work, args.repeats)
     bytes_per_rank_count(args.build, work, gz, nbytes)
     if args.big_gib > 0:
