@@ -1,9 +1,13 @@
 #include "aetrain/gemm.hpp"
 
+#include "aetrain/error.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 
 #if defined(AETRAIN_GEMM_BLIS)
@@ -71,12 +75,15 @@ struct Split {
   Index chunk;   // rows or columns per thread
 };
 
+template <class S>
 Split split_for(Index m, Index n, Index k, int max_threads) {
   const double work = double(m) * double(n) * double(k);
   int t = std::max(1, std::min(max_threads, int(work / kMinWorkPerThread)));
   const bool by_rows = m >= n;
   const Index extent = by_rows ? m : n;
-  const Index align = by_rows ? 16 : 4;  // whole register blocks of Eigen's kernel
+  // Whole register blocks of Eigen's kernel (3 packets of rows, 4 columns): each row and column
+  // then meets the same code, so the same summation order, however the product is split.
+  const Index align = by_rows ? 3 * Eigen::internal::packet_traits<S>::size : 4;
   Index chunk = (extent + t - 1) / t;
   chunk = (chunk + align - 1) / align * align;
   t = int((extent + chunk - 1) / chunk);
@@ -107,6 +114,12 @@ struct MicroKernel {
   Fn fn;
   Index mr, nr, mc, kc, nc;
   bool prefers_rows;  // the kernel wants each row of its C tile contiguous
+  std::string arch;   // BLIS's configuration for this CPU
+  // Whether BLIS's kernel serves this CPU. Not on first-generation Zen (BLIS's "zen"), whose
+  // 128-bit FMA units leave nothing to win: there Eigen's kernel measured 5-9% faster end to
+  // end on Fashion-MNIST (AMD EPYC, 2 cores, tests/bench/bench_train.py --also), while on
+  // Zen 3 BLIS's measured 1.4-1.6x Eigen's. Fixed for the machine, so for a run and its resume.
+  bool serves = true;
 
   static const MicroKernel& get() {
     static const MicroKernel k = [] {
@@ -127,6 +140,16 @@ struct MicroKernel {
       k.mc = bli_cntx_get_blksz_def_dt(dt, BLIS_MC, cntx) / k.mr * k.mr;
       k.kc = bli_cntx_get_blksz_def_dt(dt, BLIS_KC, cntx);
       k.nc = bli_cntx_get_blksz_def_dt(dt, BLIS_NC, cntx) / k.nr * k.nr;
+      k.arch = bli_arch_string(bli_arch_query_id());
+      k.serves = k.arch != "zen";
+      // AETRAIN_GEMM_KERNEL=blis or eigen overrides the choice (the tests use BLIS's everywhere).
+      const char* forced = std::getenv("AETRAIN_GEMM_KERNEL");
+      if (forced && *forced) {
+        if (std::string(forced) != "blis" && std::string(forced) != "eigen")
+          throw Error(ExitCode::usage, std::string("AETRAIN_GEMM_KERNEL is '") + forced +
+                                           "': it must be blis or eigen");
+        k.serves = std::string(forced) == "blis";
+      }
       return k;
     }();
     return k;
@@ -222,13 +245,11 @@ Gemm<S>::Gemm(int threads) : threads_(std::max(1, threads)), pack_a_(threads_), 
 
 template <class S>
 void Gemm<S>::reserve(Index m, Index n, Index k) {
-  for (int t = 1; t <= threads_; ++t) {  // whatever split a product of this size gets
-    const Split sp = split_for(m, n, k, t);
-    const BlockSizes b = sp.by_rows ? block_sizes<S>(std::min(m, sp.chunk), n, k)
-                                    : block_sizes<S>(m, std::min(n, sp.chunk), k);
-    capacity_a_ = std::max(capacity_a_, b.kc * b.mc);
-    capacity_b_ = std::max(capacity_b_, b.kc * b.nc);
-  }
+  // Every slice of a product blocks as the whole product would (block_sizes of m, n, k), so
+  // that its inner dimension is cut at the same places whatever the threads.
+  const BlockSizes b = block_sizes<S>(m, n, k);
+  capacity_a_ = std::max(capacity_a_, b.kc * b.mc);
+  capacity_b_ = std::max(capacity_b_, b.kc * b.nc);
 #if defined(AETRAIN_GEMM_BLIS)
   const MicroKernel<S>& uk = MicroKernel<S>::get();
   capacity_a_ = std::max(capacity_a_, uk.room_a());
@@ -255,10 +276,11 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
     return;
   }
   if (capacity_a_ == 0) throw std::logic_error("gemm: reserve() was not called");
-  const Split sp = split_for(m, n, k, threads_);
+  const Split sp = split_for<S>(m, n, k, threads_);
   const Index lda = a.rows(), ldb = b.rows(), ldc = m;
 #if defined(AETRAIN_GEMM_BLIS)
-  const bool backend = double(m) * double(n) * double(k) >= double(kBackendMinWork);
+  const bool backend = MicroKernel<S>::get().serves &&
+                       double(m) * double(n) * double(k) >= double(kBackendMinWork);
   if (backend && capacity_b_ < MicroKernel<S>::get().room_b(std::max(m, n)))
     throw std::logic_error("gemm: a product wider than reserve() was told");
 #endif
@@ -282,7 +304,7 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
     if (!accumulate) {
       for (Index j = 0; j < nt; ++j) std::fill_n(ct + j * ldc, mt, S(0));
     }
-    BlockSizes bs = block_sizes<S>(mt, nt, k);
+    BlockSizes bs = block_sizes<S>(m, n, k);
     // Never outgrow the reserved room: a smaller block is slower, not wrong.
     bs.kc = std::min(bs.kc, std::max<Index>(1, std::min(capacity_a_, capacity_b_)));
     bs.mc = std::max<Index>(1, std::min(bs.mc, capacity_a_ / bs.kc));
@@ -326,8 +348,11 @@ std::string gemm_backend() {
 #if defined(AETRAIN_GEMM_BLIS)
   // The configuration BLIS chose for this CPU ("haswell", "zen3", "skx", ...).
   const MicroKernel<float>& uk = MicroKernel<float>::get();
-  return std::string("BLIS ") + bli_info_get_version_str() + " micro-kernel (" +
-         bli_arch_string(bli_arch_query_id()) + ", " + std::to_string(uk.mr) + "x" +
+  const std::string blis = std::string("BLIS ") + bli_info_get_version_str();
+  if (!uk.serves)
+    return eigen + " (" + blis + " is built in; its '" + uk.arch +
+           "' kernels are not used on this CPU, see AETRAIN_GEMM_KERNEL)";
+  return blis + " micro-kernel (" + uk.arch + ", " + std::to_string(uk.mr) + "x" +
          std::to_string(uk.nr) + " float) for products of at least " +
          std::to_string(kBackendMinWork) + " multiply-adds, " + eigen + " below";
 #else

@@ -328,6 +328,17 @@ class CommandLine(cli_support.BinaryTest):
         self.assertIn(re.search(r"HDF5 Version:\s*(\S+)", h5).group(1) + " (parallel)",
                       lines["HDF5"])
         self.assertRegex(lines["GEMM"], r"Eigen 3\.\d+\.\d+ packed kernel, compiled for ")
+        if "BLIS" in lines["GEMM"]:  # the kernel AETRAIN_GEMM_KERNEL asks for, named
+            for kernel, expected in (("blis", r"GEMM: +BLIS \S+ micro-kernel \(\w+, \d+x\d+ float\)"),
+                                     ("eigen", r"GEMM: +Eigen .* \(BLIS \S+ is built in; its")):
+                p = subprocess.run([cli_support.AETRAIN, "--version"], capture_output=True,
+                                   text=True, env=dict(cli_support.ENV, AETRAIN_GEMM_KERNEL=kernel))
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertRegex(p.stdout, expected)
+            p = subprocess.run([cli_support.AETRAIN, "--version"], capture_output=True, text=True,
+                               env=dict(cli_support.ENV, AETRAIN_GEMM_KERNEL="fast"))
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("AETRAIN_GEMM_KERNEL is 'fast': it must be blis or eigen", p.stderr)
         self.assertRegex(lines["compiler"], r"(GCC|Clang) \d+\.")
 
 

@@ -2,6 +2,7 @@
 """Training throughput of aetrain against Eigen's GEMM and PyTorch DDP, measured side by side.
 
     tests/bench/bench_train.py --build build [--cases card,fmnist,wide] [--repeats 3] [--torch]
+                               [--also build-eigen]
 
 For every case and every launch (1 rank x 2 threads, 2 ranks x 1 thread) it runs, `repeats`
 times and interleaved:
@@ -10,7 +11,8 @@ times and interleaved:
                             when aetrain uses it) on the step's layer shapes at the rank's
                             batch, with the same threads, all copies at once; the best one is
                             the yardstick ("of GEMM");
-  torch_ddp.py (--torch)    the PyTorch DDP peer, same model, data, ranks and threads.
+  torch_ddp.py (--torch)    the PyTorch DDP peer, same model, data, ranks and threads;
+  aetrain of --also builds  (another backend, say) in the same loop: its samples/s.
 It prints medians: samples/s, achieved GFLOP/s (6 x parameters x samples/s), its ratio to the
 GEMM rate, the speed-up over PyTorch, aetrain's peak memory per rank, and the start-up time of a
 tiny run. It prints first the CPU and its vector extensions, aetrain's GEMM backend and the
@@ -131,9 +133,13 @@ def main():
     ap.add_argument("--cases", default="card,fmnist,wide")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--torch", action="store_true", help="also run the PyTorch DDP peer")
+    ap.add_argument("--also", action="append", default=[],
+                    help="another build directory whose aetrain runs beside (repeatable)")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     version = aetrain_version(args.build)
+    for other in args.also:
+        print(f"# --also {other}: {aetrain_version(other)}")
     backends = ["eigen"] + (["blis"] if "BLIS" in version else [])
     print(f"# CPU: {cpu()}\n# aetrain: {version}\n"
           f"# peer: {torch_blas(env(1)) if args.torch else 'not run'}; "
@@ -141,7 +147,8 @@ def main():
           f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}\n"
           f"# medians of {args.repeats}; GEMM: the best of {', '.join(backends)}", flush=True)
     header = ("| case | ranks x threads | samples/s | GFLOP/s | GEMM GFLOP/s (best of) | of GEMM "
-              "| PyTorch samples/s | speed-up | peak MiB/rank |")
+              "| PyTorch samples/s | speed-up | peak MiB/rank |" +
+              "".join(f" {other} samples/s |" for other in args.also))
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for name in args.cases.split(","):
@@ -150,11 +157,15 @@ def main():
         n_params = parameters(case["cols"], case["layers"])
         for ranks, threads in LAUNCHES:
             ours, peer, memory = [], [], []
+            others = {other: [] for other in args.also}
             gemm = {b: [] for b in backends}
             for _ in range(args.repeats):
                 rate, mib = run_aetrain(args.build, data, case, ranks, threads, args.work)
                 ours.append(rate)
                 memory.append(mib)
+                for other in args.also:
+                    others[other].append(run_aetrain(other, data, case, ranks, threads,
+                                                     args.work)[0])
                 for b in backends:
                     gemm[b].append(run_gemm(args.build, case, ranks, threads, b))
                 if args.torch:
@@ -170,7 +181,8 @@ def main():
                   f"b{case['batch']} | {ranks} x {threads} | {rate:,.0f} | {achieved:.1f} "
                   f"| {g:.1f} {best} ({shown}) | {achieved / g:.0%} | "
                   f"{f'{p:,.0f}' if p else '-'} | {f'{rate / p:.1f}x' if p else '-'} "
-                  f"| {max(memory):.0f} |", flush=True)
+                  f"| {max(memory):.0f} |" +
+                  "".join(f" {statistics.median(r):,.0f} |" for r in others.values()), flush=True)
     tiny = os.path.join(args.work, "tiny.h5")
     if not os.path.exists(tiny):
         subprocess.run([PYTHON, os.path.join(ROOT, "tools", "uniform_h5.py"), tiny, "--rows",
