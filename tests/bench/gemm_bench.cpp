@@ -1,7 +1,7 @@
 // The yardstick for training throughput: a library's own single-precision GEMM on the three
 // products of every layer of one training step: forward W x, kernel gradient dY x^T and input
 // gradient W^T dY, at the rank's batch. `--backend eigen`: Eigen's noalias products with
-// Eigen's OpenMP threading; `--backend blis` (in builds with BLIS): bli_sgemm_ex on BLIS's
+// Eigen's OpenMP threading; `--backend blis` (in builds with BLIS): bli_sgemm on BLIS's
 // threads, every product, whatever its size.
 //
 //   gemm_bench --layers 784,512,128,32 --batch 128 --threads 1 [--seconds 2] [--backend eigen]
@@ -74,15 +74,12 @@ int main(int argc, char** argv) {
   std::function<void()> step = eigen_step;
   bool known = backend == "eigen";
 #if defined(AETRAIN_GEMM_BLIS)
-  rntm_t rntm;
-  bli_rntm_init(&rntm);
-  bli_rntm_set_num_threads(threads, &rntm);
+  bli_thread_set_num_threads(threads);  // (the one threads call BLIS 0.9 and 1.x share)
   float one = 1, zero = 0;
   const auto gemm = [&](trans_t ta, trans_t tb, const Mat& a, const Mat& b, Mat& c) {
     const long k = ta == BLIS_NO_TRANSPOSE ? a.cols() : a.rows();
-    bli_sgemm_ex(ta, tb, c.rows(), c.cols(), k, &one, const_cast<float*>(a.data()), 1, a.rows(),
-                 const_cast<float*>(b.data()), 1, b.rows(), &zero, c.data(), 1, c.rows(), nullptr,
-                 &rntm);
+    bli_sgemm(ta, tb, c.rows(), c.cols(), k, &one, const_cast<float*>(a.data()), 1, a.rows(),
+              const_cast<float*>(b.data()), 1, b.rows(), &zero, c.data(), 1, c.rows());
   };
   const trans_t n = BLIS_NO_TRANSPOSE, t = BLIS_TRANSPOSE;
   if (backend == "blis") {
