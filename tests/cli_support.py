@@ -103,11 +103,16 @@ def normalize(path, x):
     return x if stats is None else (x - stats[0]) / stats[1]
 
 
+def temp_dir():
+    """A new temporary directory (a test's own, or a test class's shared one)."""
+    return tempfile.mkdtemp(prefix="aetrain-test-")
+
+
 class BinaryTest(unittest.TestCase):
     """A test with its own temporary directory."""
 
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="aetrain-test-")
+        self.dir = temp_dir()
 
     def path(self, name):
         return os.path.join(self.dir, name)

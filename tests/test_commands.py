@@ -20,9 +20,7 @@ from cli_support import forward, run, write  # noqa: E402
 class Commands(cli_support.BinaryTest):
     @classmethod
     def setUpClass(cls):
-        base = cli_support.BinaryTest()
-        base.setUp()
-        cls.dir0 = base.dir
+        cls.dir0 = cli_support.temp_dir()
         cls.data = os.path.join(cls.dir0, "data.h5")
         cls.x = write(cls.data, rows=203, cols=24, seed=3)
         with h5py.File(cls.data, "a") as f:

@@ -28,9 +28,7 @@ WINDOWS = ["--window-rows", "600", "--data-block-rows", "100"]  # 12 steps a win
 class Data(cli_support.BinaryTest):
     @classmethod
     def setUpClass(cls):
-        base = cli_support.BinaryTest()
-        base.setUp()
-        cls.d = base.dir
+        cls.d = cli_support.temp_dir()
         cls.x = np.random.default_rng(5).random((ROWS, COLS)).astype(np.float32)
         p = lambda name: os.path.join(cls.d, name)
         with h5py.File(p("all.h5"), "w") as f:

@@ -67,9 +67,7 @@ class Faults(cli_support.BinaryTest):
 
     @classmethod
     def setUpClass(cls):
-        base = cli_support.BinaryTest()
-        base.setUp()
-        cls.data = os.path.join(base.dir, "data.h5")
+        cls.data = os.path.join(cli_support.temp_dir(), "data.h5")
         write(cls.data, rows=4000, cols=200, seed=1)
         # Long enough to interrupt after its first checkpoint (every 20 of its 1875 steps):
         # about 1.5 s on 2 ranks.

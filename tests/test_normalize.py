@@ -38,9 +38,7 @@ def warnings(stderr):
 class Normalize(cli_support.BinaryTest):
     @classmethod
     def setUpClass(cls):
-        base = cli_support.BinaryTest()
-        base.setUp()
-        cls.dir0 = base.dir
+        cls.dir0 = cli_support.temp_dir()
         cls.data = os.path.join(cls.dir0, "physical.h5")
         cls.x = physical(1003, seed=1)  # 1003 rows: uneven over 2, 3 and 4 ranks
         cls.test_x = physical(400, seed=2, shift=0.7)  # shifted: its own statistics differ
