@@ -44,6 +44,13 @@ namespace {
 // (the same threshold Eigen's own parallel GEMM uses).
 constexpr double kMinWorkPerThread = 50000.0;
 
+// Eigen's packed kernel is reached through its internal entry points (level3_blocking,
+// computeProductBlockingSizes, general_matrix_matrix_product, packet_traits), which are not a
+// public API and change between releases: checked against 3.4 (Debian 12 and 13 ship 3.4.0).
+#if !EIGEN_VERSION_AT_LEAST(3, 4, 0) || EIGEN_VERSION_AT_LEAST(3, 4, 90)
+#error "src/gemm.cpp calls Eigen 3.4's internal GEMM entry points; check them against this Eigen before building with it"
+#endif
+
 // Eigen's level-3 blocking, pointed at our preallocated packing buffers.
 template <class S>
 struct OwnedBlocking : Eigen::internal::level3_blocking<S, S> {
@@ -99,6 +106,169 @@ void kernel(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index 
                                                                           c, 1, ldc, S(1),
                                                                           blocking, nullptr);
 }
+
+// Small products: straight from the operands, no packing. Below kBackendMinWork multiply-adds
+// packing costs as much as the product (Eigen's packed kernel spent a fifth of the model card's
+// product time packing, and a zeroing pass before every overwrite). One thread; every element
+// is summed in one fixed order for its shape.
+namespace direct {
+
+namespace ei = Eigen::internal;
+template <class S>
+using Packet = typename ei::packet_traits<S>::type;
+template <class S>
+constexpr Index kLanes = ei::unpacket_traits<Packet<S>>::size;
+
+// c (RP packets of rows x NC columns) = [c +] a b, a column-major (lda), b(p, j) = b[p rb + j cb]:
+// a column of a times a broadcast element of b, k times. Every element sums its k products in
+// order, whatever tile it falls in.
+template <class S, int RP, int NC>
+void axpy_tile(Index k, const S* a, Index lda, const S* b, Index rb, Index cb, S* c, Index ldc,
+               bool accumulate) {
+  using P = Packet<S>;
+  constexpr Index L = kLanes<S>;
+  P acc[RP][NC];
+  if (accumulate) {
+    for (int j = 0; j < NC; ++j)
+      for (int r = 0; r < RP; ++r) acc[r][j] = ei::ploadu<P>(c + r * L + j * ldc);
+  } else {
+    for (int j = 0; j < NC; ++j)
+      for (int r = 0; r < RP; ++r) acc[r][j] = ei::pset1<P>(S(0));
+  }
+  for (Index p = 0; p < k; ++p) {
+    P av[RP];
+    for (int r = 0; r < RP; ++r) av[r] = ei::ploadu<P>(a + p * lda + r * L);
+    for (int j = 0; j < NC; ++j) {
+      const P bj = ei::pset1<P>(b[p * rb + j * cb]);
+      for (int r = 0; r < RP; ++r) acc[r][j] = ei::pmadd(av[r], bj, acc[r][j]);
+    }
+  }
+  for (int j = 0; j < NC; ++j)
+    for (int r = 0; r < RP; ++r) ei::pstoreu(c + r * L + j * ldc, acc[r][j]);
+}
+
+// The last `rows` (< kLanes) rows when m >= kLanes: a whole packet ending at row m, computed
+// before the other tiles write c, of which only the last `rows` are stored. The rows it covers
+// twice get the same bits both times (the same packet arithmetic in the same order).
+template <class S, int NC>
+void axpy_last_rows(Index rows, Index k, const S* a, Index lda, const S* b, Index rb, Index cb,
+                    S* c, Index ldc, bool accumulate) {
+  using P = Packet<S>;
+  constexpr Index L = kLanes<S>;
+  const Index skip = L - rows;
+  P acc[NC];
+  for (int j = 0; j < NC; ++j)
+    acc[j] = accumulate ? ei::ploadu<P>(c - skip + j * ldc) : ei::pset1<P>(S(0));
+  for (Index p = 0; p < k; ++p) {
+    const P av = ei::ploadu<P>(a - skip + p * lda);
+    for (int j = 0; j < NC; ++j) acc[j] = ei::pmadd(av, ei::pset1<P>(b[p * rb + j * cb]), acc[j]);
+  }
+  alignas(64) S out[L];
+  for (int j = 0; j < NC; ++j) {
+    ei::pstoreu(out, acc[j]);
+    std::copy_n(out + skip, rows, c + j * ldc);
+  }
+}
+
+// All m rows in scalars (m < kLanes), NC columns at a time.
+template <class S, int NC>
+void axpy_narrow(Index m, Index k, const S* a, Index lda, const S* b, Index rb, Index cb, S* c,
+                 Index ldc, bool accumulate) {
+  S acc[kLanes<S>][NC];
+  for (int j = 0; j < NC; ++j)
+    for (Index r = 0; r < m; ++r) acc[r][j] = accumulate ? c[r + j * ldc] : S(0);
+  for (Index p = 0; p < k; ++p)
+    for (int j = 0; j < NC; ++j) {
+      const S bj = b[p * rb + j * cb];
+      for (Index r = 0; r < m; ++r) acc[r][j] += a[p * lda + r] * bj;
+    }
+  for (int j = 0; j < NC; ++j)
+    for (Index r = 0; r < m; ++r) c[r + j * ldc] = acc[r][j];
+}
+
+template <class S, int NC>
+void axpy_columns(Index m, Index k, const S* a, Index lda, const S* b, Index rb, Index cb, S* c,
+                  Index ldc, bool accumulate) {
+  constexpr Index L = kLanes<S>;
+  if (m < L) return axpy_narrow<S, NC>(m, k, a, lda, b, rb, cb, c, ldc, accumulate);
+  const Index whole = m / L * L;
+  if (whole < m)
+    axpy_last_rows<S, NC>(m - whole, k, a + whole, lda, b, rb, cb, c + whole, ldc, accumulate);
+  Index i = 0;
+  for (; i + 3 * L <= whole; i += 3 * L)
+    axpy_tile<S, 3, NC>(k, a + i, lda, b, rb, cb, c + i, ldc, accumulate);
+  for (; i < whole; i += L) axpy_tile<S, 1, NC>(k, a + i, lda, b, rb, cb, c + i, ldc, accumulate);
+}
+
+// c (m,n) = [c +] a (m,k) b (k,n): a column-major, b through strides.
+// Then the epilogue on each group of 4 columns, all rows.
+template <class S>
+void axpy_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index rb,
+                  Index cb, S* c, Index ldc, bool accumulate, Epilogue epilogue) {
+  for (Index j = 0; j < n; j += 4) {
+    const S* bj = b + j * cb;
+    S* cj = c + j * ldc;
+    switch (std::min<Index>(4, n - j)) {
+      case 4: axpy_columns<S, 4>(m, k, a, lda, bj, rb, cb, cj, ldc, accumulate); break;
+      case 3: axpy_columns<S, 3>(m, k, a, lda, bj, rb, cb, cj, ldc, accumulate); break;
+      case 2: axpy_columns<S, 2>(m, k, a, lda, bj, rb, cb, cj, ldc, accumulate); break;
+      default: axpy_columns<S, 1>(m, k, a, lda, bj, rb, cb, cj, ldc, accumulate); break;
+    }
+    if (epilogue) epilogue(0, m, j, std::min<Index>(4, n - j));
+  }
+}
+
+// c (RM x NC) = [c +] a^T b with a (k, m) and b (k, n) column-major: dot products of columns,
+// a packet of k at a time, then the packet's lanes summed and the last k % kLanes added.
+template <class S, int RM, int NC>
+void dot_tile(Index k, const S* a, Index lda, const S* b, Index ldb, S* c, Index ldc,
+              bool accumulate) {
+  using P = Packet<S>;
+  constexpr Index L = kLanes<S>;
+  P acc[RM][NC];
+  for (int i = 0; i < RM; ++i)
+    for (int j = 0; j < NC; ++j) acc[i][j] = ei::pset1<P>(S(0));
+  const Index whole = k / L * L;
+  for (Index p = 0; p < whole; p += L) {
+    P av[RM];
+    for (int i = 0; i < RM; ++i) av[i] = ei::ploadu<P>(a + i * lda + p);
+    for (int j = 0; j < NC; ++j) {
+      const P bj = ei::ploadu<P>(b + j * ldb + p);
+      for (int i = 0; i < RM; ++i) acc[i][j] = ei::pmadd(av[i], bj, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RM; ++i)
+    for (int j = 0; j < NC; ++j) {
+      S sum = ei::predux(acc[i][j]);
+      for (Index p = whole; p < k; ++p) sum += a[i * lda + p] * b[j * ldb + p];
+      S& out = c[i + j * ldc];
+      out = accumulate ? out + sum : sum;
+    }
+}
+
+template <class S, int NC>
+void dot_columns(Index m, Index k, const S* a, Index lda, const S* b, Index ldb, S* c, Index ldc,
+                 bool accumulate) {
+  Index i = 0;
+  for (; i + 3 <= m; i += 3) dot_tile<S, 3, NC>(k, a + i * lda, lda, b, ldb, c + i, ldc, accumulate);
+  for (; i < m; ++i) dot_tile<S, 1, NC>(k, a + i * lda, lda, b, ldb, c + i, ldc, accumulate);
+}
+
+template <class S>
+void dot_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index ldb, S* c,
+                 Index ldc, bool accumulate, Epilogue epilogue) {
+  for (Index j = 0; j < n;) {
+    const Index cols = n - j >= 4 ? 4 : 1;
+    if (cols == 4)
+      dot_columns<S, 4>(m, k, a, lda, b + j * ldb, ldb, c + j * ldc, ldc, accumulate);
+    else
+      dot_columns<S, 1>(m, k, a, lda, b + j * ldb, ldb, c + j * ldc, ldc, accumulate);
+    if (epilogue) epilogue(0, m, j, cols);
+    j += cols;
+  }
+}
+
+}  // namespace direct
 
 #if defined(AETRAIN_GEMM_BLIS)
 // BLIS's micro-kernel for S on the CPU we run on, with its register and cache block sizes, all
@@ -263,7 +433,7 @@ void Gemm<S>::reserve(Index m, Index n, Index k) {
 
 template <class S>
 void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatrixMap<S> b,
-                         Op op_b, bool accumulate) {
+                         Op op_b, bool accumulate, Epilogue epilogue) {
   const Index m = c.rows(), n = c.cols();
   const Index k = op_a == Op::none ? a.cols() : a.rows();
   const Index a_rows = op_a == Op::none ? a.rows() : a.cols();
@@ -273,11 +443,21 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (!accumulate) c.setZero();
+    if (epilogue) epilogue(0, m, 0, n);
     return;
   }
   if (capacity_a_ == 0) throw std::logic_error("gemm: reserve() was not called");
-  const Split sp = split_for<S>(m, n, k, threads_);
   const Index lda = a.rows(), ldb = b.rows(), ldc = m;
+  if (double(m) * double(n) * double(k) < double(kBackendMinWork) && op_b == Op::none) {
+    if (op_a == Op::none)
+      direct::axpy_product(m, n, k, a.data(), lda, b.data(), 1, ldb, c.data(), ldc, accumulate,
+                           epilogue);
+    else
+      direct::dot_product(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate,
+                          epilogue);
+    return;
+  }
+  const Split sp = split_for<S>(m, n, k, threads_);
 #if defined(AETRAIN_GEMM_BLIS)
   const bool backend = MicroKernel<S>::get().serves &&
                        double(m) * double(n) * double(k) >= double(kBackendMinWork);
@@ -294,10 +474,15 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
     const S* at = a.data() + (sp.by_rows ? (op_a == Op::none ? lo : lo * lda) : 0);
     const S* bt = b.data() + (sp.by_rows ? 0 : (op_b == Op::none ? lo * ldb : lo));
     S* ct = c.data() + (sp.by_rows ? lo : lo * ldc);
+    // Then the epilogue on this thread's slice, in its cache.
+    auto finish = [&] {
+      if (epilogue) epilogue(sp.by_rows ? lo : 0, mt, sp.by_rows ? 0 : lo, nt);
+    };
 #if defined(AETRAIN_GEMM_BLIS)
     if (backend) {
       blis_kernel(mt, nt, k, at, lda, op_a, bt, ldb, op_b, ct, ldc, accumulate, pack_a_[t].data(),
                   pack_b_[t].data());
+      finish();
       return;
     }
 #endif
@@ -319,6 +504,7 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
       kernel<S, row, col>(mt, nt, k, at, lda, bt, ldb, ct, ldc, blocking);
     else
       kernel<S, row, row>(mt, nt, k, at, lda, bt, ldb, ct, ldc, blocking);
+    finish();
   };
 
   if (sp.threads == 1) {
