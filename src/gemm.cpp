@@ -531,18 +531,21 @@ std::string gemm_backend() {
                             std::to_string(EIGEN_MAJOR_VERSION) + "." +
                             std::to_string(EIGEN_MINOR_VERSION) + " packed kernel, compiled for " +
                             compiled_simd();
+  const std::string direct = "aetrain's unpacked kernel for products under " +
+                             std::to_string(kBackendMinWork) + " multiply-adds with B as stored";
 #if defined(AETRAIN_GEMM_BLIS)
   // The configuration BLIS chose for this CPU ("haswell", "zen3", "skx", ...).
   const MicroKernel<float>& uk = MicroKernel<float>::get();
   const std::string blis = std::string("BLIS ") + bli_info_get_version_str();
   if (!uk.serves)
-    return eigen + " (" + blis + " is built in; its '" + uk.arch +
+    return eigen + "; " + direct + " (" + blis + " is built in; its '" + uk.arch +
            "' kernels are not used on this CPU, see AETRAIN_GEMM_KERNEL)";
   return blis + " micro-kernel (" + uk.arch + ", " + std::to_string(uk.mr) + "x" +
          std::to_string(uk.nr) + " float) for products of at least " +
-         std::to_string(kBackendMinWork) + " multiply-adds, " + eigen + " below";
+         std::to_string(kBackendMinWork) + " multiply-adds; " + direct + "; " + eigen +
+         " for the rest";
 #else
-  return eigen;
+  return eigen + "; " + direct;
 #endif
 }
 
