@@ -15,6 +15,7 @@
 #include "aetrain/error.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/normalization.hpp"
+#include "aetrain/schedule.hpp"
 #include "aetrain/version.hpp"
 
 namespace aetrain {
@@ -64,6 +65,12 @@ std::vector<std::pair<std::string, NormalizeKind>> words(NormalizeKind) {
   std::vector<std::pair<std::string, NormalizeKind>> out;
   for (NormalizeKind k : {NormalizeKind::none, NormalizeKind::standard, NormalizeKind::minmax})
     out.emplace_back(normalize_name(k), k);
+  return out;
+}
+std::vector<std::pair<std::string, LrSchedule>> words(LrSchedule) {
+  std::vector<std::pair<std::string, LrSchedule>> out;
+  for (LrSchedule k : {LrSchedule::constant, LrSchedule::cosine, LrSchedule::step})
+    out.emplace_back(lr_schedule_name(k), k);
   return out;
 }
 std::vector<std::pair<std::string, bool>> words(bool) {
@@ -243,6 +250,27 @@ void train_rows(Rows& t, Config& c) {
   t.option("--beta2", c.adam.beta2, "Adam's beta2", {.check = number_in(0, 1, "[0, 1)")});
   t.option("--epsilon", c.adam.epsilon, "Adam's epsilon",
            {.check = number_in(0, kHuge, "(0, inf)")});
+  t.option("--lr-schedule", c.schedule.kind,
+           "the learning rate after warmup: constant, cosine (from --lr down to --min-lr over "
+           "the run's remaining steps) or step (times --lr-gamma every --lr-step-epochs epochs)");
+  t.option("--warmup-steps", c.schedule.warmup_steps,
+           "steps over which the learning rate rises linearly to --lr (step t: lr * t / W)",
+           {.check = integer_from(0)});
+  t.option("--min-lr", c.schedule.min_lr, "where the cosine schedule ends",
+           {.check = number_in(0, kHuge, "[0, inf)")});
+  t.option("--lr-step-epochs", c.schedule.step_epochs,
+           "the step schedule: epochs between multiplications by --lr-gamma",
+           {.check = integer_from(1)});
+  t.option("--lr-gamma", c.schedule.gamma, "the step schedule's factor",
+           {.check = number_in(0, kHuge, "(0, inf)")});
+  t.option("--weight-decay", c.weight_decay,
+           "decoupled weight decay as torch.optim.AdamW applies it (p -= lr * L * p before each "
+           "Adam step), on kernels only, never on biases",
+           {.check = number_in(0, kHuge, "[0, inf)")});
+  t.option("--clip-norm", c.clip_norm,
+           "scale the averaged gradient by min(1, C / (norm + 1e-6)), norm its L2 norm over all "
+           "parameters (torch.nn.utils.clip_grad_norm_); 0: off",
+           {.check = number_in(0, kHuge, "[0, inf)")});
   t.option("--alpha", c.alpha,
            "weight of the encode loss mean((code - input)^2); needs code width = input width",
            {.check = number_in(0, 1, "[0, 1]")});

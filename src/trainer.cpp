@@ -1,6 +1,7 @@
 #include "aetrain/trainer.hpp"
 
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include "aetrain/files.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/runtime.hpp"
+#include "aetrain/schedule.hpp"
 
 namespace aetrain {
 namespace {
@@ -53,6 +55,14 @@ ModelConfig model_for(const TrainConfig& config, const Sources& sources) {
   return m;
 }
 
+// Where the kernels lie in the flat parameters: what weight decay applies to (not the biases).
+std::vector<ParamRange> kernel_ranges(const Autoencoder<float>& model) {
+  std::vector<ParamRange> out;
+  for (const LayerShape& l : model.layers())
+    out.push_back({size_t(l.kernel_offset), size_t(l.bias_offset)});
+  return out;
+}
+
 // True when rank 0 (the rank that reads and writes checkpoints) sees `path`.
 bool root_sees(const std::string& path, const Comm& comm) {
   int64_t seen = comm.rank() == 0 && !path.empty() && std::filesystem::exists(path) ? 1 : 0;
@@ -70,7 +80,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
       batch_(sources_.cols, std::max<int64_t>(1, BatchPlan(1, config.global_batch, comm.rank(),
                                                            comm.size()).classes())),
       model_(model_for(config, sources_), batch_.cols(), config.threads, config.alpha),
-      adam_(config.adam, model_.params().size()) {
+      adam_(config.adam, model_.params().size(), config.weight_decay, kernel_ranges(model_)) {
   config_.model = model_.config();
   state_.seed = config.seed;
   state_.global_batch = config.global_batch;
@@ -88,6 +98,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
   // Fresh statistics, unless --resume's or --init-from's file brought them.
   if (config.normalize != NormalizeKind::none && norm_.identity()) fit_statistics();
   start_data();
+  check_schedule();
 
   if (!config.val.files.empty()) {
     const Sources val = probe_sources(config.val, comm, accepted_by(norm_.kind));
@@ -126,6 +137,21 @@ void Trainer::start_data() {
                         " steps in that epoch");
   data_->seek(state_.epoch, state_.step_in_epoch);
   warn_if_out_of_reach();
+}
+
+void Trainer::check_schedule() {
+  for (int64_t e = 0; e < config_.epochs; ++e) total_steps_ += data_->steps_in_epoch(e);
+  const ScheduleConfig& s = config_.schedule;
+  if (s.warmup_steps >= total_steps_)
+    fail_replicated(ExitCode::usage,
+                    "--warmup-steps " + std::to_string(s.warmup_steps) +
+                        " is not shorter than the run: its " + std::to_string(config_.epochs) +
+                        " epochs are " + std::to_string(total_steps_) + " steps of " +
+                        std::to_string(config_.global_batch) + " rows");
+  if (s.kind == LrSchedule::cosine && s.min_lr > config_.adam.learning_rate)
+    fail_replicated(ExitCode::usage, "--min-lr " + shortest(s.min_lr) + " is above --lr " +
+                                         shortest(config_.adam.learning_rate) +
+                                         ": the cosine schedule runs down from --lr to --min-lr");
 }
 
 void Trainer::fit_statistics() {
@@ -304,7 +330,17 @@ StepResult Trainer::step() {
   comm_.allreduce_sum(std::span<double>(totals));
   t = timers_.lap(Phase::allreduce, t);
 
-  const StepResult result{totals[0] / totals[1], int64_t(totals[1]), totals[2] > 0};
+  // The schedule's rate, and the averaged gradient's norm where clipping or a step line needs
+  // it: every rank holds the same summed gradient, so every rank computes the same.
+  const double lr = scheduled_lr(config_.schedule, config_.adam.learning_rate,
+                                 state_.global_step + 1, state_.epoch, total_steps_);
+  const bool logged = config_.log_every > 0 && (state_.global_step + 1) % config_.log_every == 0;
+  const double grad_norm = config_.clip_norm > 0 || logged
+                               ? l2_norm<float>(model_.grads()) / totals[1]
+                               : std::nan("");
+  double grad_scale = 1.0 / totals[1];
+  if (config_.clip_norm > 0) grad_scale *= std::min(1.0, config_.clip_norm / (grad_norm + 1e-6));
+  const StepResult result{totals[0] / totals[1], int64_t(totals[1]), totals[2] > 0, lr, grad_norm};
   if (!std::isfinite(result.loss))
     fail_replicated(ExitCode::diverged,
                     "training diverged: the loss is " +
@@ -312,7 +348,7 @@ StepResult Trainer::step() {
                         std::to_string(state_.global_step + 1) + " (epoch " +
                         std::to_string(state_.epoch + 1) +
                         "); the last checkpoint is untouched; try a lower --lr");
-  if (!adam_.step(model_.params(), model_.grads(), float(1.0 / totals[1])))
+  if (!adam_.step(model_.params(), model_.grads(), float(grad_scale), lr))
     fail_replicated(ExitCode::diverged,
                     "training diverged: a gradient or weight is NaN or infinite at step " +
                         std::to_string(state_.global_step + 1) + " (epoch " +
@@ -465,55 +501,69 @@ RunEnd Trainer::run() {
   }
   const Clock::time_point run_start = Clock::now();
   const int64_t first_step = state_.global_step;
-  Clock::time_point last_draw = run_start;
-  double last_loss = std::nan("");
+  last_progress_ = run_start;
+  bool stopped = false;
+  while (state_.epoch < config_.epochs && !stopped) stopped = run_epoch();
+  return finish(stopped, run_start, first_step);
+}
+
+bool Trainer::run_epoch() {
+  const int64_t epoch = state_.epoch;
+  const Clock::time_point start = Clock::now();
+  double loss_sum = 0;
+  int64_t rows = 0, steps = 0;
+  const int64_t steps_left = data_->steps_in_epoch(epoch) - state_.step_in_epoch;
   bool stop = false;
-  while (state_.epoch < config_.epochs && !stop) {
-    const int64_t epoch = state_.epoch;
-    const Clock::time_point epoch_start = Clock::now();
-    double loss_sum = 0;
-    int64_t rows = 0, steps = 0;
-    const int64_t steps_left = data_->steps_in_epoch(epoch) - state_.step_in_epoch;
-    do {
-      const StepResult r = step();
-      loss_sum += r.loss * double(r.rows);
-      rows += r.rows;
-      ++steps;
-      last_loss = r.loss;
-      stop = r.stop;
-      if (config_.log_every > 0 && state_.global_step % config_.log_every == 0) {
-        log_.metric(Json()
-                        .add("event", "step")
-                        .add("epoch", epoch + 1)
-                        .add("step", state_.global_step)
-                        .add("loss", r.loss));
-        log_.line("epoch " + std::to_string(epoch + 1) + " step " +
-                  std::to_string(state_.global_step) + "  loss " + std::to_string(r.loss));
-      } else if (log_.root() && seconds_since(last_draw) > 0.25) {
-        last_draw = Clock::now();
-        const double elapsed = seconds_since(epoch_start);
-        char text[160];
-        std::snprintf(text, sizeof text, "epoch %lld/%lld  %3.0f%%  loss %.6f  ETA %.0f s",
-                      (long long)(epoch + 1), (long long)config_.epochs,
-                      100.0 * double(steps) / double(steps_left), loss_sum / double(rows),
-                      elapsed / double(steps) * double(steps_left - steps));
-        log_.progress(text);
-      }
-      if (config_.check_replicas > 0 && state_.global_step % config_.check_replicas == 0)
-        check_replicas();
-      if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
-          state_.global_step % config_.checkpoint_every == 0) {
-        save(config_.checkpoint);
-        log_.line("checkpoint: " + config_.checkpoint + " (step " +
-                  std::to_string(state_.global_step) + ")");
-      }
-    } while (state_.step_in_epoch != 0 && !stop);
-    if (state_.step_in_epoch == 0) log_epoch(epoch, loss_sum / double(rows), rows,
-                                             seconds_since(epoch_start));
+  do {
+    const StepResult r = step();
+    loss_sum += r.loss * double(r.rows);
+    rows += r.rows;
+    ++steps;
+    last_loss_ = r.loss;
+    stop = r.stop;
+    after_step(r, epoch, steps, steps_left, loss_sum / double(rows), start);
+  } while (state_.step_in_epoch != 0 && !stop);
+  if (state_.step_in_epoch == 0) log_epoch(epoch, loss_sum / double(rows), rows, seconds_since(start));
+  return stop;
+}
+
+void Trainer::after_step(const StepResult& r, int64_t epoch, int64_t steps, int64_t steps_left,
+                         double loss_so_far, Clock::time_point epoch_start) {
+  if (config_.log_every > 0 && state_.global_step % config_.log_every == 0) {
+    Json j = Json()
+                 .add("event", "step")
+                 .add("epoch", epoch + 1)
+                 .add("step", state_.global_step)
+                 .add("loss", r.loss)
+                 .add("lr", r.lr);
+    if (!std::isnan(r.grad_norm)) j.add("grad_norm", r.grad_norm);
+    log_.metric(j);
+    log_.line("epoch " + std::to_string(epoch + 1) + " step " +
+              std::to_string(state_.global_step) + "  loss " + std::to_string(r.loss));
+  } else if (log_.root() && seconds_since(last_progress_) > 0.25) {
+    last_progress_ = Clock::now();
+    const double elapsed = seconds_since(epoch_start);
+    char text[160];
+    std::snprintf(text, sizeof text, "epoch %lld/%lld  %3.0f%%  loss %.6f  ETA %.0f s",
+                  (long long)(epoch + 1), (long long)config_.epochs,
+                  100.0 * double(steps) / double(steps_left), loss_so_far,
+                  elapsed / double(steps) * double(steps_left - steps));
+    log_.progress(text);
   }
+  if (config_.check_replicas > 0 && state_.global_step % config_.check_replicas == 0)
+    check_replicas();
+  if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
+      state_.global_step % config_.checkpoint_every == 0) {
+    save(config_.checkpoint);
+    log_.line("checkpoint: " + config_.checkpoint + " (step " +
+              std::to_string(state_.global_step) + ")");
+  }
+}
+
+RunEnd Trainer::finish(bool stopped, Clock::time_point run_start, int64_t first_step) {
   if (!config_.checkpoint.empty() && saved_step_ != state_.global_step) save(config_.checkpoint);
-  log_end(seconds_since(run_start), state_.global_step - first_step, last_loss);
-  if (stop) {
+  log_end(seconds_since(run_start), state_.global_step - first_step, last_loss_);
+  if (stopped) {
     log_.line("stopped by a signal at step " + std::to_string(state_.global_step) +
               (config_.checkpoint.empty() ? std::string()
                                           : "; checkpoint: " + config_.checkpoint +

@@ -152,7 +152,8 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
       "--val-dataset", "/y", "--checkpoint", "c.h5", "--checkpoint-every", "50", "--keep", "3",
       "--check-replicas", "5", "--init-from", "i.h5", "--metrics", "m.jsonl",
       "--data-block-rows", "100", "--window-rows", "1000", "--data-memory", "1.5GiB",
-      "--log-every", "10",
+      "--log-every", "10", "--lr-schedule", "cosine", "--warmup-steps", "100", "--min-lr", "1e-5",
+      "--lr-step-epochs", "4", "--lr-gamma", "0.3", "--weight-decay", "0.01", "--clip-norm", "2.5",
       // Flags steer one run and are not stored: checked apart below.
       "--resume", "--quiet"};
   const Command c = parse(args);
@@ -180,6 +181,7 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
   const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;
   EXPECT_NE(c.train.model, defaults.model);
   EXPECT_NE(c.train.adam, defaults.adam);
+  EXPECT_NE(c.train.schedule, defaults.schedule);
   const std::string dir = test::temp_dir(Comm::self());
   const std::string path = dir + "/every.toml";
   std::ofstream(path) << c.config_text;

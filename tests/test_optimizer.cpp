@@ -24,7 +24,7 @@ TEST(Adam, FirstThreeStepsMatchHandComputedValues) {
                                {0.8067820797048766, -1.9366103603884888},
                                {0.8274177793057861, -1.9649102669442553}};
   for (int t = 0; t < 3; ++t) {
-    adam.step(p, grads[size_t(t)], 1.0);
+    adam.step(p, grads[size_t(t)], 1.0, c.learning_rate);
     EXPECT_EQ(adam.steps(), t + 1);
     EXPECT_NEAR(p[0], expect[t][0], 1e-13);
     EXPECT_NEAR(p[1], expect[t][1], 1e-13);
@@ -40,8 +40,8 @@ TEST(Adam, GradScaleIsAppliedBeforeTheMoments) {
   std::vector<float> pa{1, 2, 3}, pb{1, 2, 3};
   const std::vector<float> sum{4.0f, -8.0f, 2.0f}, mean{1.0f, -2.0f, 0.5f};
   for (int t = 0; t < 5; ++t) {
-    a.step(pa, sum, 0.25f);
-    b.step(pb, mean, 1.0f);
+    a.step(pa, sum, 0.25f, c.learning_rate);
+    b.step(pb, mean, 1.0f, c.learning_rate);
   }
   for (int i = 0; i < 3; ++i) EXPECT_EQ(pa[size_t(i)], pb[size_t(i)]);
 }
@@ -55,7 +55,7 @@ TEST(Adam, FindsTheMinimumOfAQuadratic) {
   std::vector<double> p(4, 0.0), g(4);
   for (int t = 0; t < 20000; ++t) {
     for (size_t i = 0; i < 4; ++i) g[i] = a[i] * (p[i] - target[i]);
-    adam.step(p, g, 1.0);
+    adam.step(p, g, 1.0, c.learning_rate);
   }
   for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(p[i], target[i], 1e-3) << "coordinate " << i;
 }
@@ -63,16 +63,72 @@ TEST(Adam, FindsTheMinimumOfAQuadratic) {
 TEST(Adam, ReportsNonFiniteGradientsAndWeights) {
   Adam<float> adam({}, 40);
   std::vector<float> p(40, 1.0f), g(40, 0.5f);
-  EXPECT_TRUE(adam.step(p, g, 1.0f));
+  EXPECT_TRUE(adam.step(p, g, 1.0f, 1e-3));
   for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
     std::vector<float> q(40, 1.0f), h(40, 0.5f);
     h[37] = bad;
-    EXPECT_FALSE(Adam<float>({}, 40).step(q, h, 1.0f)) << bad;
+    EXPECT_FALSE(Adam<float>({}, 40).step(q, h, 1.0f, 1e-3)) << bad;
   }
   AdamConfig huge;
   huge.learning_rate = 1e38;  // finite gradients, weights pushed past float's range
   std::vector<float> q(40, -3e38f), h(40, 1.0f);
-  EXPECT_FALSE(Adam<float>(huge, 40).step(q, h, 1.0f));
+  EXPECT_FALSE(Adam<float>(huge, 40).step(q, h, 1.0f, huge.learning_rate));
+}
+
+TEST(AdamW, DecaysTheGivenRangesOnlyAsTorchDoes) {
+  // torch.optim.AdamW: p *= 1 - lr * wd, then the Adam step with the same lr. Parameters 1 and
+  // 2 decay; 0 and 3 (biases, say) do not, and must follow plain Adam exactly.
+  AdamConfig c;
+  c.epsilon = 1e-8;
+  const double lr = 0.01, wd = 0.5;
+  Adam<double> adamw(c, 4, wd, {{1, 3}}), adam(c, 4);
+  std::vector<double> p{1.0, -2.0, 3.0, 0.5}, q = p;
+  const std::vector<double> g{0.5, -1.0, 0.25, 2.0};
+  // By hand, step 1: m = 0.1 g, v = 0.001 g^2, m_hat = g, v_hat = g^2, update lr * g / (|g| + eps).
+  std::vector<double> expect(4);
+  for (size_t i = 0; i < 4; ++i) {
+    const double keep = i == 1 || i == 2 ? 1 - lr * wd : 1.0;
+    expect[i] = p[i] * keep - lr * g[i] / (std::abs(g[i]) + 1e-8);
+  }
+  adamw.step(p, g, 1.0, lr);
+  adam.step(q, g, 1.0, lr);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(p[i], expect[i], 1e-14) << i;
+  EXPECT_EQ(p[0], q[0]);
+  EXPECT_EQ(p[3], q[3]);
+  EXPECT_NE(p[1], q[1]);
+  EXPECT_THROW(Adam<double>(c, 4, wd, {{2, 3}, {1, 2}}), std::logic_error);
+}
+
+TEST(Adam, TheLearningRateIsTheCallersPerStep) {
+  // Two steps at lr 0.1 then 0.05 against the hand-computed values of FirstThreeSteps' first
+  // step and a second step at half the rate.
+  AdamConfig c;
+  Adam<double> a(c, 1);
+  std::vector<double> p{1.0};
+  a.step(p, std::vector<double>{0.5}, 1.0, 0.1);
+  EXPECT_NEAR(p[0], 0.900000019999996, 1e-13);
+  const double m = 0.9 * 0.05 + 0.1 * 0.25, v = 0.999 * 0.00025 + 0.001 * 0.0625;
+  const double expect = p[0] - 0.05 * (m / (1 - 0.81)) / (std::sqrt(v / (1 - 0.999 * 0.999)) + 1e-7);
+  a.step(p, std::vector<double>{0.25}, 1.0, 0.05);
+  EXPECT_NEAR(p[0], expect, 1e-13);
+}
+
+TEST(L2Norm, MatchesTheDefinitionForAnyThreadCount) {
+  for (size_t n : {size_t(0), size_t(1), size_t(63), size_t(1000), size_t(300001)}) {
+    std::vector<float> x(n);
+    double expect = 0;
+    for (size_t i = 0; i < n; ++i) {
+      x[i] = std::sin(float(i) * 0.1f);
+      expect += double(x[i]) * double(x[i]);
+    }
+    omp_set_num_threads(1);
+    const double one = l2_norm<float>(x);
+    omp_set_num_threads(2);
+    const double two = l2_norm<float>(x);
+    omp_set_num_threads(1);
+    EXPECT_EQ(one, two) << n;
+    EXPECT_NEAR(one, std::sqrt(expect), 1e-12 * (1 + std::sqrt(expect))) << n;
+  }
 }
 
 TEST(Adam, OneAndTwoThreadsGiveTheSameBits) {
@@ -84,9 +140,9 @@ TEST(Adam, OneAndTwoThreadsGiveTheSameBits) {
   }
   Adam<float> a({}, n), b({}, n);
   omp_set_num_threads(1);
-  for (int t = 0; t < 3; ++t) a.step(p1, g, 0.5f);
+  for (int t = 0; t < 3; ++t) a.step(p1, g, 0.5f, 1e-3);
   omp_set_num_threads(2);
-  for (int t = 0; t < 3; ++t) b.step(p2, g, 0.5f);
+  for (int t = 0; t < 3; ++t) b.step(p2, g, 0.5f, 1e-3);
   omp_set_num_threads(1);
   EXPECT_EQ(p1, p2);
 }

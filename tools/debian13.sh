@@ -71,7 +71,7 @@ prepare() {
   chmod 755 "$root/usr/sbin/policy-rc.d"
   cp -L /etc/resolv.conf "$root/etc/resolv.conf"
   mount_all
-  in_root /src/tools/install-deps.sh --no-slurm
+  in_root /src/tools/install-deps.sh --no-extras
 }
 
 remove() {

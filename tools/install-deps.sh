@@ -1,16 +1,17 @@
 #!/bin/sh
 # Installs what aetrain needs to build, test and run its demo, from Debian's packages (the
-# names are the same on Debian 12 "bookworm" and Debian 13 "trixie"), and SLURM's daemons
-# (the tests run the batch scripts under a real controller) unless --no-slurm is given:
-# tools/debian13.sh passes it, as the SLURM suite runs on Debian 12 only. groff renders the
-# man page in its test.
+# names are the same on Debian 12 "bookworm" and Debian 13 "trixie"), and two test references
+# unless --no-extras is given: SLURM's daemons (the tests run the batch scripts under a real
+# controller) and PyTorch (the training recipe is checked against it step by step).
+# tools/debian13.sh passes it: those suites run on Debian 12 only. groff renders the man page
+# in its test.
 # A quick no-op when everything is already there. Uses sudo when not run as root.
 set -eu
 # procps: the fault tests find the ranks with pgrep (a minimal Debian lacks it).
 packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   libeigen3-dev libblis-openmp-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
   dataset-fashion-mnist procps groff-base"
-[ "${1:-}" = --no-slurm ] || packages="$packages munge slurmctld slurmd slurm-client"
+[ "${1:-}" = --no-extras ] || packages="$packages munge slurmctld slurmd slurm-client python3-torch"
 # shellcheck disable=SC2086
 if dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | grep -qv 'install ok installed' ||
    [ "$(dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | wc -l)" -ne "$(echo $packages | wc -w)" ]; then

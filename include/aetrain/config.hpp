@@ -54,6 +54,19 @@ void adam_fields(A& a, F&& f) {
   f("epsilon", a.epsilon);
 }
 
+/// How the learning rate moves over a run (schedule.hpp).
+enum class LrSchedule { constant, cosine, step };
+
+/// The learning-rate schedule: warmup, then constant, cosine or step decay.
+struct ScheduleConfig {
+  LrSchedule kind = LrSchedule::constant;
+  int64_t warmup_steps = 0;
+  double min_lr = 0.0;      // where cosine ends
+  int64_t step_epochs = 1;  // step: epochs between multiplications by gamma
+  double gamma = 0.1;
+  bool operator==(const ScheduleConfig&) const = default;
+};
+
 /// A 2-D dataset in one or more HDF5 files (their rows concatenated); rows are samples.
 struct DataSource {
   std::vector<std::string> files;  // as given: paths, quoted globs, @lists (sources.hpp)
@@ -67,6 +80,9 @@ struct TrainConfig {
   DataSource val;  // val.files empty: no validation
   ModelConfig model;
   AdamConfig adam;
+  ScheduleConfig schedule;
+  double weight_decay = 0.0;  // decoupled (AdamW), on kernels only
+  double clip_norm = 0.0;     // the averaged gradient's L2 norm at most this; 0: no clipping
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
   // line makes the output linear by default with `standard`; `default_output` says it chose.
   NormalizeKind normalize = NormalizeKind::none;

@@ -21,9 +21,11 @@ namespace aetrain {
 
 /// What one step did, the same on every rank.
 struct StepResult {
-  double loss;   // mean loss over the step's rows, before the update
-  int64_t rows;  // rows in the global batch of the step
-  bool stop;     // a rank caught SIGUSR1 or SIGTERM: every rank stops after this step
+  double loss;       // mean loss over the step's rows, before the update
+  int64_t rows;      // rows in the global batch of the step
+  bool stop;         // a rank caught SIGUSR1 or SIGTERM: every rank stops after this step
+  double lr;         // the learning rate of the step
+  double grad_norm;  // the averaged gradient's L2 norm before clipping (NaN: not computed)
 };
 
 /// How a run ended.
@@ -40,8 +42,10 @@ class Trainer {
   /// Trains until `epochs` epochs are complete, with checkpoints on the cadence and at the end,
   /// or until a stop signal, after which it writes a checkpoint and returns `stopped`.
   RunEnd run();
-  /// One step of the global batch: gather, forward, backward, one allreduce, Adam.
+  /// One step of the global batch: gather, forward, backward, one allreduce, clipping, Adam.
   StepResult step();
+  /// The steps of the whole run, all epochs (the cosine schedule's T).
+  int64_t total_steps() const { return total_steps_; }
   /// The mean loss over the validation rows (NaN without validation data).
   double validation_loss();
   /// Writes a checkpoint of the current state to `path` (rank 0 writes; all agree).
@@ -74,6 +78,14 @@ class Trainer {
   void start_data();
   // Warns when the (normalized) training data lies outside what the output can produce.
   void warn_if_out_of_reach();
+  // The schedule and its options against the run's length.
+  void check_schedule();
+  // The phases of run(): one epoch's steps (true when a stop signal came), what follows each
+  // step (lines, metrics, replica checks, checkpoints), and the end of the run.
+  bool run_epoch();
+  void after_step(const StepResult& r, int64_t epoch, int64_t steps, int64_t steps_left,
+                  double loss_so_far, Timers::Clock::time_point epoch_start);
+  RunEnd finish(bool stopped, Timers::Clock::time_point run_start, int64_t first_step);
   void log_start();
   void log_end(double seconds, int64_t steps, double last_loss);
   void log_epoch(int64_t epoch, double loss, int64_t rows, double seconds);
@@ -96,6 +108,9 @@ class Trainer {
   TrainState state_;
   bool resumed_ = false;
   int64_t saved_step_ = -1;  // global step of the last checkpoint written
+  int64_t total_steps_ = 0;
+  double last_loss_ = 0;             // the last step's, for the end event
+  Timers::Clock::time_point last_progress_;  // when the progress line was last drawn
   Timers timers_;
 };
 

@@ -1,0 +1,43 @@
+#include "aetrain/schedule.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <stdexcept>
+
+namespace aetrain {
+
+LrSchedule lr_schedule_from_name(const std::string& name) {
+  for (LrSchedule k : {LrSchedule::constant, LrSchedule::cosine, LrSchedule::step})
+    if (name == lr_schedule_name(k)) return k;
+  throw std::invalid_argument("unknown learning-rate schedule '" + name +
+                              "' (known: constant, cosine, step)");
+}
+
+const char* lr_schedule_name(LrSchedule kind) {
+  switch (kind) {
+    case LrSchedule::constant: return "constant";
+    case LrSchedule::cosine: return "cosine";
+    case LrSchedule::step: return "step";
+  }
+  return "?";
+}
+
+double scheduled_lr(const ScheduleConfig& s, double lr, int64_t step, int64_t epoch,
+                    int64_t total_steps) {
+  const int64_t w = s.warmup_steps;
+  if (step <= w) return lr * double(step) / double(w);
+  switch (s.kind) {
+    case LrSchedule::constant: return lr;
+    case LrSchedule::cosine: {
+      const double progress =
+          std::min(1.0, double(step - w) / double(std::max<int64_t>(1, total_steps - w)));
+      return s.min_lr + (lr - s.min_lr) * (1.0 + std::cos(std::numbers::pi * progress)) / 2.0;
+    }
+    case LrSchedule::step:
+      return lr * std::pow(s.gamma, double(epoch / std::max<int64_t>(1, s.step_epochs)));
+  }
+  return lr;
+}
+
+}  // namespace aetrain
