@@ -201,10 +201,9 @@ void axpy_columns(Index m, Index k, const S* a, Index lda, const S* b, Index rb,
 }
 
 // c (m,n) = [c +] a (m,k) b (k,n): a column-major, b through strides.
-// Then the epilogue on each group of 4 columns, all rows.
 template <class S>
 void axpy_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index rb,
-                  Index cb, S* c, Index ldc, bool accumulate, Epilogue epilogue) {
+                  Index cb, S* c, Index ldc, bool accumulate) {
   for (Index j = 0; j < n; j += 4) {
     const S* bj = b + j * cb;
     S* cj = c + j * ldc;
@@ -214,7 +213,6 @@ void axpy_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, 
       case 2: axpy_columns<S, 2>(m, k, a, lda, bj, rb, cb, cj, ldc, accumulate); break;
       default: axpy_columns<S, 1>(m, k, a, lda, bj, rb, cb, cj, ldc, accumulate); break;
     }
-    if (epilogue) epilogue(0, m, j, std::min<Index>(4, n - j));
   }
 }
 
@@ -256,14 +254,13 @@ void dot_columns(Index m, Index k, const S* a, Index lda, const S* b, Index ldb,
 
 template <class S>
 void dot_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index ldb, S* c,
-                 Index ldc, bool accumulate, Epilogue epilogue) {
+                 Index ldc, bool accumulate) {
   for (Index j = 0; j < n;) {
     const Index cols = n - j >= 4 ? 4 : 1;
     if (cols == 4)
       dot_columns<S, 4>(m, k, a, lda, b + j * ldb, ldb, c + j * ldc, ldc, accumulate);
     else
       dot_columns<S, 1>(m, k, a, lda, b + j * ldb, ldb, c + j * ldc, ldc, accumulate);
-    if (epilogue) epilogue(0, m, j, cols);
     j += cols;
   }
 }
@@ -433,7 +430,7 @@ void Gemm<S>::reserve(Index m, Index n, Index k) {
 
 template <class S>
 void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatrixMap<S> b,
-                         Op op_b, bool accumulate, Epilogue epilogue) {
+                         Op op_b, bool accumulate) {
   const Index m = c.rows(), n = c.cols();
   const Index k = op_a == Op::none ? a.cols() : a.rows();
   const Index a_rows = op_a == Op::none ? a.rows() : a.cols();
@@ -443,18 +440,15 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
   if (m == 0 || n == 0) return;
   if (k == 0) {
     if (!accumulate) c.setZero();
-    if (epilogue) epilogue(0, m, 0, n);
     return;
   }
   if (capacity_a_ == 0) throw std::logic_error("gemm: reserve() was not called");
   const Index lda = a.rows(), ldb = b.rows(), ldc = m;
   if (double(m) * double(n) * double(k) < double(kBackendMinWork) && op_b == Op::none) {
     if (op_a == Op::none)
-      direct::axpy_product(m, n, k, a.data(), lda, b.data(), 1, ldb, c.data(), ldc, accumulate,
-                           epilogue);
+      direct::axpy_product(m, n, k, a.data(), lda, b.data(), 1, ldb, c.data(), ldc, accumulate);
     else
-      direct::dot_product(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate,
-                          epilogue);
+      direct::dot_product(m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate);
     return;
   }
   const Split sp = split_for<S>(m, n, k, threads_);
@@ -474,15 +468,10 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
     const S* at = a.data() + (sp.by_rows ? (op_a == Op::none ? lo : lo * lda) : 0);
     const S* bt = b.data() + (sp.by_rows ? 0 : (op_b == Op::none ? lo * ldb : lo));
     S* ct = c.data() + (sp.by_rows ? lo : lo * ldc);
-    // Then the epilogue on this thread's slice, in its cache.
-    auto finish = [&] {
-      if (epilogue) epilogue(sp.by_rows ? lo : 0, mt, sp.by_rows ? 0 : lo, nt);
-    };
 #if defined(AETRAIN_GEMM_BLIS)
     if (backend) {
       blis_kernel(mt, nt, k, at, lda, op_a, bt, ldb, op_b, ct, ldc, accumulate, pack_a_[t].data(),
                   pack_b_[t].data());
-      finish();
       return;
     }
 #endif
@@ -504,7 +493,6 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
       kernel<S, row, col>(mt, nt, k, at, lda, bt, ldb, ct, ldc, blocking);
     else
       kernel<S, row, row>(mt, nt, k, at, lda, bt, ldb, ct, ldc, blocking);
-    finish();
   };
 
   if (sp.threads == 1) {

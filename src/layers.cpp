@@ -36,13 +36,9 @@ const char* activation_name(Activation f) {
 
 template <class S>
 void dense_forward(MatrixMap<S> y, ConstMatrixMap<S> w, ConstVectorMap<S> b, ConstMatrixMap<S> x,
-                   Activation f, Gemm<S>& gemm) {
-  auto bias_and_activation = [&](Index r0, Index rows, Index c0, Index cols) {
-    auto block = y.block(r0, c0, rows, cols);
-    block.colwise() += b.segment(r0, rows);
-    activation_forward<S>(f, block);
-  };
-  gemm(y, w, Op::none, x, Op::none, /*accumulate=*/false, bias_and_activation);
+                   Gemm<S>& gemm) {
+  y.colwise() = b;
+  gemm(y, w, Op::none, x, Op::none, /*accumulate=*/true);
 }
 
 template <class S>
@@ -56,31 +52,37 @@ void dense_backward_params(MatrixMap<S> dw, VectorMap<S> db, ConstMatrixMap<S> d
 
 template <class S>
 void dense_backward_input(MatrixMap<S> dx, ConstMatrixMap<S> w, ConstMatrixMap<S> dy,
-                          Gemm<S>& gemm, Epilogue epilogue) {
-  gemm(dx, w, Op::transpose, dy, Op::none, /*accumulate=*/false, epilogue);
+                          Gemm<S>& gemm) {
+  gemm(dx, w, Op::transpose, dy, Op::none, /*accumulate=*/false);
 }
 
 template <class S>
-void activation_forward(Activation f, MatrixRef<S> a) {
-  auto s = a.array();
-  switch (f) {
-    case Activation::relu: s = s.max(S(0)); break;
-    case Activation::sigmoid: s = s.logistic(); break;
-    case Activation::tanh: s = s.tanh(); break;
-    case Activation::linear: break;
-  }
+void activation_forward(Activation f, MatrixMap<S> a) {
+  if (f == Activation::linear) return;
+  for_column_slices(a.rows(), a.cols(), [&](Index c0, Index nc) {
+    auto s = a.middleCols(c0, nc).array();
+    switch (f) {
+      case Activation::relu: s = s.max(S(0)); break;
+      case Activation::sigmoid: s = s.logistic(); break;
+      case Activation::tanh: s = s.tanh(); break;
+      case Activation::linear: break;
+    }
+  });
 }
 
 template <class S>
-void activation_backward(Activation f, ConstMatrixRef<S> a, MatrixRef<S> d) {
-  auto av = a.array();
-  auto dv = d.array();
-  switch (f) {
-    case Activation::relu: dv = (av > S(0)).select(dv, S(0)); break;
-    case Activation::sigmoid: dv *= av * (S(1) - av); break;
-    case Activation::tanh: dv *= S(1) - av.square(); break;
-    case Activation::linear: break;
-  }
+void activation_backward(Activation f, ConstMatrixMap<S> a, MatrixMap<S> d) {
+  if (f == Activation::linear) return;
+  for_column_slices(a.rows(), a.cols(), [&](Index c0, Index nc) {
+    auto av = a.middleCols(c0, nc).array();
+    auto dv = d.middleCols(c0, nc).array();
+    switch (f) {
+      case Activation::relu: dv = (av > S(0)).select(dv, S(0)); break;
+      case Activation::sigmoid: dv *= av * (S(1) - av); break;
+      case Activation::tanh: dv *= S(1) - av.square(); break;
+      case Activation::linear: break;
+    }
+  });
 }
 
 template <class S>
@@ -91,22 +93,15 @@ double squared_error_sum(ConstMatrixMap<S> y, ConstMatrixMap<S> x) {
 }
 
 template <class S>
-void squared_error_backward(MatrixRef<S> d, ConstMatrixRef<S> y, ConstMatrixRef<S> x, S factor,
+void squared_error_backward(MatrixMap<S> d, ConstMatrixMap<S> y, ConstMatrixMap<S> x, S scale,
                             bool accumulate) {
-  if (accumulate)
-    d += factor * (y - x);
-  else
-    d = factor * (y - x);
-}
-
-template <class S>
-void output_gradient(MatrixMap<S> d, ConstMatrixMap<S> y, ConstMatrixMap<S> x, Activation f,
-                     S scale) {
-  const S factor = scale * S(2) / S(y.rows());
+  const S k = scale * S(2) / S(y.rows());
   for_column_slices(y.rows(), y.cols(), [&](Index c0, Index nc) {
-    squared_error_backward<S>(d.middleCols(c0, nc), y.middleCols(c0, nc), x.middleCols(c0, nc),
-                              factor, false);
-    activation_backward<S>(f, y.middleCols(c0, nc), d.middleCols(c0, nc));
+    auto diff = k * (y.middleCols(c0, nc) - x.middleCols(c0, nc));
+    if (accumulate)
+      d.middleCols(c0, nc) += diff;
+    else
+      d.middleCols(c0, nc) = diff;
   });
 }
 
@@ -139,18 +134,16 @@ void dense_backward_ref(MatrixMap<S> dw, VectorMap<S> db, MatrixMap<S> dx, Const
 
 #define AETRAIN_INSTANTIATE(S)                                                                    \
   template void dense_forward<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstVectorMap<S>,              \
-                                 ConstMatrixMap<S>, Activation, Gemm<S>&);                         \
+                                 ConstMatrixMap<S>, Gemm<S>&);                                     \
   template void dense_backward_params<S>(MatrixMap<S>, VectorMap<S>, ConstMatrixMap<S>,           \
                                          ConstMatrixMap<S>, Gemm<S>&);                             \
   template void dense_backward_input<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>,       \
-                                        Gemm<S>&, Epilogue);                                       \
-  template void activation_forward<S>(Activation, MatrixRef<S>);                                  \
-  template void activation_backward<S>(Activation, ConstMatrixRef<S>, MatrixRef<S>);              \
+                                        Gemm<S>&);                                                 \
+  template void activation_forward<S>(Activation, MatrixMap<S>);                                  \
+  template void activation_backward<S>(Activation, ConstMatrixMap<S>, MatrixMap<S>);              \
   template double squared_error_sum<S>(ConstMatrixMap<S>, ConstMatrixMap<S>);                     \
-  template void squared_error_backward<S>(MatrixRef<S>, ConstMatrixRef<S>, ConstMatrixRef<S>, S,  \
+  template void squared_error_backward<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>, S,  \
                                           bool);                                                   \
-  template void output_gradient<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>,            \
-                                   Activation, S);                                                 \
   template void dense_forward_ref<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstVectorMap<S>,          \
                                      ConstMatrixMap<S>);                                           \
   template void dense_backward_ref<S>(MatrixMap<S>, VectorMap<S>, MatrixMap<S>,                   \

@@ -109,7 +109,8 @@ ConstMatrixMap<S> Autoencoder<S>::run_layers(ConstMatrixMap<S> x, size_t count) 
     const LayerShape& s = layers_[l];
     MatrixMap<S> y = activations(l, n);
     dense_forward<S>(y, kernel(s), bias(s), l == 0 ? x : std::as_const(*this).activations(l - 1, n),
-                     s.activation, gemm_);
+                     gemm_);
+    activation_forward<S>(s.activation, y);
   }
   return std::as_const(*this).activations(count - 1, n);
 }
@@ -134,28 +135,22 @@ void Autoencoder<S>::backward() {
   S* d = delta_.data();
   S* d_below = delta_below_.data();
   const size_t last = layers_.size() - 1;
-  output_gradient<S>(MatrixMap<S>(d, layers_[last].out, n), self.activations(last, n), x,
-                     layers_[last].activation, S(1 - alpha_));
+  {
+    MatrixMap<S> dy(d, layers_[last].out, n);
+    squared_error_backward<S>(dy, self.activations(last, n), x, S(1 - alpha_), false);
+    activation_backward<S>(layers_[last].activation, self.activations(last, n), dy);
+  }
   for (size_t l = last + 1; l-- > 0;) {
     const LayerShape& s = layers_[l];
     ConstMatrixMap<S> dz(d, s.out, n);
     dense_backward_params<S>(grad_kernel(s), grad_bias(s), dz, l == 0 ? x : self.activations(l - 1, n),
                              gemm_);
     if (l == 0) break;
-    // dL/d(activations of layer l - 1), then through that layer's activation: block by block
-    // as the product finishes them.
-    MatrixMap<S> da(d_below, s.in, n);
-    ConstMatrixMap<S> below = self.activations(l - 1, n);
-    const bool code_loss = l - 1 == code_layer_ && alpha_ > 0;
-    const S code_factor = S(alpha_) * S(2) / S(config_.input_dim);
-    const Activation f = layers_[l - 1].activation;
-    auto through_activation = [&](Index r0, Index rows, Index c0, Index cols) {
-      if (code_loss)
-        squared_error_backward<S>(da.block(r0, c0, rows, cols), below.block(r0, c0, rows, cols),
-                                  x.block(r0, c0, rows, cols), code_factor, true);
-      activation_backward<S>(f, below.block(r0, c0, rows, cols), da.block(r0, c0, rows, cols));
-    };
-    dense_backward_input<S>(da, kernel(s), dz, gemm_, through_activation);
+    MatrixMap<S> da(d_below, s.in, n);  // dL/d(activations of layer l - 1)
+    dense_backward_input<S>(da, kernel(s), dz, gemm_);
+    if (l - 1 == code_layer_ && alpha_ > 0)
+      squared_error_backward<S>(da, self.activations(l - 1, n), x, S(alpha_), true);
+    activation_backward<S>(layers_[l - 1].activation, self.activations(l - 1, n), da);
     std::swap(d, d_below);
   }
 }

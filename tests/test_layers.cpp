@@ -2,7 +2,6 @@
 // differences in double precision: every activation, alpha = 0 and alpha > 0, deeper models.
 #include <gtest/gtest.h>
 
-#include <array>
 #include <cmath>
 
 #include "aetrain/layers.hpp"
@@ -25,7 +24,7 @@ TEST(Layers, DenseKernelsMatchLoops) {
   Vector<double> db(out), db_ref(out);
   ConstMatrixMap<double> wm(w.data(), out, in), xm(x.data(), in, n), dym(dy.data(), out, n);
   ConstVectorMap<double> bm(b.data(), out);
-  dense_forward<double>(MatrixMap<double>(y.data(), out, n), wm, bm, xm, Activation::linear, gemm);
+  dense_forward<double>(MatrixMap<double>(y.data(), out, n), wm, bm, xm, gemm);
   dense_forward_ref<double>(MatrixMap<double>(y_ref.data(), out, n), wm, bm, xm);
   dense_backward_params<double>(MatrixMap<double>(dw.data(), out, in),
                                 VectorMap<double>(db.data(), out), dym, xm, gemm);
@@ -37,46 +36,6 @@ TEST(Layers, DenseKernelsMatchLoops) {
   EXPECT_LE((dw - dw_ref).cwiseAbs().maxCoeff(), 1e-12);
   EXPECT_LE((db - db_ref).cwiseAbs().maxCoeff(), 1e-12);
   EXPECT_LE((dx - dx_ref).cwiseAbs().maxCoeff(), 1e-12);
-}
-
-// The bias and activation fused into the product, and the activation derivative fused into the
-// input gradient, against the unfused loops: on a product small enough for the direct kernel and
-// on one split over two threads.
-TEST(Layers, FusedEpiloguesMatchSeparatePasses) {
-  for (auto [in, out, n] : {std::array<Index, 3>{37, 19, 11}, {257, 300, 129}})
-    for (Activation f : {Activation::relu, Activation::sigmoid, Activation::tanh}) {
-      Matrix<double> w = Matrix<double>::Random(out, in), x = Matrix<double>::Random(in, n);
-      Matrix<double> dy = Matrix<double>::Random(out, n), below = Matrix<double>::Random(in, n);
-      Vector<double> b = Vector<double>::Random(out);
-      Gemm<double> gemm(2);
-      gemm.reserve(out, n, in);
-      gemm.reserve(in, n, out);
-      ConstMatrixMap<double> wm(w.data(), out, in), xm(x.data(), in, n), dym(dy.data(), out, n);
-      Matrix<double> y(out, n), y_ref(out, n), dx(in, n), dx_ref(in, n), unused_dw(out, in);
-      Vector<double> unused_db(out);
-      dense_forward<double>(MatrixMap<double>(y.data(), out, n), wm,
-                            ConstVectorMap<double>(b.data(), out), xm, f, gemm);
-      dense_forward_ref<double>(MatrixMap<double>(y_ref.data(), out, n), wm,
-                                ConstVectorMap<double>(b.data(), out), xm);
-      activation_forward<double>(f, y_ref);
-      EXPECT_LE((y - y_ref).cwiseAbs().maxCoeff(), 1e-12) << activation_name(f) << " " << in;
-
-      int blocks = 0;
-      Index covered = 0;
-      auto derivative = [&](Index r0, Index rows, Index c0, Index cols) {
-        ++blocks;
-        covered += rows * cols;
-        activation_backward<double>(f, below.block(r0, c0, rows, cols), dx.block(r0, c0, rows, cols));
-      };
-      dense_backward_input<double>(MatrixMap<double>(dx.data(), in, n), wm, dym, gemm, derivative);
-      dense_backward_ref<double>(MatrixMap<double>(unused_dw.data(), out, in),
-                                 VectorMap<double>(unused_db.data(), out),
-                                 MatrixMap<double>(dx_ref.data(), in, n), dym, wm, xm);
-      activation_backward<double>(f, below, dx_ref);
-      EXPECT_LE((dx - dx_ref).cwiseAbs().maxCoeff(), 1e-12) << activation_name(f) << " " << in;
-      EXPECT_EQ(covered, in * n) << "every element once";
-      EXPECT_GE(blocks, 2);
-    }
 }
 
 TEST(Layers, ActivationsMatchTheirFormulas) {

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "aetrain/matrix.hpp"
@@ -21,28 +20,6 @@ inline constexpr long long kBackendMinWork = 65536;
 /// How a product operand is used: as stored, or transposed.
 enum class Op { none, transpose };
 
-/// Work on a finished block of a product's result, run by the thread that computed it while the
-/// block is still in its cache: f(first row, rows, first column, columns). A reference to a
-/// callable that must outlive the product (it is called before the product returns).
-class Epilogue {
- public:
-  Epilogue() = default;
-  template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, Epilogue>)  // copies stay copies
-  Epilogue(F& f)  // NOLINT: implicit, so that a lambda can be passed as is
-      : object_(&f), call_([](void* o, Index r0, Index rows, Index c0, Index cols) {
-          (*static_cast<F*>(o))(r0, rows, c0, cols);
-        }) {}
-  explicit operator bool() const { return call_ != nullptr; }
-  void operator()(Index r0, Index rows, Index c0, Index cols) const {
-    call_(object_, r0, rows, c0, cols);
-  }
-
- private:
-  void* object_ = nullptr;
-  void (*call_)(void*, Index, Index, Index, Index) = nullptr;
-};
-
 /// C = op(A) op(B) (+ C): the one route for the model's products. Products of fewer than
 /// kBackendMinWork multiply-adds whose B is used as stored run our own unpacked kernel on one
 /// thread. Larger ones take the backend chosen at build time (CMake's AETRAIN_GEMM): `blis`
@@ -59,10 +36,9 @@ class Gemm {
   /// Makes room for products with an m x n result and inner dimension k (not during a step).
   void reserve(Index m, Index n, Index k);
 
-  /// c (m,n) = op_a(a) (m,k) * op_b(b) (k,n), added to c instead when `accumulate`; then
-  /// `epilogue` on every block of c, each once, as soon as it is final.
+  /// c (m,n) = op_a(a) (m,k) * op_b(b) (k,n), added to c instead when `accumulate`.
   void operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatrixMap<S> b, Op op_b,
-                  bool accumulate, Epilogue epilogue = {});
+                  bool accumulate);
 
   int threads() const { return threads_; }
 

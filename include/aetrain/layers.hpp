@@ -14,46 +14,37 @@ Activation activation_from_name(const std::string& name);
 /// The name of `f`, as the command line and checkpoints spell it.
 const char* activation_name(Activation f);
 
-/// y (out,n) = f(w (out,in) x (in,n) + b (out)): a dense layer and its activation, the bias and
-/// the activation applied to each block of the product as it is finished.
+/// y (out,n) = w (out,in) x (in,n) + b (out): a dense layer before its activation.
 template <class S>
 void dense_forward(MatrixMap<S> y, ConstMatrixMap<S> w, ConstVectorMap<S> b, ConstMatrixMap<S> x,
-                   Activation f, Gemm<S>& gemm);
+                   Gemm<S>& gemm);
 
 /// dw (out,in) = dy (out,n) x^T (n,in), db (out) = dy summed over samples: the parameter gradients.
 template <class S>
 void dense_backward_params(MatrixMap<S> dw, VectorMap<S> db, ConstMatrixMap<S> dy,
                            ConstMatrixMap<S> x, Gemm<S>& gemm);
 
-/// dx (in,n) = w^T (in,out) dy (out,n): the gradient passed to the layer below; `epilogue` then
-/// runs on each finished block of dx (the layer below's activation derivative, say).
+/// dx (in,n) = w^T (in,out) dy (out,n): the gradient passed to the layer below.
 template <class S>
 void dense_backward_input(MatrixMap<S> dx, ConstMatrixMap<S> w, ConstMatrixMap<S> dy,
-                          Gemm<S>& gemm, Epilogue epilogue = {});
+                          Gemm<S>& gemm);
 
-/// a = f(a), in place, on this thread.
+/// a (width,n) = f(a), in place.
 template <class S>
-void activation_forward(Activation f, MatrixRef<S> a);
+void activation_forward(Activation f, MatrixMap<S> a);
 
-/// d *= f'(z), with f'(z) written through the activation's output a = f(z), on this thread.
+/// d (width,n) *= f'(z), with f'(z) written through the activation's output a = f(z) (width,n).
 template <class S>
-void activation_backward(Activation f, ConstMatrixRef<S> a, MatrixRef<S> d);
+void activation_backward(Activation f, ConstMatrixMap<S> a, MatrixMap<S> d);
 
 /// Sum over the n samples of mean((y - x)^2) over the d features: y, x (d,n).
 template <class S>
 double squared_error_sum(ConstMatrixMap<S> y, ConstMatrixMap<S> x);
 
-/// d = factor * (y - x), or d += that when `accumulate`, on this thread: with factor =
-/// scale * 2 / d (d the features) it is the gradient of scale * squared_error_sum.
+/// d (d,n) = scale * 2/d * (y - x), the gradient of scale * squared_error_sum; added when `accumulate`.
 template <class S>
-void squared_error_backward(MatrixRef<S> d, ConstMatrixRef<S> y, ConstMatrixRef<S> x, S factor,
+void squared_error_backward(MatrixMap<S> d, ConstMatrixMap<S> y, ConstMatrixMap<S> x, S scale,
                             bool accumulate);
-
-/// d (d,n) = scale * 2/d * (y - x) * f'(z), y = f(z) the output layer's activations: the loss
-/// gradient with respect to the output layer's pre-activations, over the threads.
-template <class S>
-void output_gradient(MatrixMap<S> d, ConstMatrixMap<S> y, ConstMatrixMap<S> x, Activation f,
-                     S scale);
 
 /// Reference twins of the dense kernels: plain loops, for tests.
 template <class S>

@@ -16,11 +16,6 @@ template <class S>
 using MatrixMap = Eigen::Map<Matrix<S>>;
 template <class S>
 using ConstMatrixMap = Eigen::Map<const Matrix<S>>;
-/// Any column-major block with contiguous columns: a whole matrix, a map or a block of one.
-template <class S>
-using MatrixRef = Eigen::Ref<Matrix<S>>;
-template <class S>
-using ConstMatrixRef = Eigen::Ref<const Matrix<S>>;
 template <class S>
 using Vector = Eigen::Matrix<S, Eigen::Dynamic, 1>;
 template <class S>
