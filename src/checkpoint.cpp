@@ -52,7 +52,6 @@ struct AttributeReader {
     read(name, v);
   }
   void read(const char* name, int64_t& v) const { v = h5::read_int_attribute(obj, name); }
-  void operator()(const char* name, int64_t& v) const { v = h5::read_int_attribute(obj, name); }
   void read(const char* name, uint64_t& v) const {
     v = uint64_t(h5::read_int_attribute(obj, name));
   }

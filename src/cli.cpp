@@ -271,6 +271,13 @@ void train_rows(Rows& t, Config& c) {
            "scale the averaged gradient by min(1, C / (norm + 1e-6)), norm its L2 norm over all "
            "parameters (torch.nn.utils.clip_grad_norm_); 0: off",
            {.check = number_in(0, kHuge, "[0, inf)")});
+  t.option("--early-stop", c.early_stop,
+           "stop when val_loss has not improved by --min-delta for this many epochs, keeping the "
+           "best model as CHECKPOINT.best (needs validation data and --checkpoint); 0: never",
+           {.check = integer_from(0)});
+  t.option("--min-delta", c.min_delta,
+           "what --early-stop counts as better: a val_loss below the best by more than this",
+           {.check = number_in(0, kHuge, "[0, inf)")});
   t.option("--alpha", c.alpha,
            "weight of the encode loss mean((code - input)^2); needs code width = input width",
            {.check = number_in(0, 1, "[0, 1]")});

@@ -98,7 +98,6 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
   // Fresh statistics, unless --resume's or --init-from's file brought them.
   if (config.normalize != NormalizeKind::none && norm_.identity()) fit_statistics();
   start_data();
-  check_schedule();
 
   if (!config.val.files.empty()) {
     const Sources val = probe_sources(config.val, comm, accepted_by(norm_.kind));
@@ -110,6 +109,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
     val_.emplace(val);
     val_batch_.resize(sources_.cols, model_.max_batch());
   }
+  check_recipe();
 }
 
 void Trainer::start_data() {
@@ -139,7 +139,7 @@ void Trainer::start_data() {
   warn_if_out_of_reach();
 }
 
-void Trainer::check_schedule() {
+void Trainer::check_recipe() {
   for (int64_t e = 0; e < config_.epochs; ++e) total_steps_ += data_->steps_in_epoch(e);
   const ScheduleConfig& s = config_.schedule;
   if (s.warmup_steps >= total_steps_)
@@ -152,6 +152,19 @@ void Trainer::check_schedule() {
     fail_replicated(ExitCode::usage, "--min-lr " + shortest(s.min_lr) + " is above --lr " +
                                          shortest(config_.adam.learning_rate) +
                                          ": the cosine schedule runs down from --lr to --min-lr");
+  if (config_.early_stop > 0) {
+    if (config_.val.files.empty())
+      fail_replicated(ExitCode::usage,
+                      "--early-stop watches val_loss: give validation data (--val-data or "
+                      "--val-dataset)");
+    if (config_.checkpoint.empty())
+      fail_replicated(ExitCode::usage,
+                      "--early-stop keeps the best model as CHECKPOINT.best: give --checkpoint");
+    if (!resumed_ && root_sees(best_path(), comm_))
+      fail_replicated(ExitCode::usage, best_path() +
+                                           ": a best model is already there; pass --resume to "
+                                           "continue its run, or choose another --checkpoint path");
+  }
 }
 
 void Trainer::fit_statistics() {
@@ -234,6 +247,9 @@ void Trainer::start_from_checkpoints() {
     state_.epoch = h.train.epoch;
     state_.step_in_epoch = h.train.step_in_epoch;
     state_.global_step = h.train.global_step;
+    state_.best_val_loss = h.train.best_val_loss;
+    state_.best_epoch = h.train.best_epoch;
+    state_.epochs_since_best = h.train.epochs_since_best;
     saved_step_ = state_.global_step;
     resumed_ = true;
     log_.line("resuming " + config_.checkpoint + " at epoch " + std::to_string(state_.epoch + 1) +
@@ -382,10 +398,10 @@ double Trainer::validation_loss() {
   return sums[0] / sums[1];
 }
 
-void Trainer::save(const std::string& path) {
+void Trainer::save(const std::string& path, int64_t keep) {
   const Clock::time_point t = Clock::now();
   CheckpointHeader h{config_.model, norm_, config_.adam, adam_.steps(), state_};
-  save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), config_.keep, comm_);
+  save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), keep, comm_);
   saved_step_ = state_.global_step;
   timers_.lap(Phase::checkpoint, t);
   log_.metric(Json()
@@ -472,8 +488,7 @@ void Trainer::log_start() {
   log_.line(text);
 }
 
-void Trainer::log_epoch(int64_t epoch, double loss, int64_t rows, double seconds) {
-  const double val = validation_loss();
+void Trainer::log_epoch(int64_t epoch, double loss, int64_t rows, double seconds, double val) {
   Json j = Json()
                .add("event", "epoch")
                .add("epoch", epoch + 1)
@@ -499,21 +514,27 @@ RunEnd Trainer::run() {
               std::to_string(config_.epochs) + "): nothing to do");
     return RunEnd::finished;
   }
+  if (config_.early_stop > 0 && state_.epochs_since_best >= config_.early_stop) {
+    log_.line("this run stopped early after epoch " + std::to_string(state_.epoch) +
+              " (the best was epoch " + std::to_string(state_.best_epoch) + ", in " +
+              best_path() + "): nothing to do");
+    return RunEnd::finished;
+  }
   const Clock::time_point run_start = Clock::now();
   const int64_t first_step = state_.global_step;
   last_progress_ = run_start;
-  bool stopped = false;
-  while (state_.epoch < config_.epochs && !stopped) stopped = run_epoch();
-  return finish(stopped, run_start, first_step);
+  EpochEnd end = EpochEnd::next;
+  while (state_.epoch < config_.epochs && end == EpochEnd::next) end = run_epoch();
+  return finish(end, run_start, first_step);
 }
 
-bool Trainer::run_epoch() {
+Trainer::EpochEnd Trainer::run_epoch() {
   const int64_t epoch = state_.epoch;
   const Clock::time_point start = Clock::now();
   double loss_sum = 0;
   int64_t rows = 0, steps = 0;
   const int64_t steps_left = data_->steps_in_epoch(epoch) - state_.step_in_epoch;
-  bool stop = false;
+  bool stop = false, stop_early = false;
   do {
     const StepResult r = step();
     loss_sum += r.loss * double(r.rows);
@@ -522,9 +543,35 @@ bool Trainer::run_epoch() {
     last_loss_ = r.loss;
     stop = r.stop;
     after_step(r, epoch, steps, steps_left, loss_sum / double(rows), start);
+    // The epoch's end before a checkpoint of its last step, which then holds early stopping's
+    // count of this epoch too.
+    if (state_.step_in_epoch == 0) {
+      const double seconds = seconds_since(start), val = validation_loss();
+      log_epoch(epoch, loss_sum / double(rows), rows, seconds, val);
+      stop_early = config_.early_stop > 0 && !improved(val) &&
+                   state_.epochs_since_best >= config_.early_stop;
+    }
+    if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
+        state_.global_step % config_.checkpoint_every == 0) {
+      save(config_.checkpoint, config_.keep);
+      log_.line("checkpoint: " + config_.checkpoint + " (step " +
+                std::to_string(state_.global_step) + ")");
+    }
   } while (state_.step_in_epoch != 0 && !stop);
-  if (state_.step_in_epoch == 0) log_epoch(epoch, loss_sum / double(rows), rows, seconds_since(start));
-  return stop;
+  return stop_early ? EpochEnd::early_stop : stop ? EpochEnd::signal : EpochEnd::next;
+}
+
+bool Trainer::improved(double val) {
+  // Keras' and Lightning's rule: better when below the best by more than min_delta.
+  if (val < state_.best_val_loss - config_.min_delta) {
+    state_.best_val_loss = val;
+    state_.best_epoch = state_.epoch;
+    state_.epochs_since_best = 0;
+    save(best_path(), 1);
+    return true;
+  }
+  ++state_.epochs_since_best;
+  return false;
 }
 
 void Trainer::after_step(const StepResult& r, int64_t epoch, int64_t steps, int64_t steps_left,
@@ -552,18 +599,23 @@ void Trainer::after_step(const StepResult& r, int64_t epoch, int64_t steps, int6
   }
   if (config_.check_replicas > 0 && state_.global_step % config_.check_replicas == 0)
     check_replicas();
-  if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
-      state_.global_step % config_.checkpoint_every == 0) {
-    save(config_.checkpoint);
-    log_.line("checkpoint: " + config_.checkpoint + " (step " +
-              std::to_string(state_.global_step) + ")");
-  }
 }
 
-RunEnd Trainer::finish(bool stopped, Clock::time_point run_start, int64_t first_step) {
-  if (!config_.checkpoint.empty() && saved_step_ != state_.global_step) save(config_.checkpoint);
+RunEnd Trainer::finish(EpochEnd end, Clock::time_point run_start, int64_t first_step) {
+  if (!config_.checkpoint.empty() && saved_step_ != state_.global_step)
+    save(config_.checkpoint, config_.keep);
   log_end(seconds_since(run_start), state_.global_step - first_step, last_loss_);
-  if (stopped) {
+  if (end == EpochEnd::early_stop) {
+    char text[320];
+    std::snprintf(text, sizeof text,
+                  "early stop after epoch %lld: val_loss has not improved by %g for %lld epochs; "
+                  "the best was epoch %lld (val_loss %.6g), kept in %s",
+                  (long long)state_.epoch, config_.min_delta, (long long)config_.early_stop,
+                  (long long)state_.best_epoch, state_.best_val_loss, best_path().c_str());
+    log_.line(text);
+    return RunEnd::finished;
+  }
+  if (end == EpochEnd::signal) {
     log_.line("stopped by a signal at step " + std::to_string(state_.global_step) +
               (config_.checkpoint.empty() ? std::string()
                                           : "; checkpoint: " + config_.checkpoint +

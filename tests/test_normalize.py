@@ -138,7 +138,7 @@ class Normalize(cli_support.BinaryTest):
         self.assertNotIn("the default with", out)
         with h5py.File(ck, "r") as f:
             self.assertEqual(f["model"].attrs["output_activation"], "tanh")
-            self.assertEqual(f.attrs["format_version"], 3)
+            self.assertEqual(f.attrs["format_version"], 4)
 
     def test_encode_and_evaluate_apply_the_models_statistics(self):
         codes, per, rec = self.path("codes.h5"), self.path("per.h5"), self.path("rec.h5")

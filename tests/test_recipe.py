@@ -10,6 +10,7 @@ import os
 import sys
 import unittest
 
+import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -138,6 +139,67 @@ class AgainstTorch(cli_support.BinaryTest):
         self.assertTrue(any(n > clip for n in clipped) and any(n < clip for n in clipped), clipped)
 
 
+class EarlyStop(cli_support.BinaryTest):
+    def test_stops_at_the_right_epoch_and_keeps_the_best_model(self):
+        # Training rows near 0.9, validation rows near 0.1: the better the model fits the
+        # training rows, the worse its val_loss, which rises from the first epoch on.
+        data = self.path("d.h5")
+        rng = np.random.default_rng(5)
+        with h5py.File(data, "w") as f:
+            f["/train"] = 0.85 + 0.1 * rng.random((256, COLS), dtype=np.float32)
+            f["/val"] = 0.05 + 0.1 * rng.random((64, COLS), dtype=np.float32)
+        args = ["train", "--data", data, "--layers", "5", "--batch-size", "16", "--lr", "0.01",
+                "--epochs", "20", "--val-dataset", "/val", "--early-stop", "3",
+                "--min-delta", "0.0001", "--seed", "4"]
+        ck, m = self.path("ck.h5"), self.path("m.jsonl")
+        # A checkpoint at every epoch's last step (16 steps of 16 rows), all kept.
+        rc, out, err = run(args + ["--checkpoint", ck, "--metrics", m, "--checkpoint-every",
+                                   "16", "--keep", "30"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        epochs = [e for e in metrics(m) if e["event"] == "epoch"]
+        vals = [e["val_loss"] for e in epochs]
+        best = int(np.argmin(vals)) + 1
+        # Stopped after the third epoch without an improvement of 1e-4 on the best.
+        self.assertEqual(len(epochs), best + 3, vals)
+        self.assertTrue(all(v >= min(vals) - 1e-4 for v in vals[best:]), vals)
+        # Each epoch's checkpoint holds the count after that epoch (what --resume continues).
+        best_so_far, since = math.inf, 0
+        for epoch, v in enumerate(vals, 1):
+            if v < best_so_far - 1e-4:
+                best_so_far, since = v, 0
+            else:
+                since += 1
+            path = ck if epoch == len(vals) else f"{ck}.step{16 * epoch}"
+            with h5py.File(path, "r") as f:
+                self.assertEqual(f["train"].attrs["epochs_since_best"], since, epoch)
+                self.assertAlmostEqual(f["train"].attrs["best_val_loss"], best_so_far,
+                                       delta=1e-12, msg=epoch)
+        self.assertIn(f"early stop after epoch {best + 3}: val_loss has not improved by 0.0001 "
+                      f"for 3 epochs; the best was epoch {best}", out)
+        # The best file holds the weights after `best` epochs: those of a run of that length.
+        ref = self.path("ref.h5")
+        rc, _, err = run(["train", "--data", data, "--layers", "5", "--batch-size", "16",
+                          "--lr", "0.01", "--epochs", str(best), "--seed", "4", "--checkpoint",
+                          ref, "--quiet"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        kept, again = cli_support.weights(ck + ".best"), cli_support.weights(ref)
+        for name, array in again.items():
+            if name.startswith("model/"):
+                np.testing.assert_array_equal(kept[name], array, err_msg=name)
+        # Resuming an early-stopped run does nothing and says so.
+        before = cli_support.weights(ck)
+        rc, out, err = run(args + ["--checkpoint", ck, "--resume"], ranks=2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"this run stopped early after epoch {best + 3} (the best was epoch "
+                      f"{best}", out)
+        after = cli_support.weights(ck)
+        for name, array in before.items():
+            np.testing.assert_array_equal(after[name], array, err_msg=name)
+        # A new run refuses to replace the best model of another.
+        os.remove(ck)
+        self.assert_fails(args + ["--checkpoint", ck], 2, "a best model is already there")
+
+
 class BadRecipes(cli_support.BinaryTest):
     def test_bad_values_one_line_exit_2(self):
         data = self.path("d.h5")
@@ -155,6 +217,12 @@ class BadRecipes(cli_support.BinaryTest):
                                        "epochs are 12 steps of 16 rows"),
             (["--lr-schedule", "cosine", "--min-lr", "0.1"],
              "--min-lr 0.1 is above --lr 0.001: the cosine schedule runs down from --lr"),
+            (["--early-stop", "2", "--checkpoint", self.path("c.h5")],
+             "--early-stop watches val_loss: give validation data"),
+            (["--early-stop", "2", "--val-dataset", "/train"],
+             "--early-stop keeps the best model as CHECKPOINT.best: give --checkpoint"),
+            (["--min-delta", "-1"], "--min-delta: must be in [0, inf), got -1"),
+            (["--early-stop", "-2"], "--early-stop: must be at least 0, got -2"),
         ]:
             with self.subTest(args=args):
                 self.assert_fails(base + args, 2, needle)

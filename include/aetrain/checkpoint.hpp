@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -19,7 +20,7 @@ namespace aetrain {
 /// The format this aetrain writes; it reads every version from 1 to this one. Version 2 added
 /// /normalization, version 3 the data layout (/train block_rows, window_rows) and the files
 /// trained on (/train/sources).
-constexpr int64_t kCheckpointFormatVersion = 3;
+constexpr int64_t kCheckpointFormatVersion = 4;
 
 /// Where training stands (the /train group): the data cursor and the run that wrote it.
 struct TrainState {
@@ -34,6 +35,11 @@ struct TrainState {
   int64_t block_rows = 0, window_rows = 0;  // the data layout; 0 in files before version 3
   std::vector<SourceEntry> sources;  // the files trained on, their rows; before version 3 the
                                      // one data_file, its rows unknown (-1)
+  // Early stopping (version 4): the best val_loss so far, after how many epochs, and the
+  // epochs since.
+  double best_val_loss = std::numeric_limits<double>::infinity();
+  int64_t best_epoch = 0;
+  int64_t epochs_since_best = 0;
 };
 
 /// The training state by name (the checkpoint's /train attributes), as model_fields.
@@ -50,6 +56,9 @@ void train_state_fields(T& t, F&& f) {
   f("config", t.config);
   f("block_rows", t.block_rows);
   f("window_rows", t.window_rows);
+  f("best_val_loss", t.best_val_loss);
+  f("best_epoch", t.best_epoch);
+  f("epochs_since_best", t.epochs_since_best);
 }
 
 /// Everything in a checkpoint but the arrays.

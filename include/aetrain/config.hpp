@@ -83,6 +83,8 @@ struct TrainConfig {
   ScheduleConfig schedule;
   double weight_decay = 0.0;  // decoupled (AdamW), on kernels only
   double clip_norm = 0.0;     // the averaged gradient's L2 norm at most this; 0: no clipping
+  int64_t early_stop = 0;     // epochs without a better val_loss before stopping; 0: never
+  double min_delta = 0.0;     // what counts as better: below the best by more than this
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
   // line makes the output linear by default with `standard`; `default_output` says it chose.
   NormalizeKind normalize = NormalizeKind::none;

@@ -2,6 +2,7 @@
 // communicator and the checkpoints together.
 #pragma once
 
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,8 +49,9 @@ class Trainer {
   int64_t total_steps() const { return total_steps_; }
   /// The mean loss over the validation rows (NaN without validation data).
   double validation_loss();
-  /// Writes a checkpoint of the current state to `path` (rank 0 writes; all agree).
-  void save(const std::string& path);
+  /// Writes a checkpoint of the current state to `path`, keeping `keep` older ones beside it
+  /// (rank 0 writes; all agree).
+  void save(const std::string& path, int64_t keep = 1);
   /// Throws Error unless every rank holds rank 0's weights, bit for bit.
   void check_replicas();
 
@@ -78,17 +80,23 @@ class Trainer {
   void start_data();
   // Warns when the (normalized) training data lies outside what the output can produce.
   void warn_if_out_of_reach();
-  // The schedule and its options against the run's length.
-  void check_schedule();
-  // The phases of run(): one epoch's steps (true when a stop signal came), what follows each
-  // step (lines, metrics, replica checks, checkpoints), and the end of the run.
-  bool run_epoch();
+  // The recipe's options against the run: the schedule against its length, early stopping
+  // against its data and files.
+  void check_recipe();
+  // How an epoch ended: the run goes on, a stop signal came, or early stopping ends the run.
+  enum class EpochEnd { next, signal, early_stop };
+  // The phases of run(): one epoch's steps (then its validation, early stopping's count and
+  // the checkpoints on the cadence), what follows each step (lines, metrics, replica checks),
+  // the run's end.
+  EpochEnd run_epoch();
   void after_step(const StepResult& r, int64_t epoch, int64_t steps, int64_t steps_left,
                   double loss_so_far, Timers::Clock::time_point epoch_start);
-  RunEnd finish(bool stopped, Timers::Clock::time_point run_start, int64_t first_step);
+  bool improved(double val_loss);  // early stopping's bookkeeping; writes CHECKPOINT.best
+  RunEnd finish(EpochEnd end, Timers::Clock::time_point run_start, int64_t first_step);
+  std::string best_path() const { return config_.checkpoint + ".best"; }
   void log_start();
   void log_end(double seconds, int64_t steps, double last_loss);
-  void log_epoch(int64_t epoch, double loss, int64_t rows, double seconds);
+  void log_epoch(int64_t epoch, double loss, int64_t rows, double seconds, double val_loss);
 
   TrainConfig config_;
   Comm comm_;
@@ -109,7 +117,7 @@ class Trainer {
   bool resumed_ = false;
   int64_t saved_step_ = -1;  // global step of the last checkpoint written
   int64_t total_steps_ = 0;
-  double last_loss_ = 0;             // the last step's, for the end event
+  double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // the last step's, for the end event
   Timers::Clock::time_point last_progress_;  // when the progress line was last drawn
   Timers timers_;
 };
