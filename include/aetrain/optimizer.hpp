@@ -56,8 +56,8 @@ class Adam {
   int64_t t_ = 0;
 };
 
-/// The L2 norm of x, squares summed in double over fixed blocks and the blocks in order: the
-/// same bits for any thread count.
+/// The L2 norm of x: squares summed in double over 64 fixed chunks, then the chunks in order,
+/// so any thread count gives the same bits.
 template <class S>
 double l2_norm(std::span<const S> x);
 
