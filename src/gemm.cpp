@@ -128,13 +128,9 @@ void axpy_tile(Index k, const S* a, Index lda, const S* b, Index rb, Index cb, S
   using P = Packet<S>;
   constexpr Index L = kLanes<S>;
   P acc[RP][NC];
-  if (accumulate) {
-    for (int j = 0; j < NC; ++j)
-      for (int r = 0; r < RP; ++r) acc[r][j] = ei::ploadu<P>(c + r * L + j * ldc);
-  } else {
-    for (int j = 0; j < NC; ++j)
-      for (int r = 0; r < RP; ++r) acc[r][j] = ei::pset1<P>(S(0));
-  }
+  for (int j = 0; j < NC; ++j)
+    for (int r = 0; r < RP; ++r)
+      acc[r][j] = accumulate ? ei::ploadu<P>(c + r * L + j * ldc) : ei::pset1<P>(S(0));
   for (Index p = 0; p < k; ++p) {
     P av[RP];
     for (int r = 0; r < RP; ++r) av[r] = ei::ploadu<P>(a + p * lda + r * L);

@@ -350,8 +350,7 @@ StepResult Trainer::step() {
   // it: every rank holds the same summed gradient, so every rank computes the same.
   const double lr = scheduled_lr(config_.schedule, config_.adam.learning_rate,
                                  state_.global_step + 1, state_.epoch, total_steps_);
-  const bool logged = config_.log_every > 0 && (state_.global_step + 1) % config_.log_every == 0;
-  const double grad_norm = config_.clip_norm > 0 || logged
+  const double grad_norm = config_.clip_norm > 0 || logs_step(state_.global_step + 1)
                                ? l2_norm<float>(model_.grads()) / totals[1]
                                : std::nan("");
   double grad_scale = 1.0 / totals[1];
@@ -548,8 +547,7 @@ Trainer::EpochEnd Trainer::run_epoch() {
     if (state_.step_in_epoch == 0) {
       const double seconds = seconds_since(start), val = validation_loss();
       log_epoch(epoch, loss_sum / double(rows), rows, seconds, val);
-      stop_early = config_.early_stop > 0 && !improved(val) &&
-                   state_.epochs_since_best >= config_.early_stop;
+      stop_early = stops_early(val);
     }
     if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
         state_.global_step % config_.checkpoint_every == 0) {
@@ -561,22 +559,22 @@ Trainer::EpochEnd Trainer::run_epoch() {
   return stop_early ? EpochEnd::early_stop : stop ? EpochEnd::signal : EpochEnd::next;
 }
 
-bool Trainer::improved(double val) {
+bool Trainer::stops_early(double val) {
+  if (config_.early_stop == 0) return false;
   // Keras' and Lightning's rule: better when below the best by more than min_delta.
   if (val < state_.best_val_loss - config_.min_delta) {
     state_.best_val_loss = val;
     state_.best_epoch = state_.epoch;
     state_.epochs_since_best = 0;
     save(best_path(), 1);
-    return true;
+    return false;
   }
-  ++state_.epochs_since_best;
-  return false;
+  return ++state_.epochs_since_best >= config_.early_stop;
 }
 
 void Trainer::after_step(const StepResult& r, int64_t epoch, int64_t steps, int64_t steps_left,
                          double loss_so_far, Clock::time_point epoch_start) {
-  if (config_.log_every > 0 && state_.global_step % config_.log_every == 0) {
+  if (logs_step(state_.global_step)) {
     Json j = Json()
                  .add("event", "step")
                  .add("epoch", epoch + 1)
@@ -606,13 +604,12 @@ RunEnd Trainer::finish(EpochEnd end, Clock::time_point run_start, int64_t first_
     save(config_.checkpoint, config_.keep);
   log_end(seconds_since(run_start), state_.global_step - first_step, last_loss_);
   if (end == EpochEnd::early_stop) {
-    char text[320];
-    std::snprintf(text, sizeof text,
-                  "early stop after epoch %lld: val_loss has not improved by %g for %lld epochs; "
-                  "the best was epoch %lld (val_loss %.6g), kept in %s",
-                  (long long)state_.epoch, config_.min_delta, (long long)config_.early_stop,
-                  (long long)state_.best_epoch, state_.best_val_loss, best_path().c_str());
-    log_.line(text);
+    log_.line("early stop after epoch " + std::to_string(state_.epoch) +
+              ": val_loss has not improved by " + shortest(config_.min_delta) + " for " +
+              std::to_string(config_.early_stop) + " epochs; the best was epoch " +
+              std::to_string(state_.best_epoch) + " (val_loss " + shortest(state_.best_val_loss) +
+              "), kept in " +
+              best_path());
     return RunEnd::finished;
   }
   if (end == EpochEnd::signal) {

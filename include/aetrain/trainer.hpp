@@ -45,8 +45,6 @@ class Trainer {
   RunEnd run();
   /// One step of the global batch: gather, forward, backward, one allreduce, clipping, Adam.
   StepResult step();
-  /// The steps of the whole run, all epochs (the cosine schedule's T).
-  int64_t total_steps() const { return total_steps_; }
   /// The mean loss over the validation rows (NaN without validation data).
   double validation_loss();
   /// Writes a checkpoint of the current state to `path`, keeping `keep` older ones beside it
@@ -91,7 +89,13 @@ class Trainer {
   EpochEnd run_epoch();
   void after_step(const StepResult& r, int64_t epoch, int64_t steps, int64_t steps_left,
                   double loss_so_far, Timers::Clock::time_point epoch_start);
-  bool improved(double val_loss);  // early stopping's bookkeeping; writes CHECKPOINT.best
+  // Early stopping's count after an epoch with `val_loss` (an improvement writes
+  // CHECKPOINT.best); true when the run is to stop.
+  bool stops_early(double val_loss);
+  // Whether global step `step` (counted from 1) gets a step line and metrics.
+  bool logs_step(int64_t step) const {
+    return config_.log_every > 0 && step % config_.log_every == 0;
+  }
   RunEnd finish(EpochEnd end, Timers::Clock::time_point run_start, int64_t first_step);
   std::string best_path() const { return config_.checkpoint + ".best"; }
   void log_start();
@@ -116,7 +120,7 @@ class Trainer {
   TrainState state_;
   bool resumed_ = false;
   int64_t saved_step_ = -1;  // global step of the last checkpoint written
-  int64_t total_steps_ = 0;
+  int64_t total_steps_ = 0;  // of the whole run, all epochs (the cosine schedule's T)
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // the last step's, for the end event
   Timers::Clock::time_point last_progress_;  // when the progress line was last drawn
   Timers timers_;
