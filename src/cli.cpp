@@ -14,6 +14,7 @@
 
 #include "aetrain/error.hpp"
 #include "aetrain/layers.hpp"
+#include "aetrain/noise.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/schedule.hpp"
 #include "aetrain/version.hpp"
@@ -53,6 +54,20 @@ CLI::Validator number_in(double lo, double hi, const std::string& interval) {
 }
 
 const double kHuge = std::numeric_limits<double>::max();
+
+// A --noise value (noise.hpp's parse_noise says what is wrong).
+CLI::Validator noise_spec() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          parse_noise(text);
+          return "";
+        } catch (const std::invalid_argument& e) {
+          return e.what();
+        }
+      },
+      "none|gaussian:SIGMA|mask:P");
+}
 
 // Options whose values are words: each type's words, the first one of a value being its name.
 std::vector<std::pair<std::string, Activation>> words(Activation) {
@@ -278,6 +293,12 @@ void train_rows(Rows& t, Config& c) {
   t.option("--min-delta", c.min_delta,
            "what --early-stop counts as better: a val_loss below the best by more than this",
            {.check = number_in(0, kHuge, "[0, inf)")});
+  t.option("--noise", c.noise,
+           "denoising: corrupt each training row's input, the target staying clean: "
+           "gaussian:SIGMA adds normal noise of deviation SIGMA, mask:P zeroes each value with "
+           "probability P (after --normalize; a row's noise depends on the seed, the epoch and "
+           "the row alone); never in validation or encode",
+           {.check = noise_spec()});
   t.option("--alpha", c.alpha,
            "weight of the encode loss mean((code - input)^2); needs code width = input width",
            {.check = number_in(0, 1, "[0, 1]")});

@@ -116,13 +116,17 @@ ConstMatrixMap<S> Autoencoder<S>::run_layers(ConstMatrixMap<S> x, size_t count) 
 }
 
 template <class S>
-double Autoencoder<S>::forward(ConstMatrixMap<S> x) {
-  x_ = x.data();
-  n_ = x.cols();
-  ConstMatrixMap<S> y = run_layers(x, layers_.size());
+double Autoencoder<S>::forward(ConstMatrixMap<S> input, ConstMatrixMap<S> target) {
+  if (target.rows() != input.rows() || target.cols() != input.cols())
+    throw std::logic_error("forward: target of the wrong shape");
+  x_ = input.data();
+  target_ = target.data();
+  n_ = input.cols();
+  ConstMatrixMap<S> y = run_layers(input, layers_.size());
   double loss = 0;
-  if (alpha_ < 1) loss += (1 - alpha_) * squared_error_sum<S>(y, x);
-  if (alpha_ > 0) loss += alpha_ * squared_error_sum<S>(std::as_const(*this).activations(code_layer_, n_), x);
+  if (alpha_ < 1) loss += (1 - alpha_) * squared_error_sum<S>(y, target);
+  if (alpha_ > 0)
+    loss += alpha_ * squared_error_sum<S>(std::as_const(*this).activations(code_layer_, n_), target);
   return loss;
 }
 
@@ -131,13 +135,14 @@ void Autoencoder<S>::backward() {
   const Index n = n_;
   const auto& self = std::as_const(*this);
   ConstMatrixMap<S> x(x_, config_.input_dim, n);
+  ConstMatrixMap<S> target(target_, config_.input_dim, n);
   // `d` holds dL/dz of layer l, z its pre-activation; the two delta buffers take turns.
   S* d = delta_.data();
   S* d_below = delta_below_.data();
   const size_t last = layers_.size() - 1;
   {
     MatrixMap<S> dy(d, layers_[last].out, n);
-    squared_error_backward<S>(dy, self.activations(last, n), x, S(1 - alpha_), false);
+    squared_error_backward<S>(dy, self.activations(last, n), target, S(1 - alpha_), false);
     activation_backward<S>(layers_[last].activation, self.activations(last, n), dy);
   }
   for (size_t l = last + 1; l-- > 0;) {
@@ -149,7 +154,7 @@ void Autoencoder<S>::backward() {
     MatrixMap<S> da(d_below, s.in, n);  // dL/d(activations of layer l - 1)
     dense_backward_input<S>(da, kernel(s), dz, gemm_);
     if (l - 1 == code_layer_ && alpha_ > 0)
-      squared_error_backward<S>(da, self.activations(l - 1, n), x, S(alpha_), true);
+      squared_error_backward<S>(da, self.activations(l - 1, n), target, S(alpha_), true);
     activation_backward<S>(layers_[l - 1].activation, self.activations(l - 1, n), da);
     std::swap(d, d_below);
   }

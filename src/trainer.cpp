@@ -1,12 +1,13 @@
 #include "aetrain/trainer.hpp"
 
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
+#include <sstream>
 
 #include "aetrain/cli.hpp"
 #include "aetrain/fault.hpp"
@@ -80,8 +81,13 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
       batch_(sources_.cols, std::max<int64_t>(1, BatchPlan(1, config.global_batch, comm.rank(),
                                                            comm.size()).classes())),
       model_(model_for(config, sources_), batch_.cols(), config.threads, config.alpha),
-      adam_(config.adam, model_.params().size(), config.weight_decay, kernel_ranges(model_)) {
+      adam_(config.adam, model_.params().size(), config.weight_decay, kernel_ranges(model_)),
+      noise_(parse_noise(config.noise)) {
   config_.model = model_.config();
+  if (noise_.kind != Noise::Kind::none) {
+    noisy_.resize(batch_.rows(), batch_.cols());
+    batch_rows_.resize(size_t(batch_.cols()));
+  }
   state_.seed = config.seed;
   state_.global_batch = config.global_batch;
   state_.world_size = comm.size();
@@ -239,6 +245,7 @@ void Trainer::start_from_checkpoints() {
                           "otherwise); use --init-from to start a new run from its weights");
     require_same_normalization(c, config_.checkpoint);
     require_same_data(h.train);
+    require_same_recipe(h.train.config);
     std::copy(c.params.begin(), c.params.end(), model_.params().begin());
     norm_ = h.normalization;
     std::copy(c.m.begin(), c.m.end(), adam_.m().begin());
@@ -314,6 +321,34 @@ void Trainer::require_same_data(const TrainState& trained) {
   }
 }
 
+void Trainer::require_same_recipe(const std::string& trained_config) const {
+  // Each `key = value` line of a stored configuration (to_toml's form).
+  const auto lines = [](const std::string& toml) {
+    std::map<std::string, std::string> out;
+    std::istringstream in(toml);
+    for (std::string line; std::getline(in, line);)
+      if (const size_t eq = line.find(" = "); eq != std::string::npos)
+        out[line.substr(0, eq)] = line.substr(eq + 3);
+    return out;
+  };
+  const auto trained = lines(trained_config), now = lines(to_toml(config_)),
+             defaults = lines(to_toml(TrainConfig{}));  // a file from before an option
+  std::string was, asks;
+  for (const char* key : {"lr-schedule", "warmup-steps", "min-lr", "lr-step-epochs", "lr-gamma",
+                          "weight-decay", "clip-norm", "early-stop", "min-delta", "noise"}) {
+    const auto stored = trained.find(key);
+    const std::string& before = stored != trained.end() ? stored->second : defaults.at(key);
+    if (before == now.at(key)) continue;
+    was += std::string(was.empty() ? "" : ", ") + "--" + key + " " + before;
+    asks += std::string(asks.empty() ? "" : ", ") + "--" + key + " " + now.at(key);
+  }
+  if (!was.empty())
+    fail_replicated(ExitCode::usage,
+                    config_.checkpoint + ": was trained with " + was + "; this run asks for " +
+                        asks + "; resuming needs the same recipe (`aetrain inspect` shows the "
+                        "stored configuration, --config replays it)");
+}
+
 void Trainer::require_same_normalization(const Checkpoint& c, const std::string& path) const {
   const NormalizeKind kind = c.header.normalization.kind;
   if (kind != config_.normalize)
@@ -329,10 +364,18 @@ StepResult Trainer::step() {
   if (fault("replicated-error"))  // a bug main must catch: raised on one rank alone
     fail_replicated(ExitCode::other, "injected replicated error (AETRAIN_FAULT=replicated-error)");
   Clock::time_point t = Clock::now();
-  const int64_t n = data_->gather(state_.epoch, state_.step_in_epoch, batch_.data());
+  const int64_t n =
+      data_->gather(state_.epoch, state_.step_in_epoch, batch_.data(), batch_rows_.data());
+  // Denoising: the model sees the corrupted rows and learns to give back the clean ones.
+  const bool noisy = noise_.kind != Noise::Kind::none;
+  const ConstMatrixMap<float> clean(batch_.data(), batch_.rows(), n);
+  if (noisy)
+    corrupt(noise_, config_.seed, state_.epoch, batch_rows_.data(), clean,
+            MatrixMap<float>(noisy_.data(), noisy_.rows(), n));
+  const ConstMatrixMap<float> input(noisy ? noisy_.data() : batch_.data(), batch_.rows(), n);
   t = timers_.lap(Phase::data, t);
 
-  const double loss_sum = model_.forward(ConstMatrixMap<float>(batch_.data(), batch_.rows(), n));
+  const double loss_sum = model_.forward(input, clean);
   t = timers_.lap(Phase::forward, t);
   model_.backward();
   if (fault("nan-gradient")) model_.grads()[0] = std::nanf("");

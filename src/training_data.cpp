@@ -60,7 +60,8 @@ int64_t fixed_bytes(const Sources& s, int64_t block_rows, int ranks, const Norma
 
 // A window's rows and index for one rank, per step of the window (ceil(W / B) of them).
 int64_t bytes_per_window_step(const Sources& s, int64_t global_batch, int ranks) {
-  return ceil_div(global_batch, ranks) * (s.cols * int64_t(sizeof(float)) + int64_t(sizeof(int32_t)));
+  return ceil_div(global_batch, ranks) *
+         (s.cols * int64_t(sizeof(float)) + int64_t(sizeof(int32_t) + sizeof(int64_t)));
 }
 
 std::string mib(int64_t bytes) {
@@ -276,6 +277,7 @@ struct TrainingData::Impl {
     std::vector<int64_t> offsets;  // window row of each block's first row
     AlignedVector<float> rows;     // this rank's rows, in the order they arrived
     std::vector<int32_t> slot_row;  // [slot * classes + class] -> row of `rows`
+    std::vector<int64_t> data_row;  // [row of `rows`] -> its index in the data
     int64_t filled = 0;            // rows arrived
     int64_t rounds = 0, rounds_done = 0;  // exchanges of P blocks each
     int64_t first_job = 0;         // the reader's job of this rank's block in round 0
@@ -311,6 +313,7 @@ struct TrainingData::Impl {
       if (w == &next && in_memory()) break;  // one window: read once, no next
       w->rows.resize(size_t(steps * classes * cols));
       w->slot_row.resize(size_t(steps * classes));
+      w->data_row.resize(size_t(steps * classes));
       w->offsets.reserve(size_t(blocks) + 1);
     }
     new_reader();
@@ -402,10 +405,13 @@ struct TrainingData::Impl {
       const int64_t k = q * P + s;
       if (k >= count) break;
       const int64_t a = w.offsets[size_t(k)], n = rows_of(k);
+      const int64_t first = all[size_t(blocks[size_t(k)])].first;
       for (int64_t i = a; i < a + n; ++i) {
         const int64_t c = i % global_batch - lo;
-        if (c >= 0 && c < classes)
+        if (c >= 0 && c < classes) {
+          w.data_row[size_t(w.filled)] = first + (i - a);
           w.slot_row[size_t((i / global_batch) * classes + c)] = int32_t(w.filled++);
+        }
       }
     }
     if (mine < count) reader->release(w.first_job + q);
@@ -477,7 +483,7 @@ void TrainingData::seek(int64_t epoch, int64_t t) {
   d.open_next();
 }
 
-int64_t TrainingData::gather(int64_t epoch, int64_t t, float* batch) {
+int64_t TrainingData::gather(int64_t epoch, int64_t t, float* batch, int64_t* rows) {
   Impl& d = *impl_;
   Impl::Window& cur = d.current;
   if (cur.plan.epoch() != epoch) {
@@ -502,10 +508,12 @@ int64_t TrainingData::gather(int64_t epoch, int64_t t, float* batch) {
     while (d.next.rounds_done < due) d.exchange(d.next, /*agree=*/false);
   }
   const int64_t n = d.order.step_rows(s, d.local.data());
-  for (int64_t i = 0; i < n; ++i)
-    std::memcpy(batch + i * d.cols,
-                w.rows.data() + int64_t(w.slot_row[size_t(d.local[size_t(i)])]) * d.cols,
+  for (int64_t i = 0; i < n; ++i) {
+    const int32_t r = w.slot_row[size_t(d.local[size_t(i)])];
+    std::memcpy(batch + i * d.cols, w.rows.data() + int64_t(r) * d.cols,
                 sizeof(float) * size_t(d.cols));
+    if (rows) rows[i] = w.data_row[size_t(r)];
+  }
   return n;
 }
 
@@ -523,7 +531,8 @@ int64_t TrainingData::memory_bytes() const {
   const Impl& d = *impl_;
   int64_t bytes = 0;
   for (const Impl::Window* w : {&d.current, &d.next})
-    bytes += int64_t(w->rows.capacity() * sizeof(float) + w->slot_row.capacity() * sizeof(int32_t));
+    bytes += int64_t(w->rows.capacity() * sizeof(float) + w->slot_row.capacity() * sizeof(int32_t) +
+                     w->data_row.capacity() * sizeof(int64_t));
   return bytes;
 }
 

@@ -57,9 +57,10 @@ TEST(Layers, ActivationsMatchTheirFormulas) {
   EXPECT_THROW(activation_from_name("softmax"), std::invalid_argument);
 }
 
-// The loss summed over samples, written from the definition with the loop kernels.
+// The loss of input x against target t summed over samples, written from the definition with
+// the loop kernels.
 double loss_by_definition(const ModelConfig& config, std::span<const double> params,
-                          const Matrix<double>& x, double alpha) {
+                          const Matrix<double>& x, const Matrix<double>& t, double alpha) {
   const std::vector<LayerShape> layers = layer_shapes(config);
   Matrix<double> a = x, code;
   for (size_t l = 0; l < layers.size(); ++l) {
@@ -76,14 +77,15 @@ double loss_by_definition(const ModelConfig& config, std::span<const double> par
   const double d = double(x.rows());
   double total = 0;
   for (Index c = 0; c < x.cols(); ++c) {
-    total += (1 - alpha) * (a.col(c) - x.col(c)).squaredNorm() / d;
-    if (alpha > 0) total += alpha * (code.col(c) - x.col(c)).squaredNorm() / d;
+    total += (1 - alpha) * (a.col(c) - t.col(c)).squaredNorm() / d;
+    if (alpha > 0) total += alpha * (code.col(c) - t.col(c)).squaredNorm() / d;
   }
   return total;
 }
 
-// Central differences of the loss against the backward pass, for every parameter.
-void check_gradient(const ModelConfig& config, double alpha) {
+// Central differences of the loss against the backward pass, for every parameter; `denoising`:
+// the input is the target plus noise (as --noise trains), else the target itself.
+void check_gradient(const ModelConfig& config, double alpha, bool denoising = false) {
   const Index n = 4;
   Autoencoder<double> model(config, n, 1, alpha);
   model.init_glorot(7);
@@ -91,10 +93,14 @@ void check_gradient(const ModelConfig& config, double alpha) {
   for (double& p : model.params()) p += 0.1 * (rng.uniform() - 0.5);  // non-zero biases too
   Matrix<double> x(config.input_dim, n);
   for (Index i = 0; i < x.size(); ++i) x.data()[i] = rng.uniform();
-  ConstMatrixMap<double> xm(x.data(), x.rows(), n);
+  Matrix<double> input = x;
+  if (denoising)
+    for (Index i = 0; i < x.size(); ++i) input.data()[i] += 0.3 * (rng.uniform() - 0.5);
+  ConstMatrixMap<double> xm(input.data(), x.rows(), n), tm(x.data(), x.rows(), n);
 
-  const double loss = model.forward(xm);
-  EXPECT_NEAR(loss, loss_by_definition(config, model.params(), x, alpha), 1e-12 * (1 + loss));
+  const double loss = model.forward(xm, tm);
+  EXPECT_NEAR(loss, loss_by_definition(config, model.params(), input, x, alpha),
+              1e-12 * (1 + loss));
   model.backward();
   const std::vector<double> grad(model.grads().begin(), model.grads().end());
 
@@ -104,9 +110,9 @@ void check_gradient(const ModelConfig& config, double alpha) {
     double& p = model.params()[i];
     const double saved = p;
     p = saved + h;
-    const double up = model.forward(xm);
+    const double up = model.forward(xm, tm);
     p = saved - h;
-    const double down = model.forward(xm);
+    const double down = model.forward(xm, tm);
     p = saved;
     const double numeric = (up - down) / (2 * h);
     const double err = std::abs(numeric - grad[i]) / std::max(1e-3, std::abs(numeric));
@@ -139,6 +145,12 @@ TEST_P(GradientPerActivation, AlphaPositive) {
   const Activation f = GetParam();
   // The encode loss needs the code as wide as the input.
   check_gradient(config_with(5, {4, 5}, f, f, f), 0.3);
+}
+
+TEST_P(GradientPerActivation, DenoisingAlphaPositive) {
+  // Corrupted input, clean target: both losses measure against the target.
+  const Activation f = GetParam();
+  check_gradient(config_with(5, {4, 5}, f, f, f), 0.3, /*denoising=*/true);
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, GradientPerActivation,

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""The training recipe (learning-rate schedules, AdamW, gradient clipping): the real binary under
-real mpirun against PyTorch doing the same steps from the same weights on the same batches, and
+"""The training recipe (learning-rate schedules, AdamW, gradient clipping, early stopping,
+denoising): the real binary under real mpirun against PyTorch doing the same steps from the same
+weights on the same batches (and the same noise, drawn here from the README's definition), and
 its bad inputs.
 
     python3 tests/test_recipe.py path/to/aetrain
@@ -39,10 +40,52 @@ def schedule(t, kind="constant", warmup=0, min_lr=0.0, step_epochs=1, gamma=0.1)
     return LR
 
 
-def torch_steps(init, data, rate, weight_decay=0.0, clip=0.0):
+M64 = (1 << 64) - 1
+
+
+class SplitMix64:
+    """include/aetrain/rng.hpp's generator, written again from its paper."""
+    def __init__(self, state):
+        self.state = state & M64
+
+    def next(self):
+        self.state = (self.state + 0x9e3779b97f4a7c15) & M64
+        z = self.state
+        z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+        z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+        return z ^ (z >> 31)
+
+
+def stream_seed(seed, a, b):
+    g = SplitMix64(seed)
+    h = SplitMix64(g.next() ^ ((a * 0xd1b54a32d192ed03) & M64))
+    return SplitMix64(h.next() ^ ((b * 0xaef17502108ef2d9) & M64)).next()
+
+
+def corrupt_row(kind, amount, seed, epoch, row, x):
+    """--noise on data row `row` (values x) in `epoch`, as the README defines it: a generator
+    started at (seed, epoch, row); mask: one uniform per value, zero below P; gaussian: a pair of
+    Box-Muller normals per pair of values, added times SIGMA in double, rounded to float."""
+    g = SplitMix64(stream_seed(seed ^ 0x6e6f697365, epoch, row))
+    y = np.array(x, dtype=np.float32)
+    for j in range(len(x)):
+        if kind == "mask":
+            y[j] = 0.0 if (g.next() >> 11) * 2.0 ** -53 < amount else x[j]
+        elif j % 2 == 0:
+            u1 = ((g.next() >> 11) + 1) * 2.0 ** -53
+            u2 = (g.next() >> 11) * 2.0 ** -53
+            r, angle = math.sqrt(-2.0 * math.log(u1)), 2.0 * math.pi * u2
+            y[j] = np.float32(float(x[j]) + amount * (r * math.cos(angle)))
+            if j + 1 < len(x):
+                y[j + 1] = np.float32(float(x[j + 1]) + amount * (r * math.sin(angle)))
+    return y
+
+
+def torch_steps(init, data, rate, weight_decay=0.0, clip=0.0, noise=None):
     """PyTorch from the weights in `init`: AdamW with the kernels in a decaying parameter group
-    and the biases in one without, LambdaLR with `rate`, clip_grad_norm_; rows in order
-    (--shuffle off). Returns the step losses, gradient norms and the final layers."""
+    and the biases in one without, LambdaLR with `rate`, clip_grad_norm_, the input corrupted by
+    `noise` (kind, amount) and the target clean; rows in order (--shuffle off), seed 0. Returns
+    the step losses, gradient norms and the final layers."""
     torch.manual_seed(0)
     layers, _ = load(init)
     linears = []
@@ -63,8 +106,13 @@ def torch_steps(init, data, rate, weight_decay=0.0, clip=0.0):
     for t in range(1, TOTAL + 1):
         first = ((t - 1) % STEPS_PER_EPOCH) * BATCH
         x = x_all[first:first + BATCH]
+        x_in = x
+        if noise:
+            epoch = (t - 1) // STEPS_PER_EPOCH
+            x_in = torch.tensor(np.stack([corrupt_row(*noise, 0, epoch, first + i, data[first + i])
+                                          for i in range(BATCH)]))
         opt.zero_grad()
-        y = torch.sigmoid(linears[1](torch.relu(linears[0](x))))
+        y = torch.sigmoid(linears[1](torch.relu(linears[0](x_in))))
         loss = torch.nn.functional.mse_loss(y, x)
         loss.backward()
         params = kernels + biases
@@ -104,8 +152,9 @@ class AgainstTorch(cli_support.BinaryTest):
         self.assertEqual(len(steps), TOTAL)
         return steps, load(out)[0]
 
-    def compare(self, args, rate, weight_decay=0.0, clip=0.0):
-        losses, norms, rates, final = torch_steps(self.init, self.data, rate, weight_decay, clip)
+    def compare(self, args, rate, weight_decay=0.0, clip=0.0, noise=None):
+        losses, norms, rates, final = torch_steps(self.init, self.data, rate, weight_decay, clip,
+                                                  noise)
         for ranks in (1, 2):
             steps, layers = self.train(args, ranks)
             for s, loss, norm, lr in zip(steps, losses, norms, rates):
@@ -137,6 +186,85 @@ class AgainstTorch(cli_support.BinaryTest):
         clip = float(np.median(norms))
         clipped = self.compare(["--clip-norm", repr(clip)], schedule, clip=clip)
         self.assertTrue(any(n > clip for n in clipped) and any(n < clip for n in clipped), clipped)
+
+    def test_gaussian_noise(self):
+        self.compare(["--noise", "gaussian:0.2"], schedule, noise=("gaussian", 0.2))
+
+    def test_mask_noise(self):
+        self.compare(["--noise", "mask:0.3"], schedule, noise=("mask", 0.3))
+
+
+class Denoising(cli_support.BinaryTest):
+    """--noise with shuffling and windows (rows read in blocks, exchanged between the ranks)."""
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = cli_support.temp_dir()
+        cls.data = os.path.join(cls.shared, "d.h5")
+        cli_support.write(cls.data, rows=ROWS, cols=COLS, seed=8)
+        cli_support.write(cls.data, name="/val", rows=40, cols=COLS, seed=9)
+
+    def train(self, ranks, noise, *extra):
+        out, m = self.path(f"n{ranks}_{noise}.h5"), self.path(f"n{ranks}_{noise}.jsonl")
+        args = ["train", "--data", self.data, "--layers", str(CODE), "--batch-size", str(BATCH),
+                "--epochs", str(EPOCHS), "--lr", "0.01", "--window-rows", "40",
+                "--data-block-rows", "8", "--seed", "6", "--noise", noise, "--log-every", "1",
+                "--val-dataset", "/val", "--checkpoint", out, "--metrics", m, "--quiet"]
+        rc, _, err = run(args + list(extra), ranks)
+        self.assertEqual(rc, 0, err)
+        return out, metrics(m)
+
+    def test_the_same_losses_on_1_2_3_ranks(self):
+        clean = [e["loss"] for e in self.train(1, "none")[1] if e["event"] == "step"]
+        for noise in ("gaussian:0.2", "mask:0.3"):
+            runs = {p: self.train(p, noise) for p in (1, 2, 3)}
+            one = [e["loss"] for e in runs[1][1] if e["event"] == "step"]
+            self.assertGreater(max(abs(a - b) / b for a, b in zip(one, clean)), 1e-2)  # noise is on
+            for p in (2, 3):
+                steps = [e["loss"] for e in runs[p][1] if e["event"] == "step"]
+                self.assertEqual(len(steps), len(one))
+                for t, (a, b) in enumerate(zip(steps, one), 1):
+                    self.assertAlmostEqual(a, b, delta=1e-5 * b, msg=f"{noise} P={p} step {t}")
+                for (k, b), (k1, b1) in zip(load(runs[p][0])[0], load(runs[1][0])[0]):
+                    self.assertLess(np.abs(k - k1).max(), 1e-5, f"{noise} P={p}")
+                    self.assertLess(np.abs(b - b1).max(), 1e-5, f"{noise} P={p}")
+
+    def test_resume_mid_epoch_is_bit_identical(self):
+        # A checkpoint every 5 steps, all kept; resume from the first in the middle of an epoch
+        # after the first (7 steps an epoch: windows of 40, 40 and 16 rows).
+        whole, _ = self.train(2, "gaussian:0.2", "--checkpoint-every", "5", "--keep", "10")
+        part = self.path("part.h5")
+        with open(whole + ".step10", "rb") as src, open(part, "wb") as dst:
+            dst.write(src.read())
+        with h5py.File(part, "r") as f:
+            self.assertEqual((f["train"].attrs["epoch"], f["train"].attrs["step_in_epoch"]), (1, 3))
+        rc, _, err = run(["train", "--data", self.data, "--layers", str(CODE), "--batch-size",
+                          str(BATCH), "--epochs", str(EPOCHS), "--lr", "0.01", "--window-rows",
+                          "40", "--data-block-rows", "8", "--seed", "6", "--noise",
+                          "gaussian:0.2", "--val-dataset", "/val", "--checkpoint", part,
+                          "--resume", "--quiet"], 2)
+        self.assertEqual(rc, 0, err)
+        a, b = cli_support.weights(whole), cli_support.weights(part)
+        for name in a:
+            if name.startswith(("model/", "optimizer/")):
+                np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+    def test_validation_and_encode_see_clean_rows(self):
+        out, events = self.train(2, "mask:0.5")
+        with h5py.File(self.data, "r") as f:
+            val = f["/val"][()]
+        # The last epoch's val_loss is the clean rows' loss under the final weights.
+        y = cli_support.forward(out, val)
+        last = [e for e in events if e["event"] == "epoch"][-1]
+        self.assertAlmostEqual(last["val_loss"], float(np.mean((y - val) ** 2)),
+                               delta=1e-5 * last["val_loss"])
+        codes = self.path("codes.h5")
+        rc, _, err = run(["encode", "--model", out, "--data", self.data, "--dataset", "/val",
+                          "--out", codes], 2)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(codes, "r") as f:
+            got = f["/codes"][()]
+        np.testing.assert_allclose(got, cli_support.forward(out, val, encoder_only=True),
+                                   rtol=1e-5, atol=1e-6)
 
 
 class EarlyStop(cli_support.BinaryTest):
@@ -223,9 +351,31 @@ class BadRecipes(cli_support.BinaryTest):
              "--early-stop keeps the best model as CHECKPOINT.best: give --checkpoint"),
             (["--min-delta", "-1"], "--min-delta: must be in [0, inf), got -1"),
             (["--early-stop", "-2"], "--early-stop: must be at least 0, got -2"),
+            (["--noise", "gauss:0.1"], "--noise: 'gauss:0.1' is not none, gaussian:SIGMA or mask:P"),
+            (["--noise", "mask:1"], "--noise: 'mask:1': P must be in (0, 1)"),
+            (["--noise", "gaussian:-0.1"], "--noise: 'gaussian:-0.1': SIGMA must be above 0"),
+            (["--noise", "mask:lots"], "--noise: 'mask:lots': 'lots' is not a number"),
         ]:
             with self.subTest(args=args):
                 self.assert_fails(base + args, 2, needle)
+
+    def test_resume_with_another_recipe_is_refused(self):
+        data, ck = self.path("d.h5"), self.path("c.h5")
+        cli_support.write(data, rows=ROWS, cols=COLS)
+        base = ["train", "--data", data, "--layers", "4", "--batch-size", "16", "--checkpoint", ck]
+        recipe = ["--lr-schedule", "cosine", "--noise", "mask:0.2", "--clip-norm", "1"]
+        rc, _, err = run(base + ["--epochs", "1"] + recipe, 2)
+        self.assertEqual(rc, 0, err)
+        with open(ck, "rb") as f:
+            before = f.read()
+        self.assert_fails(base + ["--epochs", "2", "--resume", "--noise", "mask:0.2"], 2,
+                          f'{ck}: was trained with --lr-schedule "cosine", --clip-norm 1; this run '
+                          'asks for --lr-schedule "constant", --clip-norm 0; resuming needs the '
+                          "same recipe")
+        with open(ck, "rb") as f:
+            self.assertEqual(f.read(), before)
+        rc, _, err = run(base + ["--epochs", "2", "--resume"] + recipe, 2)
+        self.assertEqual(rc, 0, err)
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ struct TrainConfig {
   double clip_norm = 0.0;     // the averaged gradient's L2 norm at most this; 0: no clipping
   int64_t early_stop = 0;     // epochs without a better val_loss before stopping; 0: never
   double min_delta = 0.0;     // what counts as better: below the best by more than this
+  std::string noise = "none";  // denoising: none, gaussian:SIGMA or mask:P (noise.hpp)
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
   // line makes the output linear by default with `standard`; `default_output` says it chose.
   NormalizeKind normalize = NormalizeKind::none;

@@ -43,7 +43,10 @@ class Autoencoder {
   void init_glorot(uint64_t seed);
 
   /// Runs x (input_dim, n), n <= max_batch; returns the loss summed over the n samples.
-  double forward(ConstMatrixMap<S> x);
+  double forward(ConstMatrixMap<S> x) { return forward(x, x); }
+  /// Runs `input` and measures the loss against `target` (same shape): a denoising step's
+  /// corrupted rows and their clean originals.
+  double forward(ConstMatrixMap<S> input, ConstMatrixMap<S> target);
   /// Writes the gradient of the last forward's loss sum into grads().
   void backward();
   /// The codes h (code width, n) of x (input_dim, n): the encoder alone.
@@ -90,7 +93,8 @@ class Autoencoder {
   std::vector<Matrix<S>> acts_;  // per layer: (out, max_batch)
   Matrix<S> delta_, delta_below_;  // (widest layer, max_batch) each
   const S* x_ = nullptr;           // the last forward's input
-  Index n_ = 0;                    // and its sample count
+  const S* target_ = nullptr;      // and its target
+  Index n_ = 0;                    // and their sample count
   Gemm<S> gemm_;
 };
 

@@ -15,6 +15,7 @@
 #include "aetrain/training_data.hpp"
 #include "aetrain/log.hpp"
 #include "aetrain/model.hpp"
+#include "aetrain/noise.hpp"
 #include "aetrain/optimizer.hpp"
 #include "aetrain/sampling.hpp"
 
@@ -69,6 +70,9 @@ class Trainer {
   void start_from_checkpoints();
   // --resume continues the files it was trained on, with their layout.
   void require_same_data(const TrainState& trained);
+  // --resume continues the recipe (schedule, weight decay, clipping, early stopping, noise) it
+  // was trained with: the options stored in its configuration must be this run's.
+  void require_same_recipe(const std::string& trained_config) const;
   // --resume and --init-from keep their file's statistics: the run must ask for the same kind.
   void require_same_normalization(const Checkpoint& c, const std::string& path) const;
   // The statistics pass over the training rows, before the first window is read.
@@ -110,6 +114,9 @@ class Trainer {
   Matrix<float> batch_;  // (input_dim, classes of this rank)
   Autoencoder<float> model_;
   Adam<float> adam_;
+  Noise noise_;                     // --noise
+  Matrix<float> noisy_;             // batch_ corrupted (with noise)
+  std::vector<int64_t> batch_rows_;  // each batch_ column's row of the data (with noise)
   int64_t data_budget_ = 0;  // bytes per rank for the training rows
   std::optional<TrainingData> data_;
   double memory_before_data_mib_ = 0;

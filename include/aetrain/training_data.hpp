@@ -55,10 +55,11 @@ class TrainingData {
   /// Reads the window that holds step t of epoch e and starts on the next. Errors in the reads
   /// are agreed by all ranks. Collective.
   void seek(int64_t epoch, int64_t t);
-  /// Copies this rank's rows of step t of epoch e into batch (cols, >= max_rows()) and returns
-  /// how many; the steps follow seek one after another. Exchanges the rows of the next window
+  /// Copies this rank's rows of step t of epoch e into batch (cols, >= max_rows()) and, unless
+  /// `rows` is null, each one's index in the data (the concatenated files) into `rows`; returns
+  /// how many. The steps follow seek one after another. Exchanges the rows of the next window
   /// that are due and moves on to it at its first step. Collective. Allocates nothing.
-  int64_t gather(int64_t epoch, int64_t t, float* batch);
+  int64_t gather(int64_t epoch, int64_t t, float* batch, int64_t* rows = nullptr);
   /// The most rows this rank gives a step (its position classes).
   int64_t max_rows() const;
   /// True when every row fits in one window: read once, reshuffled every epoch.
