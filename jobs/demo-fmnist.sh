@@ -31,9 +31,14 @@ convert_time=$(took "$t")
 ckpt=$work/fmnist-ckpt.h5
 [ ! -e "$ckpt" ] || mv "$ckpt" "$ckpt.previous"
 t=$(now)
-# A linear code layer (relu elsewhere, sigmoid output): codes may take any sign.
+# A linear code layer (relu elsewhere, sigmoid output): codes may take any sign. The recipe:
+# the best of those measured in 15 epochs (README, "Codes, reconstruction errors and the PCA
+# baseline"): Adam at 7e-3 (beta1 0.95, beta2 0.99) after a linear warmup over the first ~11%
+# of the steps (400 of 3525 in 15 epochs), then a cosine down to 0.
+warmup=$(( 400 * epochs / 15 ))
 aetrain train --data "$work/fmnist.h5" --dataset /train --val-dataset /test \
   --layers 512,128,32 --code-activation linear --batch-size 256 --epochs "$epochs" \
+  --lr 7e-3 --beta1 0.95 --beta2 0.99 --lr-schedule cosine --warmup-steps "$warmup" \
   --checkpoint "$ckpt" --metrics "$work/fmnist-metrics.jsonl"
 train_time=$(took "$t")
 
@@ -57,7 +62,7 @@ encode_time=$(took "$t")
 import json, sys
 ae, pca = (json.loads(s)["mse"] for s in sys.argv[1:3])
 print(f"\ntest MSE on 10,000 images: autoencoder {ae:.5f}   PCA(32) {pca:.5f}   "
-      f"ratio {ae / pca:.3f} (target <= 0.70)")
+      f"ratio {ae / pca:.3f} (target <= 0.50)")
 PY
 echo "time: convert $convert_time, train $train_time, pca $pca_time, evaluate $evaluate_time, encode $encode_time"
 
