@@ -170,7 +170,7 @@ struct CliRows {
             "SIZE"));
   }
 
-  void flag(const std::string& name, bool& field, const std::string& help) {
+  void flag(const std::string& name, bool& field, const std::string& help, Stored = Stored::never) {
     app.add_flag(name, field, help);
   }
 };
@@ -229,8 +229,11 @@ struct TomlRows {
     option(name, field, help, extra);
   }
 
-  // Flags steer one run (--resume, --quiet); they are not configuration.
-  void flag(const std::string&, const bool&, const std::string&) {}
+  // Most flags steer one run (--resume, --quiet) and are not configuration.
+  void flag(const std::string& name, const bool& field, const std::string&,
+            Stored stored = Stored::never) {
+    if (stored == Stored::always) out << name.substr(2) << " = " << (field ? "true" : "false") << "\n";
+  }
 };
 
 // The train options: the one table of them. The command line, --config files and the
@@ -299,6 +302,11 @@ void train_rows(Rows& t, Config& c) {
            "probability P (after --normalize; a row's noise depends on the seed, the epoch and "
            "the row alone); never in validation or encode",
            {.check = noise_spec()});
+  t.flag("--deterministic", c.deterministic,
+         "bit-identical weights, moments and losses on any number of ranks (up to the batch's "
+         "sample blocks) and threads: fixed-shape blocks of the batch, their gradients summed "
+         "exactly in fixed point",
+         Stored::always);
   t.option("--alpha", c.alpha,
            "weight of the encode loss mean((code - input)^2); needs code width = input width",
            {.check = number_in(0, 1, "[0, 1]")});

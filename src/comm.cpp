@@ -41,6 +41,7 @@ struct Comm::Impl {
   MPI_Comm comm;
   MPI_Comm arrivals;  // all_arrive_within's own: no other call may ever match its barrier
   int rank = 0, size = 1, ranks_on_node = 1, nodes = 1;
+  mutable std::vector<int> displs;  // allgather's displacements, one per rank
 
   explicit Impl(MPI_Comm c) : comm(c) {
     MPI_Comm_dup(comm, &arrivals);
@@ -54,6 +55,7 @@ struct Comm::Impl {
     MPI_Comm_free(&node);
     int leader = node_rank == 0 ? 1 : 0;
     MPI_Allreduce(&leader, &nodes, 1, MPI_INT, MPI_SUM, comm);
+    displs.resize(size_t(size));
   }
 
   template <class T>
@@ -117,6 +119,19 @@ const void* Comm::native() const { return &impl_->comm; }
 
 void Comm::allreduce_sum(std::span<float> data) const { impl_->allreduce(data, MPI_SUM); }
 void Comm::allreduce_sum(std::span<double> data) const { impl_->allreduce(data, MPI_SUM); }
+void Comm::reduce_scatter_sum(std::span<const int64_t> send, std::span<int64_t> recv,
+                              std::span<const int> counts) const {
+  check(MPI_Reduce_scatter(send.data(), recv.data(), counts.data(), mpi_type<int64_t>(), MPI_SUM,
+                           impl_->comm),
+        "MPI_Reduce_scatter");
+}
+void Comm::allgather(std::span<float> data, std::span<const int> counts) const {
+  int* displs = impl_->displs.data();
+  for (int r = 0, at = 0; r < size(); at += counts[size_t(r)], ++r) displs[r] = at;
+  check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data.data(), counts.data(), displs,
+                       MPI_FLOAT, impl_->comm),
+        "MPI_Allgatherv");
+}
 void Comm::allreduce_min(std::span<double> data) const { impl_->allreduce(data, MPI_MIN); }
 void Comm::allreduce_max(std::span<double> data) const { impl_->allreduce(data, MPI_MAX); }
 void Comm::alltoallv(const float* send, const int* send_counts, const int* send_displs,

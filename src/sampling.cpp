@@ -9,13 +9,24 @@
 
 namespace aetrain {
 
-BatchPlan::BatchPlan(int64_t rows, int64_t global_batch, int rank, int ranks)
+int64_t first_class(int64_t global_batch, int64_t sample_block, int rank, int ranks) {
+  const int64_t blocks = (global_batch + sample_block - 1) / sample_block;
+  return std::min(global_batch, sample_block * (blocks * rank / ranks));
+}
+
+int64_t deterministic_block_rows(int64_t global_batch) {
+  const int64_t blocks =
+      std::min(global_batch, std::max<int64_t>(4, (global_batch + 63) / 64));
+  return (global_batch + blocks - 1) / blocks;
+}
+
+BatchPlan::BatchPlan(int64_t rows, int64_t global_batch, int rank, int ranks, int64_t sample_block)
     : rows_(rows), batch_(global_batch) {
-  if (rows < 1 || global_batch < 1 || ranks < 1 || rank < 0 || rank >= ranks)
-    throw std::invalid_argument("batch plan: rows, batch and ranks must be positive");
+  if (rows < 1 || global_batch < 1 || ranks < 1 || rank < 0 || rank >= ranks || sample_block < 1)
+    throw std::invalid_argument("batch plan: rows, batch, ranks and blocks must be positive");
   steps_ = (rows + global_batch - 1) / global_batch;
-  first_ = global_batch * rank / ranks;
-  classes_ = global_batch * (rank + 1) / ranks - first_;
+  first_ = aetrain::first_class(global_batch, sample_block, rank, ranks);
+  classes_ = aetrain::first_class(global_batch, sample_block, rank + 1, ranks) - first_;
   in_last_slot_ = rows - (steps_ - 1) * global_batch;
 }
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <omp.h>
 #include <sstream>
 
 #include "aetrain/cli.hpp"
@@ -78,8 +79,10 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
       comm_(comm),
       log_(log),
       sources_(probe_sources(config.data, comm, accepted_by(config.normalize))),
-      batch_(sources_.cols, std::max<int64_t>(1, BatchPlan(1, config.global_batch, comm.rank(),
-                                                           comm.size()).classes())),
+      sample_block_(config.deterministic ? deterministic_block_rows(config.global_batch) : 1),
+      batch_(sources_.cols,
+             std::max<int64_t>(1, BatchPlan(1, config.global_batch, comm.rank(), comm.size(),
+                                            sample_block_).classes())),
       model_(model_for(config, sources_), batch_.cols(), config.threads, config.alpha),
       adam_(config.adam, model_.params().size(), config.weight_decay, kernel_ranges(model_)),
       noise_(parse_noise(config.noise)) {
@@ -88,6 +91,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
     noisy_.resize(batch_.rows(), batch_.cols());
     batch_rows_.resize(size_t(batch_.cols()));
   }
+  if (config.deterministic) start_deterministic();
   state_.seed = config.seed;
   state_.global_batch = config.global_batch;
   state_.world_size = comm.size();
@@ -123,7 +127,7 @@ void Trainer::start_data() {
   DataLayout layout;
   comm_.agree([&] {  // every rank reaches the same verdict; agree keeps it one line
     layout = choose_layout(sources_, config_.data_block_rows, config_.window_rows, data_budget_,
-                           config_.global_batch, comm_.size(), norm_);
+                           config_.global_batch, comm_.size(), norm_, sample_block_);
   });
   config_.data_block_rows = state_.block_rows = layout.block_rows;
   config_.window_rows = state_.window_rows = layout.window_rows;
@@ -132,7 +136,7 @@ void Trainer::start_data() {
   memory_before_data_mib_ = memory_mib();
   read_bytes_at_start_ = read_bytes();
   data_.emplace(sources_, layout, norm_, config_.global_batch, config_.seed, config_.shuffle,
-                config_.epochs, comm_);
+                config_.epochs, comm_, sample_block_);
   if (state_.epoch >= config_.epochs) return;  // nothing to train: nothing to read
   if (state_.step_in_epoch >= data_->steps_in_epoch(state_.epoch))
     fail_replicated(ExitCode::checkpoint,
@@ -335,7 +339,8 @@ void Trainer::require_same_recipe(const std::string& trained_config) const {
              defaults = lines(to_toml(TrainConfig{}));  // a file from before an option
   std::string was, asks;
   for (const char* key : {"lr-schedule", "warmup-steps", "min-lr", "lr-step-epochs", "lr-gamma",
-                          "weight-decay", "clip-norm", "early-stop", "min-delta", "noise"}) {
+                          "weight-decay", "clip-norm", "early-stop", "min-delta", "noise",
+                          "deterministic"}) {
     const auto stored = trained.find(key);
     const std::string& before = stored != trained.end() ? stored->second : defaults.at(key);
     if (before == now.at(key)) continue;
@@ -364,8 +369,8 @@ StepResult Trainer::step() {
   if (fault("replicated-error"))  // a bug main must catch: raised on one rank alone
     fail_replicated(ExitCode::other, "injected replicated error (AETRAIN_FAULT=replicated-error)");
   Clock::time_point t = Clock::now();
-  const int64_t n =
-      data_->gather(state_.epoch, state_.step_in_epoch, batch_.data(), batch_rows_.data());
+  const int64_t n = data_->gather(state_.epoch, state_.step_in_epoch, batch_.data(),
+                                  batch_rows_.data(), batch_positions_.data());
   // Denoising: the model sees the corrupted rows and learns to give back the clean ones.
   const bool noisy = noise_.kind != Noise::Kind::none;
   const ConstMatrixMap<float> clean(batch_.data(), batch_.rows(), n);
@@ -375,18 +380,34 @@ StepResult Trainer::step() {
   const ConstMatrixMap<float> input(noisy ? noisy_.data() : batch_.data(), batch_.rows(), n);
   t = timers_.lap(Phase::data, t);
 
-  const double loss_sum = model_.forward(input, clean);
-  t = timers_.lap(Phase::forward, t);
-  model_.backward();
-  if (fault("nan-gradient")) model_.grads()[0] = std::nanf("");
-  t = timers_.lap(Phase::backward, t);
-
-  // The gradient sum, then the step's loss sum, row count and the ranks that caught a stop
-  // signal, summed in double (a small second reduction, measured at under 1 us beside the
-  // gradients' one): every rank decides alike.
-  comm_.allreduce_sum(model_.grads());
-  double totals[3] = {loss_sum, double(n), stop_requested() ? 1.0 : 0.0};
+  // The gradient sum, then the step's loss sum, row count, the ranks that caught a stop signal
+  // and the gradient values outside --deterministic's window, summed in double (a small second
+  // reduction, measured at under 1 us beside the gradients' one): every rank decides alike.
+  double totals[4] = {0.0, double(n), stop_requested() ? 1.0 : 0.0, 0.0};
+  if (config_.deterministic) {
+    totals[3] = double(block_gradients(input, clean));
+    t = timers_.lap(Phase::forward, t);  // each block's forward and backward
+    comm_.allreduce_sum(std::span<double>(block_loss_));  // one rank's value, zeros: exact
+  } else {
+    totals[0] = model_.forward(input, clean);
+    t = timers_.lap(Phase::forward, t);
+    model_.backward();
+    if (fault("nan-gradient")) model_.grads()[0] = std::nanf("");
+    t = timers_.lap(Phase::backward, t);
+    comm_.allreduce_sum(model_.grads());
+  }
   comm_.allreduce_sum(std::span<double>(totals));
+  if (config_.deterministic) {
+    if (totals[3] > 0)
+      fail_replicated(ExitCode::diverged,
+                      "training diverged: a block's gradient is NaN, infinite or beyond "
+                      "--deterministic's fixed-point window (magnitude 2^31) at step " +
+                          std::to_string(state_.global_step + 1) + " (epoch " +
+                          std::to_string(state_.epoch + 1) +
+                          "); the last checkpoint is untouched; try a lower --lr or --normalize");
+    sum_gradients_exactly();
+    for (double l : block_loss_) totals[0] += l;  // in block order, on every rank alike
+  }
   t = timers_.lap(Phase::allreduce, t);
 
   // The schedule's rate, and the averaged gradient's norm where clipping or a step line needs
@@ -421,6 +442,95 @@ StepResult Trainer::step() {
     ++state_.epoch;
   }
   return result;
+}
+
+void Trainer::start_deterministic() {
+  const int64_t blocks = (config_.global_batch + sample_block_ - 1) / sample_block_;
+  if (comm_.size() > blocks)
+    fail_replicated(ExitCode::usage,
+                    "--deterministic cuts the batch of " + std::to_string(config_.global_batch) +
+                        " rows into " + std::to_string(blocks) + " sample blocks of " +
+                        std::to_string(sample_block_) + ", each trained by one rank: " +
+                        std::to_string(comm_.size()) + " ranks need a batch of at least " +
+                        std::to_string(64 * comm_.size()) + " rows (or run at most " +
+                        std::to_string(blocks) + " ranks)");
+  batch_positions_.resize(size_t(batch_.cols()));
+  block_start_.reserve(size_t(blocks) + 1);
+  for (int i = 0; i < config_.threads; ++i)
+    workers_.emplace_back(model_.config(), sample_block_, 1, config_.alpha);
+  exact_.resize(model_.params().size());
+  const size_t piece = std::min(kExactPiece, model_.params().size());
+  share_high_.resize(piece / size_t(comm_.size()) + 1);
+  share_low_.resize(share_high_.size());
+  share_counts_.resize(size_t(comm_.size()));
+  thread_sums_.resize(size_t(config_.threads) - 1, FixedSum(model_.params().size()));
+  block_loss_.assign(size_t(blocks), 0.0);
+}
+
+int64_t Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target) {
+  const Index n = input.cols(), cols = input.rows();
+  // This rank's blocks: runs of columns whose positions fall in one block (a shuffled step may
+  // lack some positions, so a block may have fewer rows than sample_block_: the same on any P).
+  block_start_.clear();
+  for (Index i = 0; i < n; ++i)
+    if (i == 0 || batch_positions_[size_t(i)] / sample_block_ !=
+                      batch_positions_[size_t(i) - 1] / sample_block_)
+      block_start_.push_back(i);
+  const int64_t mine = int64_t(block_start_.size());
+  block_start_.push_back(n);
+  const int threads = int(workers_.size());
+  std::fill(block_loss_.begin(), block_loss_.end(), 0.0);
+  for (Autoencoder<float>& w : workers_)
+    std::copy(model_.params().begin(), model_.params().end(), w.params().begin());
+  // Thread i trains blocks i, i + T, ... on its own copy of the model, one thread per product:
+  // a block's gradient is the same bits whichever rank and thread computes it.
+  const auto train_blocks = [&](int id) {
+    Autoencoder<float>& w = workers_[size_t(id)];
+    FixedSum& sum = id == 0 ? exact_ : thread_sums_[size_t(id) - 1];
+    if (id >= mine) sum.clear();  // no block for this thread
+    int64_t outside = 0;
+    for (int64_t k = id; k < mine; k += threads) {
+      const Index first = block_start_[size_t(k)], count = block_start_[size_t(k) + 1] - first;
+      block_loss_[size_t(batch_positions_[size_t(first)] / sample_block_)] =
+          w.forward(ConstMatrixMap<float>(input.data() + first * cols, cols, count),
+                    ConstMatrixMap<float>(target.data() + first * cols, cols, count));
+      w.backward();
+      outside += k == id ? sum.set(w.grads()) : sum.add(w.grads());
+    }
+    return outside;
+  };
+  int64_t outside = 0;
+  if (threads == 1) {  // no region: libgomp allocates a team even for one thread
+    outside = train_blocks(0);
+  } else {
+#pragma omp parallel num_threads(threads) reduction(+ : outside)
+    {
+      omp_set_num_threads(1);  // this thread's passes open no regions of their own
+      outside += train_blocks(omp_get_thread_num());
+    }
+  }
+  for (const FixedSum& s : thread_sums_) exact_.add(s);
+  return outside;
+}
+
+void Trainer::sum_gradients_exactly() {
+  // In pieces of at most 8 MiB a limb array: each rank receives the sums of its share of the
+  // piece, converts them to float once and gives them to all. Every rank then holds the same
+  // floats, whoever converted them.
+  const size_t n = exact_.size(), ranks = size_t(comm_.size()), rank = size_t(comm_.rank());
+  const std::span<float> grads = model_.grads();
+  for (size_t c0 = 0; c0 < n; c0 += kExactPiece) {
+    const size_t len = std::min(kExactPiece, n - c0);
+    for (size_t q = 0; q < ranks; ++q)
+      share_counts_[q] = int(len * (q + 1) / ranks - len * q / ranks);
+    const size_t at = len * rank / ranks, mine = size_t(share_counts_[rank]);
+    comm_.reduce_scatter_sum(exact_.high().subspan(c0, len), {share_high_.data(), mine},
+                             share_counts_);
+    comm_.reduce_scatter_sum(exact_.low().subspan(c0, len), {share_low_.data(), mine},
+                             share_counts_);
+    FixedSum::to_float(share_high_.data(), share_low_.data(), grads.subspan(c0 + at, mine));
+    comm_.allgather(grads.subspan(c0, len), share_counts_);
+  }
 }
 
 double Trainer::validation_loss() {

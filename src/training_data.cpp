@@ -58,10 +58,13 @@ int64_t fixed_bytes(const Sources& s, int64_t block_rows, int ranks, const Norma
          kLibraryBytes;
 }
 
-// A window's rows and index for one rank, per step of the window (ceil(W / B) of them).
-int64_t bytes_per_window_step(const Sources& s, int64_t global_batch, int ranks) {
-  return ceil_div(global_batch, ranks) *
-         (s.cols * int64_t(sizeof(float)) + int64_t(sizeof(int32_t) + sizeof(int64_t)));
+// A window's rows and index for one rank, per step of the window (ceil(W / B) of them): those
+// of the most classes a rank owns (ceil(B / P) when dealt one by one).
+int64_t bytes_per_window_step(const Sources& s, int64_t global_batch, int ranks,
+                              int64_t sample_block) {
+  const int64_t classes =
+      std::min(global_batch, sample_block * ceil_div(ceil_div(global_batch, sample_block), ranks));
+  return classes * (s.cols * int64_t(sizeof(float)) + int64_t(sizeof(int32_t) + sizeof(int64_t)));
 }
 
 std::string mib(int64_t bytes) {
@@ -206,17 +209,17 @@ class BlockReader {
 }  // namespace
 
 int64_t data_memory_needed(const Sources& sources, const DataLayout& layout, int64_t global_batch,
-                           int ranks, const Normalization& norm) {
+                           int ranks, const Normalization& norm, int64_t sample_block) {
   const int64_t window = std::min(layout.window_rows, sources.rows);
   const int64_t windows = layout.window_rows >= sources.rows ? 1 : 2;  // the next one too
   return windows * ceil_div(window, global_batch) *
-             bytes_per_window_step(sources, global_batch, ranks) +
+             bytes_per_window_step(sources, global_batch, ranks, sample_block) +
          fixed_bytes(sources, layout.block_rows, ranks, norm);
 }
 
 DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t window_rows,
                          int64_t budget, int64_t global_batch, int ranks,
-                         const Normalization& norm) {
+                         const Normalization& norm, int64_t sample_block) {
   DataLayout layout;
   const int64_t row_bytes = std::max<int64_t>(1, sources.stored_row_bytes);
   if (block_rows > 0)
@@ -230,7 +233,8 @@ DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t win
     layout.block_rows = std::max<int64_t>(1, kTargetBlockBytes / row_bytes);
   const int64_t least = std::max(global_batch, longest_block(sources, layout.block_rows));
   const auto needed = [&](int64_t w) {
-    return data_memory_needed(sources, {layout.block_rows, w}, global_batch, ranks, norm);
+    return data_memory_needed(sources, {layout.block_rows, w}, global_batch, ranks, norm,
+                              sample_block);
   };
   const std::string on = " per rank on " + std::to_string(ranks) + " rank(s)";
   if (window_rows > 0) {
@@ -253,7 +257,7 @@ DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t win
     return layout;
   }
   // Two windows (the one training and the next) of as many batches as fit.
-  const int64_t per_step = 2 * bytes_per_window_step(sources, global_batch, ranks);
+  const int64_t per_step = 2 * bytes_per_window_step(sources, global_batch, ranks, sample_block);
   const int64_t fixed = fixed_bytes(sources, layout.block_rows, ranks, norm);
   const int64_t steps = budget > fixed ? (budget - fixed) / per_step : 0;
   layout.window_rows = std::min(steps * global_batch, sources.rows);
@@ -288,23 +292,25 @@ struct TrainingData::Impl {
   };
 
   Impl(const Sources& s, const DataLayout& l, const Normalization& norm, int64_t batch,
-       uint64_t seed, bool shuffle, int64_t epochs, const Comm& c)
+       uint64_t seed, bool shuffle, int64_t epochs, const Comm& c, int64_t sample_block)
       : sources(s),
         layout(l),
         norm(norm),
         global_batch(batch),
+        sample_block(sample_block),
         seed(seed),
         shuffle(shuffle),
         epochs(epochs),
         comm(c),
         cols(s.cols),
-        rank_plan(1, batch, c.rank(), c.size()),
+        rank_plan(1, batch, c.rank(), c.size(), sample_block),
         query(blocks_of(s, l), l.window_rows, batch),
         current(query.all_blocks(), l.window_rows, batch),
         next(query.all_blocks(), l.window_rows, batch),
         order(rank_plan, ceil_div(std::min(l.window_rows, s.rows), batch)),
         counts(4 * size_t(c.size())) {
-    for (int r = 0; r <= c.size(); ++r) class_start.push_back(batch * r / c.size());
+    for (int r = 0; r <= c.size(); ++r)
+      class_start.push_back(first_class(batch, sample_block, r, c.size()));
     lo = class_start[size_t(c.rank())];
     classes = class_start[size_t(c.rank()) + 1] - lo;
     const int64_t steps = ceil_div(std::min(layout.window_rows, sources.rows), batch);
@@ -350,7 +356,7 @@ struct TrainingData::Impl {
     const std::vector<Block>& all = w.plan.all_blocks();
     w.offsets.assign(1, 0);
     for (int64_t b : blocks) w.offsets.push_back(w.offsets.back() + all[size_t(b)].rows);
-    w.batch = BatchPlan(w.plan.rows(index), global_batch, comm.rank(), comm.size());
+    w.batch = BatchPlan(w.plan.rows(index), global_batch, comm.rank(), comm.size(), sample_block);
     w.filled = 0;
     w.rounds = ceil_div(int64_t(blocks.size()), comm.size());
     w.rounds_done = 0;
@@ -439,6 +445,7 @@ struct TrainingData::Impl {
   const DataLayout layout;
   const Normalization norm;
   const int64_t global_batch;
+  const int64_t sample_block;  // classes are dealt to the ranks in whole blocks of this many
   const uint64_t seed;
   const bool shuffle;
   const int64_t epochs;
@@ -457,9 +464,10 @@ struct TrainingData::Impl {
 
 TrainingData::TrainingData(const Sources& sources, const DataLayout& layout,
                            const Normalization& norm, int64_t global_batch, uint64_t seed,
-                           bool shuffle, int64_t epochs, const Comm& comm)
+                           bool shuffle, int64_t epochs, const Comm& comm,
+                           int64_t sample_block)
     : impl_(std::make_unique<Impl>(sources, layout, norm, global_batch, seed, shuffle, epochs,
-                                   comm)) {
+                                   comm, sample_block)) {
   impl_->local.resize(size_t(impl_->classes));
 }
 
@@ -483,7 +491,8 @@ void TrainingData::seek(int64_t epoch, int64_t t) {
   d.open_next();
 }
 
-int64_t TrainingData::gather(int64_t epoch, int64_t t, float* batch, int64_t* rows) {
+int64_t TrainingData::gather(int64_t epoch, int64_t t, float* batch, int64_t* rows,
+                             int64_t* positions) {
   Impl& d = *impl_;
   Impl::Window& cur = d.current;
   if (cur.plan.epoch() != epoch) {
@@ -513,6 +522,7 @@ int64_t TrainingData::gather(int64_t epoch, int64_t t, float* batch, int64_t* ro
     std::memcpy(batch + i * d.cols, w.rows.data() + int64_t(r) * d.cols,
                 sizeof(float) * size_t(d.cols));
     if (rows) rows[i] = w.data_row[size_t(r)];
+    if (positions) positions[i] = d.lo + d.local[size_t(i)] % d.classes;
   }
   return n;
 }

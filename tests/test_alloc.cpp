@@ -73,9 +73,10 @@ TEST(Allocation, TheCounterSeesAllocations) {
 
 // Steps 2.. of a run on the model `widths` over `cols`-wide rows allocate nothing, crossing
 // epoch boundaries included (and with `window_rows`, windows: reading, exchanging and
-// switching to the next one; with `noise`, corrupting the rows).
+// switching to the next one; with `noise`, corrupting the rows; `deterministic`, in blocks).
 void expect_no_allocation(int threads, int64_t cols, std::vector<int64_t> widths, int64_t batch,
-                          int64_t window_rows = 0, const std::string& noise = "none") {
+                          int64_t window_rows = 0, const std::string& noise = "none",
+                          bool deterministic = false) {
   const Comm world = Comm::world();
   const std::string dir = test::temp_dir(world);
   const int64_t rows = 5 * batch + 3;  // a short last step each epoch
@@ -89,6 +90,7 @@ void expect_no_allocation(int threads, int64_t cols, std::vector<int64_t> widths
   c.epochs = 100;
   c.threads = threads;
   c.noise = noise;
+  c.deterministic = deterministic;
   if (window_rows > 0) {
     c.window_rows = window_rows;
     c.data_block_rows = batch / 2;
@@ -114,6 +116,10 @@ TEST(Allocation, NoneInAStepInWindows) { expect_no_allocation(1, 100, {50}, 10, 
 TEST(Allocation, NoneInAStepWithNoise) {
   expect_no_allocation(2, 600, {512, 64}, 256, 0, "gaussian:0.1");
   expect_no_allocation(1, 100, {50}, 10, 20, "mask:0.2");
+}
+TEST(Allocation, NoneInADeterministicStep) {
+  expect_no_allocation(2, 600, {512, 64}, 256, 0, "none", true);
+  expect_no_allocation(1, 100, {50}, 10, 20, "gaussian:0.1", true);
 }
 
 }  // namespace

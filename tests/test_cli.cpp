@@ -154,7 +154,7 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
       "--data-block-rows", "100", "--window-rows", "1000", "--data-memory", "1.5GiB",
       "--log-every", "10", "--lr-schedule", "cosine", "--warmup-steps", "100", "--min-lr", "1e-5",
       "--lr-step-epochs", "4", "--lr-gamma", "0.3", "--weight-decay", "0.01", "--clip-norm", "2.5",
-      "--early-stop", "5", "--min-delta", "0.001", "--noise", "mask:0.25",
+      "--early-stop", "5", "--min-delta", "0.001", "--noise", "mask:0.25", "--deterministic",
       // Flags steer one run and are not stored: checked apart below.
       "--resume", "--quiet"};
   const Command c = parse(args);

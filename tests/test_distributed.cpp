@@ -236,7 +236,7 @@ TEST_P(Trajectory, ACheckpointResumedOnAnotherRankCountContinuesTheSameBatches) 
 // every rank, every step of every epoch holds exactly the rows the scheme gives that rank, in
 // its order, however the rows travelled (read by another rank, exchanged, filed); from the
 // start and from the middle of a window, in windows and in memory, shuffled or not; and each
-// row's index in the data comes with it.
+// row's index in the data and its position in the global batch come with it.
 TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
   std::vector<std::string> paths;
   for (size_t f = 0; f < kParts.size(); ++f) {
@@ -259,14 +259,15 @@ TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
       EXPECT_EQ(data.in_memory(), layout.window_rows == kRows);
       EpochPlan plan(cut_blocks(kParts, layout.block_rows), layout.window_rows, batch);
       Matrix<float> rows(kCols, data.max_rows());
-      std::vector<int64_t> local(size_t(data.max_rows())), data_rows(local.size());
+      std::vector<int64_t> local(size_t(data.max_rows())), data_rows(local.size()),
+          positions(local.size());
       // From the start into the second epoch, then back to a step before (a seek while the
       // next window is being read), to the end.
       for (const auto& [epoch0, t0, stop] : {std::tuple<int64_t, int64_t, int64_t>{0, 0, 1},
                                            {1, 4, epochs}}) {
         data.seek(epoch0, t0);
         for (int64_t epoch = epoch0, t = t0; epoch < epochs && !(epoch == stop && t == 7);) {
-          const int64_t n = data.gather(epoch, t, rows.data(), data_rows.data());
+          const int64_t n = data.gather(epoch, t, rows.data(), data_rows.data(), positions.data());
           plan.set_epoch(5, epoch, shuffle);
           const int64_t w = plan.window_of(t);
           std::vector<int64_t> ids;  // window row -> row of the concatenation
@@ -283,6 +284,7 @@ TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
                 << "epoch " << epoch << " step " << t << " row " << i << " window rows "
                 << layout.window_rows << " shuffle " << shuffle;
             ASSERT_EQ(data_rows[size_t(i)], int64_t(rows(0, i)));  // what --noise draws from
+            ASSERT_EQ(positions[size_t(i)], mine.first_class() + local[size_t(i)] % mine.classes());
           }
           if (++t == data.steps_in_epoch(epoch)) {
             t = 0;

@@ -42,6 +42,14 @@ class Comm {
   /// Elementwise sum over ranks, in place.
   void allreduce_sum(std::span<float> data) const;
   void allreduce_sum(std::span<double> data) const;
+  /// The elementwise sum over ranks of `send`, of which rank r receives the `counts[r]` values
+  /// after those of the ranks before it into `recv`. Integer sums are exact: the same for any
+  /// reduction order.
+  void reduce_scatter_sum(std::span<const int64_t> send, std::span<int64_t> recv,
+                          std::span<const int> counts) const;
+  /// Rank r's `counts[r]` values, in place after those of the ranks before it in `data`, to
+  /// every rank.
+  void allgather(std::span<float> data, std::span<const int> counts) const;
   void allreduce_min(std::span<double> data) const;
   void allreduce_max(std::span<double> data) const;
   /// Every rank sends send_counts[d] values from send + send_displs[d] to rank d, and receives

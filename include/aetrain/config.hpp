@@ -86,6 +86,7 @@ struct TrainConfig {
   int64_t early_stop = 0;     // epochs without a better val_loss before stopping; 0: never
   double min_delta = 0.0;     // what counts as better: below the best by more than this
   std::string noise = "none";  // denoising: none, gaussian:SIGMA or mask:P (noise.hpp)
+  bool deterministic = false;  // order-invariant gradient sums over fixed sample blocks
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
   // line makes the output linear by default with `standard`; `default_output` says it chose.
   NormalizeKind normalize = NormalizeKind::none;

@@ -8,12 +8,22 @@
 
 namespace aetrain {
 
+/// The first position class of rank r of P when the classes are dealt in whole sample blocks of
+/// `sample_block` (the last may be shorter): the C = ceil(B / b) blocks split as floor(rC/P).
+/// With blocks of 1 (the default split), floor(rB/P).
+int64_t first_class(int64_t global_batch, int64_t sample_block, int rank, int ranks);
+
+/// The rows of --deterministic's sample blocks for a global batch B: B cut into
+/// C = min(B, max(4, ceil(B / 64))) blocks of ceil(B / C) (the last may be shorter), e.g. 4 of
+/// 64 for B = 256, 16 of 63 for 1000, 4 of 3 (and a last of 1) for 10.
+int64_t deterministic_block_rows(int64_t global_batch);
+
 /// Row i belongs to position class j = i mod B; class j holds rows j, j + B, j + 2B, ...
-/// Rank r of P owns classes [floor(rB/P), floor((r+1)B/P)) and keeps their rows in file order,
-/// so slot k of its c-th class is shard row k * classes() + c.
+/// Rank r of P owns classes [first_class(r), first_class(r + 1)) and keeps their rows in file
+/// order, so slot k of its c-th class is shard row k * classes() + c.
 class BatchPlan {
  public:
-  BatchPlan(int64_t rows, int64_t global_batch, int rank, int ranks);
+  BatchPlan(int64_t rows, int64_t global_batch, int rank, int ranks, int64_t sample_block = 1);
 
   int64_t rows() const { return rows_; }
   int64_t global_batch() const { return batch_; }

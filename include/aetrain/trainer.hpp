@@ -2,6 +2,7 @@
 // communicator and the checkpoints together.
 #pragma once
 
+#include <deque>
 #include <limits>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
 #include "aetrain/data.hpp"
+#include "aetrain/fixed_sum.hpp"
 #include "aetrain/sources.hpp"
 #include "aetrain/training_data.hpp"
 #include "aetrain/log.hpp"
@@ -96,6 +98,14 @@ class Trainer {
   // Early stopping's count after an epoch with `val_loss` (an improvement writes
   // CHECKPOINT.best); true when the run is to stop.
   bool stops_early(double val_loss);
+  // --deterministic: the sample blocks' workers and sums; refuses more ranks than blocks.
+  void start_deterministic();
+  // This rank's blocks' forward and backward passes, their gradients summed into exact_ and
+  // their loss sums into block_loss_; returns the gradient values outside the fixed-point
+  // window.
+  int64_t block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target);
+  // The blocks' gradient sums of all ranks into model_.grads(), exactly, as floats.
+  void sum_gradients_exactly();
   // Whether global step `step` (counted from 1) gets a step line and metrics.
   bool logs_step(int64_t step) const {
     return config_.log_every > 0 && step % config_.log_every == 0;
@@ -111,12 +121,24 @@ class Trainer {
   Log& log_;
   Sources sources_;
   Normalization norm_;  // applied to every row the model sees
+  int64_t sample_block_;  // rows of a sample block (--deterministic), else 1
   Matrix<float> batch_;  // (input_dim, classes of this rank)
   Autoencoder<float> model_;
   Adam<float> adam_;
   Noise noise_;                     // --noise
   Matrix<float> noisy_;             // batch_ corrupted (with noise)
   std::vector<int64_t> batch_rows_;  // each batch_ column's row of the data (with noise)
+  // --deterministic: a model copy per thread for the blocks' passes, the fixed-point gradient
+  // sum (thread 0's, then the step's), the other threads' sums, each block's loss sum.
+  std::deque<Autoencoder<float>> workers_;
+  FixedSum exact_;
+  std::vector<FixedSum> thread_sums_;
+  std::vector<double> block_loss_;  // [block of the global batch]; zeros for others' blocks
+  std::vector<int64_t> batch_positions_;  // each batch_ column's position in the global batch
+  std::vector<int64_t> block_start_;      // the step's blocks: first columns, then the end
+  static constexpr size_t kExactPiece = size_t(1) << 20;  // elements: 8 MiB a limb array
+  std::vector<int64_t> share_high_, share_low_;  // this rank's share of a piece, summed
+  std::vector<int> share_counts_;                // each rank's share of a piece
   int64_t data_budget_ = 0;  // bytes per rank for the training rows
   std::optional<TrainingData> data_;
   double memory_before_data_mib_ = 0;

@@ -24,9 +24,10 @@ struct DataLayout {
   int64_t window_rows = 0;  // the most rows a window holds; >= every block and the batch
 };
 
-/// The bytes one rank needs for a layout (both windows' rows and indexes, the reader's buffers).
+/// The bytes one rank needs for a layout (both windows' rows and indexes, the reader's buffers),
+/// the classes dealt in sample blocks as TrainingData's `sample_block`.
 int64_t data_memory_needed(const Sources& sources, const DataLayout& layout, int64_t global_batch,
-                           int ranks, const Normalization& norm);
+                           int ranks, const Normalization& norm, int64_t sample_block = 1);
 
 /// The layout the options ask for. Block rows: `block_rows`, else a multiple of the first file's
 /// chunk rows near 4 MiB, else about 4 MiB of rows. Window rows: `window_rows`, else all rows
@@ -35,15 +36,17 @@ int64_t data_memory_needed(const Sources& sources, const DataLayout& layout, int
 /// and one block (or the window asked for).
 DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t window_rows,
                          int64_t budget, int64_t global_batch, int ranks,
-                         const Normalization& norm);
+                         const Normalization& norm, int64_t sample_block = 1);
 
 /// The training rows of one rank. Collective to build, seek and gather; all ranks go through the
 /// same steps in the same order.
 class TrainingData {
  public:
+  /// `sample_block`: the position classes go to the ranks in whole blocks of this many
+  /// (sampling.hpp's first_class; --deterministic's blocks).
   TrainingData(const Sources& sources, const DataLayout& layout, const Normalization& norm,
                int64_t global_batch, uint64_t seed, bool shuffle, int64_t epochs,
-               const Comm& comm);
+               const Comm& comm, int64_t sample_block = 1);
   ~TrainingData();
   TrainingData(const TrainingData&) = delete;
   TrainingData& operator=(const TrainingData&) = delete;
@@ -55,11 +58,14 @@ class TrainingData {
   /// Reads the window that holds step t of epoch e and starts on the next. Errors in the reads
   /// are agreed by all ranks. Collective.
   void seek(int64_t epoch, int64_t t);
-  /// Copies this rank's rows of step t of epoch e into batch (cols, >= max_rows()) and, unless
-  /// `rows` is null, each one's index in the data (the concatenated files) into `rows`; returns
-  /// how many. The steps follow seek one after another. Exchanges the rows of the next window
-  /// that are due and moves on to it at its first step. Collective. Allocates nothing.
-  int64_t gather(int64_t epoch, int64_t t, float* batch, int64_t* rows = nullptr);
+  /// Copies this rank's rows of step t of epoch e into batch (cols, >= max_rows()), in the order
+  /// of their positions in the global batch, and returns how many; unless null, `rows` gets
+  /// each one's index in the data (the concatenated files) and `positions` its position class
+  /// (in [0, B): a shuffled step may lack some). The steps follow seek one after another.
+  /// Exchanges the rows of the next window that are due and moves on to it at its first step.
+  /// Collective. Allocates nothing.
+  int64_t gather(int64_t epoch, int64_t t, float* batch, int64_t* rows = nullptr,
+                 int64_t* positions = nullptr);
   /// The most rows this rank gives a step (its position classes).
   int64_t max_rows() const;
   /// True when every row fits in one window: read once, reshuffled every epoch.

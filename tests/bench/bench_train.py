@@ -2,7 +2,7 @@
 """Training throughput of aetrain against Eigen's GEMM and PyTorch DDP, measured side by side.
 
     tests/bench/bench_train.py --build build [--cases card,fmnist,wide] [--repeats 3] [--torch]
-                               [--also build-eigen]
+                               [--also build-eigen] [--variant "--deterministic"]
 
 For every case and every launch (1 rank x 2 threads, 2 ranks x 1 thread) it runs, `repeats`
 times and interleaved:
@@ -12,7 +12,9 @@ times and interleaved:
                             batch, with the same threads, all copies at once; the best one is
                             the yardstick ("of GEMM");
   torch_ddp.py (--torch)    the PyTorch DDP peer, same model, data, ranks and threads;
-  aetrain of --also builds  (another backend, say) in the same loop: its samples/s.
+  aetrain of --also builds  (another backend, say) in the same loop: its samples/s;
+  --variant options         the same build with these train options added, in the same loop:
+                            its samples/s and its cost (the plain run's rate over its).
 It prints medians: samples/s, achieved GFLOP/s (6 x parameters x samples/s), its ratio to the
 GEMM rate, the speed-up over PyTorch, aetrain's peak memory per rank, and the start-up time of a
 tiny run. It prints first the CPU and its vector extensions, aetrain's GEMM backend and the
@@ -69,13 +71,13 @@ def data_file(work, name, case):
     return path
 
 
-def run_aetrain(build, data, case, ranks, threads, work):
+def run_aetrain(build, data, case, ranks, threads, work, extra=()):
     metrics = os.path.join(work, "bench-metrics.jsonl")
     cmd = ["mpirun", "-n", str(ranks), "--bind-to", "core" if threads == 1 else "none",
            os.path.join(build, "aetrain"), "train", "--data", data, "--dataset", "/train",
            "--layers", ",".join(map(str, case["layers"])), "--batch-size", str(case["batch"]),
            "--epochs", str(case["epochs"]), "--threads", str(threads), "--metrics", metrics,
-           "--quiet"]
+           "--quiet"] + list(extra)
     subprocess.run(cmd, check=True, env=env(threads), stderr=subprocess.DEVNULL)
     with open(metrics) as f:
         lines = [json.loads(line) for line in f]
@@ -135,6 +137,9 @@ def main():
     ap.add_argument("--torch", action="store_true", help="also run the PyTorch DDP peer")
     ap.add_argument("--also", action="append", default=[],
                     help="another build directory whose aetrain runs beside (repeatable)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="train options whose cost to measure beside (repeatable), e.g. "
+                         "--variant=--deterministic")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     version = aetrain_version(args.build)
@@ -148,7 +153,8 @@ def main():
           f"# medians of {args.repeats}; GEMM: the best of {', '.join(backends)}", flush=True)
     header = ("| case | ranks x threads | samples/s | GFLOP/s | GEMM GFLOP/s (best of) | of GEMM "
               "| PyTorch samples/s | speed-up | peak MiB/rank |" +
-              "".join(f" {other} samples/s |" for other in args.also))
+              "".join(f" {other} samples/s |" for other in args.also) +
+              "".join(f" {v} samples/s (cost) |" for v in args.variant))
     print(header)
     print("|---" * (header.count("|") - 1) + "|")
     for name in args.cases.split(","):
@@ -158,6 +164,7 @@ def main():
         for ranks, threads in LAUNCHES:
             ours, peer, memory = [], [], []
             others = {other: [] for other in args.also}
+            variants = {v: [] for v in args.variant}
             gemm = {b: [] for b in backends}
             for _ in range(args.repeats):
                 rate, mib = run_aetrain(args.build, data, case, ranks, threads, args.work)
@@ -166,6 +173,9 @@ def main():
                 for other in args.also:
                     others[other].append(run_aetrain(other, data, case, ranks, threads,
                                                      args.work)[0])
+                for v in args.variant:
+                    variants[v].append(run_aetrain(args.build, data, case, ranks, threads,
+                                                   args.work, v.split())[0])
                 for b in backends:
                     gemm[b].append(run_gemm(args.build, case, ranks, threads, b))
                 if args.torch:
@@ -182,7 +192,9 @@ def main():
                   f"| {g:.1f} {best} ({shown}) | {achieved / g:.0%} | "
                   f"{f'{p:,.0f}' if p else '-'} | {f'{rate / p:.1f}x' if p else '-'} "
                   f"| {max(memory):.0f} |" +
-                  "".join(f" {statistics.median(r):,.0f} |" for r in others.values()), flush=True)
+                  "".join(f" {statistics.median(r):,.0f} |" for r in others.values()) +
+                  "".join(f" {statistics.median(r):,.0f} ({rate / statistics.median(r):.2f}x) |"
+                          for r in variants.values()), flush=True)
     tiny = os.path.join(args.work, "tiny.h5")
     if not os.path.exists(tiny):
         subprocess.run([PYTHON, os.path.join(ROOT, "tools", "uniform_h5.py"), tiny, "--rows",
