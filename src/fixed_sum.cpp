@@ -5,6 +5,8 @@
 #include <cmath>
 #include <utility>
 
+#include "aetrain/parallel.hpp"
+
 namespace aetrain {
 namespace {
 
@@ -44,12 +46,21 @@ int64_t FixedSum::accumulate(std::span<const float> x, bool replace) {
 }
 
 void FixedSum::add(const FixedSum& other) {
-  for (size_t i = 0; i < limbs_.size(); ++i)
-    limbs_[i] = int64_t(uint64_t(limbs_[i]) + uint64_t(other.limbs_[i]));
+  for_slices(int64_t(limbs_.size()), 2, [&](int64_t begin, int64_t end) {
+    int64_t* __restrict to = limbs_.data();
+    const int64_t* __restrict from = other.limbs_.data();
+    for (int64_t i = begin; i < end; ++i) to[i] = int64_t(uint64_t(to[i]) + uint64_t(from[i]));
+  });
 }
 
-void FixedSum::to_float(const int64_t* __restrict high, const int64_t* __restrict low,
-                        std::span<float> out) {
+void FixedSum::to_float(const int64_t* high, const int64_t* low, std::span<float> out) {
+  for_slices(int64_t(out.size()), 8, [&](int64_t begin, int64_t end) {
+    convert(high + begin, low + begin, out.subspan(size_t(begin), size_t(end - begin)));
+  });
+}
+
+void FixedSum::convert(const int64_t* __restrict high, const int64_t* __restrict low,
+                       std::span<float> out) {
   const size_t n = out.size();
   float* __restrict result = out.data();
   // The limbs of element i with the low one's excess carried: low in [-2^45, 2^45).

@@ -452,7 +452,7 @@ void Trainer::start_deterministic() {
                         " rows into " + std::to_string(blocks) + " sample blocks of " +
                         std::to_string(sample_block_) + ", each trained by one rank: " +
                         std::to_string(comm_.size()) + " ranks need a batch of at least " +
-                        std::to_string(64 * comm_.size()) + " rows (or run at most " +
+                        std::to_string(128 * (comm_.size() - 1) + 1) + " rows (or run at most " +
                         std::to_string(blocks) + " ranks)");
   batch_positions_.resize(size_t(batch_.cols()));
   block_start_.reserve(size_t(blocks) + 1);
@@ -519,6 +519,10 @@ void Trainer::sum_gradients_exactly() {
   // floats, whoever converted them.
   const size_t n = exact_.size(), ranks = size_t(comm_.size()), rank = size_t(comm_.rank());
   const std::span<float> grads = model_.grads();
+  if (ranks == 1) {  // nothing to exchange
+    exact_.to_float(grads);
+    return;
+  }
   for (size_t c0 = 0; c0 < n; c0 += kExactPiece) {
     const size_t len = std::min(kExactPiece, n - c0);
     for (size_t q = 0; q < ranks; ++q)

@@ -32,19 +32,22 @@ class FixedSum {
   int64_t add(std::span<const float> x) { return accumulate(x, false); }
   /// Sets the sums to x: clear() and add(x) in one pass.
   int64_t set(std::span<const float> x) { return accumulate(x, true); }
-  /// Adds another sum's limbs (exact).
+  /// Adds another sum's limbs (exact; on the OpenMP threads).
   void add(const FixedSum& other);
   /// The two limbs of every element, to be summed elementwise with other FixedSums' (integer
   /// sums, exact in any order).
   std::span<int64_t> high() { return {limbs_.data(), n_}; }
   std::span<int64_t> low() { return {limbs_.data() + n_, n_}; }
-  /// The sums, each correctly rounded to float (round to nearest, ties to even).
+  /// The sums, each correctly rounded to float (round to nearest, ties to even), on the OpenMP
+  /// threads (each element alone: the same bits on any number).
   void to_float(std::span<float> out) const { to_float(limbs_.data(), limbs_.data() + n_, out); }
   /// The same for limbs held elsewhere (a piece of summed limbs): out.size() elements.
   static void to_float(const int64_t* high, const int64_t* low, std::span<float> out);
 
  private:
   int64_t accumulate(std::span<const float> x, bool replace);
+  // to_float on one thread.
+  static void convert(const int64_t* high, const int64_t* low, std::span<float> out);
 
   size_t n_ = 0;
   AlignedVector<int64_t> limbs_;  // [high of every element..., low of every element...]

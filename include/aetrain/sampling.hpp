@@ -14,8 +14,8 @@ namespace aetrain {
 int64_t first_class(int64_t global_batch, int64_t sample_block, int rank, int ranks);
 
 /// The rows of --deterministic's sample blocks for a global batch B: B cut into
-/// C = min(B, max(4, ceil(B / 64))) blocks of ceil(B / C) (the last may be shorter), e.g. 4 of
-/// 64 for B = 256, 16 of 63 for 1000, 4 of 3 (and a last of 1) for 10.
+/// C = min(B, max(4, ceil(B / 128))) blocks of ceil(B / C) (the last may be shorter), e.g. 4 of
+/// 64 for B = 256, 4 of 128 for 512, 8 of 125 for 1000, 4 of 3 (and a last of 1) for 10.
 int64_t deterministic_block_rows(int64_t global_batch);
 
 /// Row i belongs to position class j = i mod B; class j holds rows j, j + B, j + 2B, ...
