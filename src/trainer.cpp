@@ -369,8 +369,9 @@ StepResult Trainer::step() {
   if (fault("replicated-error"))  // a bug main must catch: raised on one rank alone
     fail_replicated(ExitCode::other, "injected replicated error (AETRAIN_FAULT=replicated-error)");
   Clock::time_point t = Clock::now();
+  const auto or_null = [](std::vector<int64_t>& v) { return v.empty() ? nullptr : v.data(); };
   const int64_t n = data_->gather(state_.epoch, state_.step_in_epoch, batch_.data(),
-                                  batch_rows_.data(), batch_positions_.data());
+                                  or_null(batch_rows_), or_null(batch_positions_));
   // Denoising: the model sees the corrupted rows and learns to give back the clean ones.
   const bool noisy = noise_.kind != Noise::Kind::none;
   const ConstMatrixMap<float> clean(batch_.data(), batch_.rows(), n);
