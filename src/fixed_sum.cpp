@@ -82,7 +82,7 @@ void FixedSum::convert(const int64_t* __restrict high, const int64_t* __restrict
     const double bv = sum - a;
     const double err = (a - (sum - bv)) + (b - bv);  // TwoSum: the rounding error of sum
     marked += (((std::bit_cast<uint64_t>(sum) & 0x1fffffff) == 0x10000000) & (err != 0)) |
-              (uint64_t(h + kFast) >= uint64_t(2 * kFast));
+              (uint64_t(h) + uint64_t(kFast) >= uint64_t(2 * kFast));
     result[i] = float(sum);
   }
   if (marked == 0) return;

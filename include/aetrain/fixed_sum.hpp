@@ -5,8 +5,8 @@
 //
 // Each element is two int64 limbs: `high` counts units of 2^-14, `low` units of 2^-60, so the
 // grid is 2^-60 and a term must be below 2^31 in magnitude. A term adds at most 2^45 in
-// magnitude to each limb, so 2^18 terms (blocks over all ranks) fit before a limb could
-// overflow: far more than any step has. The sum is read back once, correctly rounded to float.
+// magnitude to each limb, so 2^17 terms (blocks over all ranks) keep every limb and every step
+// of the read-back below 2^63: far more than any step has. The sum is read back once, correctly rounded to float.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +20,7 @@ class FixedSum {
  public:
   static constexpr double kLimit = 0x1p31;       // a term's magnitude must be below this
   static constexpr double kResolution = 0x1p-60;  // terms are rounded to multiples of this
-  static constexpr int64_t kMaxTerms = int64_t(1) << 18;
+  static constexpr int64_t kMaxTerms = int64_t(1) << 17;
 
   explicit FixedSum(size_t n = 0) { resize(n); }
   void resize(size_t n);
