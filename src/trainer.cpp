@@ -384,11 +384,14 @@ StepResult Trainer::step() {
   // The gradient sum, then the step's loss sum, row count, the ranks that caught a stop signal
   // and the gradient values outside --deterministic's window, summed in double (a small second
   // reduction, measured at under 1 us beside the gradients' one): every rank decides alike.
-  double totals[4] = {0.0, double(n), stop_requested() ? 1.0 : 0.0, 0.0};
+  // With --deterministic the block losses follow (one rank's value, zeros elsewhere: exact).
+  const std::span<double> totals(step_sums_.data(), 4);
+  std::fill(step_sums_.begin(), step_sums_.end(), 0.0);
+  totals[1] = double(n);
+  totals[2] = stop_requested() ? 1.0 : 0.0;
   if (config_.deterministic) {
     totals[3] = double(block_gradients(input, clean));
     t = timers_.lap(Phase::forward, t);  // each block's forward and backward
-    comm_.allreduce_sum(std::span<double>(block_loss_));  // one rank's value, zeros: exact
   } else {
     totals[0] = model_.forward(input, clean);
     t = timers_.lap(Phase::forward, t);
@@ -397,7 +400,7 @@ StepResult Trainer::step() {
     t = timers_.lap(Phase::backward, t);
     comm_.allreduce_sum(model_.grads());
   }
-  comm_.allreduce_sum(std::span<double>(totals));
+  comm_.allreduce_sum(std::span<double>(step_sums_));
   if (config_.deterministic) {
     if (totals[3] > 0)
       fail_replicated(ExitCode::diverged,
@@ -407,7 +410,8 @@ StepResult Trainer::step() {
                           std::to_string(state_.epoch + 1) +
                           "); the last checkpoint is untouched; try a lower --lr or --normalize");
     sum_gradients_exactly();
-    for (double l : block_loss_) totals[0] += l;  // in block order, on every rank alike
+    for (size_t b = 4; b < step_sums_.size(); ++b)
+      totals[0] += step_sums_[b];  // in block order, on every rank alike
   }
   t = timers_.lap(Phase::allreduce, t);
 
@@ -465,7 +469,7 @@ void Trainer::start_deterministic() {
   share_low_.resize(share_high_.size());
   share_counts_.resize(size_t(comm_.size()));
   thread_sums_.resize(size_t(config_.threads) - 1, FixedSum(model_.params().size()));
-  block_loss_.assign(size_t(blocks), 0.0);
+  step_sums_.resize(4 + size_t(blocks));
 }
 
 int64_t Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target) {
@@ -480,7 +484,6 @@ int64_t Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<flo
   const int64_t mine = int64_t(block_start_.size());
   block_start_.push_back(n);
   const int threads = int(workers_.size());
-  std::fill(block_loss_.begin(), block_loss_.end(), 0.0);
   for (Autoencoder<float>& w : workers_)
     std::copy(model_.params().begin(), model_.params().end(), w.params().begin());
   // Thread i trains blocks i, i + T, ... on its own copy of the model, one thread per product:
@@ -492,7 +495,7 @@ int64_t Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<flo
     int64_t outside = 0;
     for (int64_t k = id; k < mine; k += threads) {
       const Index first = block_start_[size_t(k)], count = block_start_[size_t(k) + 1] - first;
-      block_loss_[size_t(batch_positions_[size_t(first)] / sample_block_)] =
+      step_sums_[4 + size_t(batch_positions_[size_t(first)] / sample_block_)] =
           w.forward(ConstMatrixMap<float>(input.data() + first * cols, cols, count),
                     ConstMatrixMap<float>(target.data() + first * cols, cols, count));
       w.backward();

@@ -101,7 +101,7 @@ class Trainer {
   // --deterministic: the sample blocks' workers and sums; refuses more ranks than blocks.
   void start_deterministic();
   // This rank's blocks' forward and backward passes, their gradients summed into exact_ and
-  // their loss sums into block_loss_; returns the gradient values outside the fixed-point
+  // their loss sums into step_sums_; returns the gradient values outside the fixed-point
   // window.
   int64_t block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target);
   // The blocks' gradient sums of all ranks into model_.grads(), exactly, as floats.
@@ -133,7 +133,6 @@ class Trainer {
   std::deque<Autoencoder<float>> workers_;
   FixedSum exact_;
   std::vector<FixedSum> thread_sums_;
-  std::vector<double> block_loss_;  // [block of the global batch]; zeros for others' blocks
   std::vector<int64_t> batch_positions_;  // each batch_ column's position in the global batch
   std::vector<int64_t> block_start_;      // the step's blocks: first columns, then the end
   static constexpr size_t kExactPiece = size_t(1) << 20;  // elements: 8 MiB a limb array
@@ -152,6 +151,9 @@ class Trainer {
   int64_t total_steps_ = 0;  // of the whole run, all epochs (the cosine schedule's T)
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // the last step's, for the end event
   Timers::Clock::time_point last_progress_;  // when the progress line was last drawn
+  // A step's loss sum, rows, stop flag, gradient values outside --deterministic's window, then
+  // (--deterministic) each block's loss sum, zeros for other ranks' blocks: one allreduce.
+  std::vector<double> step_sums_ = std::vector<double>(4);
   Timers timers_;
 };
 
