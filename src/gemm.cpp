@@ -281,7 +281,9 @@ struct MicroKernel {
   // Whether BLIS's kernel serves this CPU. Not on first-generation Zen (BLIS's "zen"), whose
   // 128-bit FMA units leave nothing to win: there Eigen's kernel measured 5-9% faster end to
   // end on Fashion-MNIST (AMD EPYC, 2 cores, tests/bench/bench_train.py --also), while on
-  // Zen 3 BLIS's measured 1.4-1.6x Eigen's. Fixed for the machine, so for a run and its resume.
+  // Zen 3 BLIS's measured 1.4-1.6x Eigen's. Nor on a CPU this BLIS does not know ("generic":
+  // its reference kernel in plain C, e.g. BLIS 0.9 on Zen 5, whose products measured 53 GFLOP/s
+  // against Eigen's AVX-512 kernel's 183). Fixed for the machine, so for a run and its resume.
   bool serves = true;
 
   static const MicroKernel& get() {
@@ -304,7 +306,7 @@ struct MicroKernel {
       k.kc = bli_cntx_get_blksz_def_dt(dt, BLIS_KC, cntx);
       k.nc = bli_cntx_get_blksz_def_dt(dt, BLIS_NC, cntx) / k.nr * k.nr;
       k.arch = bli_arch_string(bli_arch_query_id());
-      k.serves = k.arch != "zen";
+      k.serves = k.arch != "zen" && k.arch != "generic";
       // AETRAIN_GEMM_KERNEL=blis or eigen overrides the choice (the tests use BLIS's everywhere).
       const char* forced = std::getenv("AETRAIN_GEMM_KERNEL");
       if (forced && *forced) {
