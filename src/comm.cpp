@@ -24,6 +24,8 @@ MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
 template <>
 MPI_Datatype mpi_type<int64_t>() { return MPI_INT64_T; }
 template <>
+MPI_Datatype mpi_type<uint32_t>() { return MPI_UINT32_T; }
+template <>
 MPI_Datatype mpi_type<char>() { return MPI_CHAR; }
 
 void check(int rc, const char* what) {
@@ -134,6 +136,7 @@ void Comm::allgather(std::span<float> data, std::span<const int> counts) const {
 }
 void Comm::allreduce_min(std::span<double> data) const { impl_->allreduce(data, MPI_MIN); }
 void Comm::allreduce_max(std::span<double> data) const { impl_->allreduce(data, MPI_MAX); }
+void Comm::allreduce_max(std::span<uint32_t> data) const { impl_->allreduce(data, MPI_MAX); }
 void Comm::alltoallv(const float* send, const int* send_counts, const int* send_displs,
                      float* recv, const int* recv_counts, const int* recv_displs) const {
   check(MPI_Alltoallv(send, send_counts, send_displs, MPI_FLOAT, recv, recv_counts, recv_displs,

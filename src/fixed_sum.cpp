@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
-#include <utility>
+#include <stdexcept>
+#include <string>
 
 #include "aetrain/parallel.hpp"
 
@@ -14,95 +15,110 @@ namespace {
 // even) held in the low bits of the sum: its bits minus the constant's are that integer.
 constexpr double kMagic = 0x1.8p52;
 const uint64_t kMagicBits = std::bit_cast<uint64_t>(kMagic);
+constexpr uint32_t kInfinityBits = 0x7f800000;  // |x|'s bits at or above this: not finite
+
+// Calls f(chunk, begin, end) on the pieces of elements [begin, end) that share a chunk.
+template <class F>
+void by_chunk(int64_t begin, int64_t end, F&& f) {
+  while (begin < end) {
+    const int64_t chunk = begin / FixedSum::kChunk;
+    const int64_t stop = std::min(end, (chunk + 1) * FixedSum::kChunk);
+    f(chunk, begin, stop);
+    begin = stop;
+  }
+}
 
 }  // namespace
 
-void FixedSum::resize(size_t n) {
-  n_ = n;
-  limbs_.assign(2 * n, 0);
+FixedSum::FixedSum(int64_t n, int64_t max_terms) : n_(n), log2_terms_(0) {
+  if (n < 0 || max_terms < 1 || max_terms > kMaxTerms)
+    throw std::invalid_argument("FixedSum: " + std::to_string(max_terms) +
+                                " terms, not within 1 and 2^30");
+  while ((int64_t(1) << log2_terms_) < max_terms) ++log2_terms_;
 }
 
-void FixedSum::clear() { std::fill(limbs_.begin(), limbs_.end(), 0); }
-
-int64_t FixedSum::accumulate(std::span<const float> x, bool replace) {
-  const size_t n = n_;  // a local bound and unaliased pointers: the loop vectorizes
-  int64_t* __restrict high = limbs_.data();
-  int64_t* __restrict low = high + n;
-  const float* __restrict in = x.data();
-  const uint64_t keep = replace ? 0 : ~uint64_t(0);  // the old limbs, or none
-  int64_t bad = 0;
-  for (size_t i = 0; i < n; ++i) {
-    const double v = double(in[i]);
-    bad += !(std::fabs(v) < kLimit);  // NaN too
-    const double scaled = v * 0x1p14;  // in units of 2^-14: below 2^45, exact
-    const double t = scaled + kMagic;
-    const double rest = (scaled - (t - kMagic)) * 0x1p46;  // units of 2^-60, at most 2^45: exact
-    const double u = rest + kMagic;                         // rounded to the grid here, once
-    // Unsigned adds: a bad term's bits must not be undefined behaviour (the sum is refused).
-    high[i] = int64_t((uint64_t(high[i]) & keep) + (std::bit_cast<uint64_t>(t) - kMagicBits));
-    low[i] = int64_t((uint64_t(low[i]) & keep) + (std::bit_cast<uint64_t>(u) - kMagicBits));
-  }
-  return bad;
-}
-
-void FixedSum::add(const FixedSum& other) {
-  for_slices(int64_t(limbs_.size()), 2, [&](int64_t begin, int64_t end) {
-    int64_t* __restrict to = limbs_.data();
-    const int64_t* __restrict from = other.limbs_.data();
-    for (int64_t i = begin; i < end; ++i) to[i] = int64_t(uint64_t(to[i]) + uint64_t(from[i]));
+void FixedSum::raise_peaks(std::span<const float> x, std::span<uint32_t> peaks) const {
+  by_chunk(0, n_, [&](int64_t chunk, int64_t begin, int64_t end) {
+    uint32_t peak = peaks[size_t(chunk)];
+    for (int64_t i = begin; i < end; ++i)  // vectorized: magnitudes order as their bits
+      peak = std::max(peak, std::bit_cast<uint32_t>(x[size_t(i)]) & 0x7fffffffu);
+    peaks[size_t(chunk)] = peak;
   });
 }
 
-void FixedSum::to_float(const int64_t* high, const int64_t* low, std::span<float> out) {
-  for_slices(int64_t(out.size()), 8, [&](int64_t begin, int64_t end) {
-    convert(high + begin, low + begin, out.subspan(size_t(begin), size_t(end - begin)));
-  });
+bool FixedSum::finite(std::span<const uint32_t> peaks) {
+  return std::all_of(peaks.begin(), peaks.end(), [](uint32_t p) { return p < kInfinityBits; });
 }
 
-void FixedSum::convert(const int64_t* __restrict high, const int64_t* __restrict low,
-                       std::span<float> out) {
-  const size_t n = out.size();
-  float* __restrict result = out.data();
-  // The limbs of element i with the low one's excess carried: low in [-2^45, 2^45).
-  const auto carried = [&](size_t i) {
-    const int64_t carry = (low[i] + (int64_t(1) << 45)) >> 46;
-    return std::pair<int64_t, int64_t>(high[i] + carry, low[i] - carry * (int64_t(1) << 46));
-  };
-  constexpr int64_t kFast = int64_t(1) << 51;  // |high| below this converts through kMagic
-  // h * 2^-14 + l * 2^-60 rounded to double, then to float: correct unless the double lies
-  // exactly halfway between two floats (its low 29 bits 1000...0) and was rounded there (a
-  // rounding error by TwoSum), or h is too large for the magic constant; both are rare (about
-  // 2^-29 of the inexact sums) and marked for the exact pass below.
-  int64_t marked = 0;
-  for (size_t i = 0; i < n; ++i) {  // vectorized
-    const auto [h, l] = carried(i);
-    const double a = (std::bit_cast<double>(kMagicBits + uint64_t(h)) - kMagic) * 0x1p-14;
-    const double b = (std::bit_cast<double>(kMagicBits + uint64_t(l)) - kMagic) * 0x1p-60;
-    const double sum = a + b;
-    const double bv = sum - a;
-    const double err = (a - (sum - bv)) + (b - bv);  // TwoSum: the rounding error of sum
-    marked += (((std::bit_cast<uint64_t>(sum) & 0x1fffffff) == 0x10000000) & (err != 0)) |
-              (uint64_t(h) + uint64_t(kFast) >= uint64_t(2 * kFast));
-    result[i] = float(sum);
-  }
-  if (marked == 0) return;
-  for (size_t i = 0; i < n; ++i) {
-    const auto [h, l] = carried(i);
-    if (h >= kFast || h <= -kFast) {  // a sum beyond 2^37: through 128 bits
-      result[i] = float((__int128(h) << 46) + l) * float(kResolution);  // libgcc rounds correctly
-      continue;
+int FixedSum::unit_exponent(uint32_t peak) const {
+  // Every value of the chunk is below 2^e: e is one above the peak's exponent (-126 for a
+  // subnormal peak).
+  const int biased = int(peak >> 23);
+  const int e = biased == 0 ? -126 : biased - 126;
+  return e - 62 + log2_terms_;
+}
+
+void FixedSum::sum_chunk(std::span<const float* const> terms, int unit, int64_t first,
+                         int64_t count, int64_t* __restrict out) {
+  // A term times 2^-unit is at most 2^(62 - L): exact in double, rounded to an integer once.
+  // By kMagic, in a high part of 2^31 units and the rest (both below 2^31, both rounded to
+  // nearest even, which rounds the whole to nearest even: the high part is a multiple of 2^31).
+  const int n = int(count);  // at most kChunk (an int index: GCC 12 gathers with int64_t)
+  std::fill_n(out, n, int64_t(0));
+  const double scale = std::ldexp(1.0, -unit - 31);
+  for (const float* term : terms) {
+    const float* __restrict x = term + first;
+    for (int i = 0; i < n; ++i) {  // vectorized
+      const double t = double(x[i]) * scale;  // below 2^31 in magnitude: exact
+      const double high = t + kMagic;
+      const double rest = (t - (high - kMagic)) * 0x1p31;  // at most 2^30: exact
+      const uint64_t a = std::bit_cast<uint64_t>(high) - kMagicBits;
+      const uint64_t b = std::bit_cast<uint64_t>(rest + kMagic) - kMagicBits;
+      out[i] = int64_t(uint64_t(out[i]) + (a << 31) + b);  // wraps as the signed sum would
     }
-    const double a = double(h) * 0x1p-14, b = double(l) * 0x1p-60;  // both exact
-    const double sum = a + b;
-    if ((std::bit_cast<uint64_t>(sum) & 0x1fffffff) != 0x10000000) continue;
-    // Rounded to odd instead (the error by TwoSum decides the side), then to float: rounding to
-    // odd with 29 bits to spare makes the second rounding correct.
-    const double bv = sum - a;
-    const double err = (a - (sum - bv)) + (b - bv);
-    if (err == 0) continue;  // a true tie: float() breaks it to even, as it should
-    const uint64_t bits = std::bit_cast<uint64_t>(sum) + ((err > 0) == (sum > 0) ? 1 : -1);
-    result[i] = float(std::bit_cast<double>(bits));
   }
+}
+
+void FixedSum::convert_chunk(const int64_t* __restrict sums, int unit, int64_t count,
+                             float* __restrict out) {
+  // float(s) rounds correctly (the hardware's conversion, to nearest even) and scaling it by
+  // 2^unit is exact, subnormal results included: a sum of grid values is a multiple of 2^-149
+  // (every float is, and a grid finer than 2^-149 rounds no term), so a result below 2^-126
+  // has at most 23 significant bits, which float(s) kept exactly.
+  const double scale = std::ldexp(1.0, unit);
+  for (int64_t i = 0; i < count; ++i)  // vectorized where the CPU converts int64 (AVX-512)
+    out[i] = float(double(float(sums[i])) * scale);
+}
+
+void FixedSum::sum(std::span<const float* const> terms, std::span<const uint32_t> peaks,
+                   int64_t first, std::span<int64_t> out) const {
+  for_slices(int64_t(out.size()), 4 * int64_t(terms.size()), [&](int64_t begin, int64_t end) {
+    by_chunk(first + begin, first + end, [&](int64_t chunk, int64_t b, int64_t e) {
+      sum_chunk(terms, unit_exponent(peaks[size_t(chunk)]), b, e - b, out.data() + (b - first));
+    });
+  });
+}
+
+void FixedSum::to_float(std::span<const int64_t> sums, std::span<const uint32_t> peaks,
+                        int64_t first, std::span<float> out) const {
+  for_slices(int64_t(out.size()), 8, [&](int64_t begin, int64_t end) {
+    by_chunk(first + begin, first + end, [&](int64_t chunk, int64_t b, int64_t e) {
+      convert_chunk(sums.data() + (b - first), unit_exponent(peaks[size_t(chunk)]), e - b,
+                    out.data() + (b - first));
+    });
+  });
+}
+
+void FixedSum::sum_to_float(std::span<const float* const> terms, std::span<const uint32_t> peaks,
+                            std::span<float> out) const {
+  for_slices(n_, 4 * int64_t(terms.size()) + 8, [&](int64_t begin, int64_t end) {
+    alignas(64) int64_t sums[kChunk];
+    by_chunk(begin, end, [&](int64_t chunk, int64_t b, int64_t e) {
+      const int unit = unit_exponent(peaks[size_t(chunk)]);
+      sum_chunk(terms, unit, b, e - b, sums);
+      convert_chunk(sums, unit, e - b, out.data() + b);
+    });
+  });
 }
 
 }  // namespace aetrain

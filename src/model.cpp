@@ -131,7 +131,8 @@ double Autoencoder<S>::forward(ConstMatrixMap<S> input, ConstMatrixMap<S> target
 }
 
 template <class S>
-void Autoencoder<S>::backward() {
+void Autoencoder<S>::backward(std::span<S> out) {
+  if (out.size() != size_t(n_params_)) throw std::logic_error("backward: gradient of the wrong size");
   const Index n = n_;
   const auto& self = std::as_const(*this);
   ConstMatrixMap<S> x(x_, config_.input_dim, n);
@@ -148,8 +149,9 @@ void Autoencoder<S>::backward() {
   for (size_t l = last + 1; l-- > 0;) {
     const LayerShape& s = layers_[l];
     ConstMatrixMap<S> dz(d, s.out, n);
-    dense_backward_params<S>(grad_kernel(s), grad_bias(s), dz, l == 0 ? x : self.activations(l - 1, n),
-                             gemm_);
+    dense_backward_params<S>(MatrixMap<S>(out.data() + s.kernel_offset, s.out, s.in),
+                             VectorMap<S>(out.data() + s.bias_offset, s.out), dz,
+                             l == 0 ? x : self.activations(l - 1, n), gemm_);
     if (l == 0) break;
     MatrixMap<S> da(d_below, s.in, n);  // dL/d(activations of layer l - 1)
     dense_backward_input<S>(da, kernel(s), dz, gemm_);

@@ -381,16 +381,16 @@ StepResult Trainer::step() {
   const ConstMatrixMap<float> input(noisy ? noisy_.data() : batch_.data(), batch_.rows(), n);
   t = timers_.lap(Phase::data, t);
 
-  // The gradient sum, then the step's loss sum, row count, the ranks that caught a stop signal
-  // and the gradient values outside --deterministic's window, summed in double (a small second
-  // reduction, measured at under 1 us beside the gradients' one): every rank decides alike.
-  // With --deterministic the block losses follow (one rank's value, zeros elsewhere: exact).
-  const std::span<double> totals(step_sums_.data(), 4);
+  // The gradient sum, then the step's loss sum, row count and the ranks that caught a stop
+  // signal, summed in double (a small second reduction, measured at under 1 us beside the
+  // gradients' one): every rank decides alike. With --deterministic the block losses follow
+  // (one rank's value, zeros elsewhere: exact).
+  const std::span<double> totals(step_sums_.data(), 3);
   std::fill(step_sums_.begin(), step_sums_.end(), 0.0);
   totals[1] = double(n);
   totals[2] = stop_requested() ? 1.0 : 0.0;
   if (config_.deterministic) {
-    totals[3] = double(block_gradients(input, clean));
+    block_gradients(input, clean);
     t = timers_.lap(Phase::forward, t);  // each block's forward and backward
   } else {
     totals[0] = model_.forward(input, clean);
@@ -402,15 +402,8 @@ StepResult Trainer::step() {
   }
   comm_.allreduce_sum(std::span<double>(step_sums_));
   if (config_.deterministic) {
-    if (totals[3] > 0)
-      fail_replicated(ExitCode::diverged,
-                      "training diverged: a block's gradient is NaN, infinite or beyond "
-                      "--deterministic's fixed-point window (magnitude 2^31) at step " +
-                          std::to_string(state_.global_step + 1) + " (epoch " +
-                          std::to_string(state_.epoch + 1) +
-                          "); the last checkpoint is untouched; try a lower --lr or --normalize");
     sum_gradients_exactly();
-    for (size_t b = 4; b < step_sums_.size(); ++b)
+    for (size_t b = totals.size(); b < step_sums_.size(); ++b)
       totals[0] += step_sums_[b];  // in block order, on every rank alike
   }
   t = timers_.lap(Phase::allreduce, t);
@@ -459,21 +452,30 @@ void Trainer::start_deterministic() {
                         std::to_string(comm_.size()) + " ranks need a batch of at least " +
                         std::to_string(128 * (comm_.size() - 1) + 1) + " rows (or run at most " +
                         std::to_string(blocks) + " ranks)");
+  const int64_t n = int64_t(model_.params().size()), p = comm_.size(), r = comm_.rank();
+  const int64_t mine = (r + 1) * blocks / p - r * blocks / p;  // the blocks this rank owns
   batch_positions_.resize(size_t(batch_.cols()));
-  block_start_.reserve(size_t(blocks) + 1);
-  for (int i = 0; i < config_.threads; ++i)
+  block_start_.reserve(size_t(mine) + 1);
+  for (int i = 0; i < config_.threads; ++i) {
     workers_.emplace_back(model_.config(), sample_block_, 1, config_.alpha);
-  exact_.resize(model_.params().size());
-  const size_t piece = std::min(kExactPiece, model_.params().size());
-  share_high_.resize(piece / size_t(comm_.size()) + 1);
-  share_low_.resize(share_high_.size());
-  share_counts_.resize(size_t(comm_.size()));
-  thread_sums_.resize(size_t(config_.threads) - 1, FixedSum(model_.params().size()));
-  step_sums_.resize(4 + size_t(blocks));
+    workers_.back().read_params_from(model_.params().data());
+  }
+  exact_.emplace(n, blocks);
+  block_grads_.resize(size_t(mine * n));
+  block_terms_.reserve(size_t(mine));
+  thread_peaks_.assign(size_t(config_.threads), std::vector<uint32_t>(size_t(exact_->chunks())));
+  peaks_.resize(size_t(exact_->chunks()));
+  if (p > 1) {
+    piece_sums_.resize(std::min(kExactPiece, size_t(n)));
+    share_.resize(piece_sums_.size() / size_t(p) + 1);
+    share_counts_.resize(size_t(p));
+  }
+  step_sums_.resize(3 + size_t(blocks));
 }
 
-int64_t Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target) {
+void Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target) {
   const Index n = input.cols(), cols = input.rows();
+  const size_t params = model_.params().size();
   // This rank's blocks: runs of columns whose positions fall in one block (a shuffled step may
   // lack some positions, so a block may have fewer rows than sample_block_: the same on any P).
   block_start_.clear();
@@ -484,59 +486,71 @@ int64_t Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<flo
   const int64_t mine = int64_t(block_start_.size());
   block_start_.push_back(n);
   const int threads = int(workers_.size());
-  for (Autoencoder<float>& w : workers_)
-    std::copy(model_.params().begin(), model_.params().end(), w.params().begin());
-  // Thread i trains blocks i, i + T, ... on its own copy of the model, one thread per product:
-  // a block's gradient is the same bits whichever rank and thread computes it.
+  // Thread i trains blocks i, i + T, ... with a worker of its own, one thread per product: a
+  // block's gradient is the same bits whichever rank and thread computes it.
   const auto train_blocks = [&](int id) {
     Autoencoder<float>& w = workers_[size_t(id)];
-    FixedSum& sum = id == 0 ? exact_ : thread_sums_[size_t(id) - 1];
-    if (id >= mine) sum.clear();  // no block for this thread
-    int64_t outside = 0;
+    std::vector<uint32_t>& peaks = thread_peaks_[size_t(id)];
+    std::fill(peaks.begin(), peaks.end(), 0u);
     for (int64_t k = id; k < mine; k += threads) {
       const Index first = block_start_[size_t(k)], count = block_start_[size_t(k) + 1] - first;
-      step_sums_[4 + size_t(batch_positions_[size_t(first)] / sample_block_)] =
+      step_sums_[3 + size_t(batch_positions_[size_t(first)] / sample_block_)] =
           w.forward(ConstMatrixMap<float>(input.data() + first * cols, cols, count),
                     ConstMatrixMap<float>(target.data() + first * cols, cols, count));
-      w.backward();
-      outside += k == id ? sum.set(w.grads()) : sum.add(w.grads());
+      const std::span<float> grads(block_grads_.data() + size_t(k) * params, params);
+      w.backward(grads);
+      exact_->raise_peaks(grads, peaks);
     }
-    return outside;
   };
-  int64_t outside = 0;
   if (threads == 1) {  // no region: libgomp allocates a team even for one thread
-    outside = train_blocks(0);
+    train_blocks(0);
   } else {
-#pragma omp parallel num_threads(threads) reduction(+ : outside)
+#pragma omp parallel num_threads(threads)
     {
       omp_set_num_threads(1);  // this thread's passes open no regions of their own
-      outside += train_blocks(omp_get_thread_num());
+      train_blocks(omp_get_thread_num());
     }
   }
-  for (const FixedSum& s : thread_sums_) exact_.add(s);
-  return outside;
+  peaks_ = thread_peaks_[0];
+  for (size_t i = 1; i < thread_peaks_.size(); ++i)
+    for (size_t c = 0; c < peaks_.size(); ++c)
+      peaks_[c] = std::max(peaks_[c], thread_peaks_[i][c]);
+  if (fault("nan-gradient") && mine > 0) {  // a test's NaN in this rank's first block
+    block_grads_[0] = std::nanf("");
+    exact_->raise_peaks({block_grads_.data(), params}, peaks_);
+  }
+  block_terms_.clear();
+  for (int64_t k = 0; k < mine; ++k) block_terms_.push_back(block_grads_.data() + size_t(k) * params);
 }
 
 void Trainer::sum_gradients_exactly() {
-  // In pieces of at most 8 MiB a limb array: each rank receives the sums of its share of the
-  // piece, converts them to float once and gives them to all. Every rank then holds the same
-  // floats, whoever converted them.
-  const size_t n = exact_.size(), ranks = size_t(comm_.size()), rank = size_t(comm_.rank());
+  // Every rank's peaks set the grids, so every rank first agrees on them (a NaN or infinity
+  // among them stops every rank alike).
+  comm_.allreduce_max(std::span<uint32_t>(peaks_));
+  if (!FixedSum::finite(peaks_))
+    fail_replicated(ExitCode::diverged,
+                    "training diverged: a gradient is NaN or infinite at step " +
+                        std::to_string(state_.global_step + 1) + " (epoch " +
+                        std::to_string(state_.epoch + 1) +
+                        "); the last checkpoint is untouched; try a lower --lr");
   const std::span<float> grads = model_.grads();
+  const size_t n = grads.size(), ranks = size_t(comm_.size()), rank = size_t(comm_.rank());
   if (ranks == 1) {  // nothing to exchange
-    exact_.to_float(grads);
+    exact_->sum_to_float(block_terms_, peaks_, grads);
     return;
   }
+  // In pieces of at most 8 MiB of sums: each rank receives the sums of its share of the piece
+  // over all ranks, converts them to float once and gives them to all. Every rank then holds
+  // the same floats, whoever converted them.
   for (size_t c0 = 0; c0 < n; c0 += kExactPiece) {
     const size_t len = std::min(kExactPiece, n - c0);
     for (size_t q = 0; q < ranks; ++q)
       share_counts_[q] = int(len * (q + 1) / ranks - len * q / ranks);
     const size_t at = len * rank / ranks, mine = size_t(share_counts_[rank]);
-    comm_.reduce_scatter_sum(exact_.high().subspan(c0, len), {share_high_.data(), mine},
-                             share_counts_);
-    comm_.reduce_scatter_sum(exact_.low().subspan(c0, len), {share_low_.data(), mine},
-                             share_counts_);
-    FixedSum::to_float(share_high_.data(), share_low_.data(), grads.subspan(c0 + at, mine));
+    const std::span<int64_t> sums(piece_sums_.data(), len);
+    exact_->sum(block_terms_, peaks_, int64_t(c0), sums);
+    comm_.reduce_scatter_sum(sums, {share_.data(), mine}, share_counts_);
+    exact_->to_float({share_.data(), mine}, peaks_, int64_t(c0 + at), grads.subspan(c0 + at, mine));
     comm_.allgather(grads.subspan(c0, len), share_counts_);
   }
 }

@@ -123,15 +123,31 @@ class Deterministic(cli_support.BinaryTest):
         self.assert_fails(base + ["--epochs", "2", "--resume"], 2,
                           "was trained with --deterministic true; this run asks for "
                           "--deterministic false")
-        # A gradient beyond the fixed-point window (values near 1e7, a linear output): every
-        # rank stops with one line, the diverged code.
-        big = self.path("big.h5")
-        with h5py.File(big, "w") as f:
-            f["/train"] = np.full((64, 8), 3e7, dtype=np.float32)
-        self.assert_fails(["train", "--data", big, "--layers", "4", "--batch-size", "16",
-                           "--output-activation", "linear", "--deterministic"], 5,
-                          "beyond --deterministic's fixed-point window")
+        # A NaN gradient in one block of rank 1 (injected at its third step): every rank
+        # stops with one line, the diverged code, and writes no checkpoint.
+        nan_ck = self.path("nan.h5")
+        self.assert_fails(["train", "--data", self.data, "--layers", "4", "--batch-size", "40",
+                           "--deterministic", "--checkpoint", nan_ck], 5,
+                          "training diverged: a gradient is NaN or infinite at step 3", ranks=3,
+                          AETRAIN_FAULT="nan-gradient@1:3")
+        self.assertFalse(os.path.exists(nan_ck))
 
+    def test_values_in_physical_units(self):
+        # Values near 1e7 with a linear output (gradients near 1e14): the grids follow the
+        # gradients' own scale, so there is no window to leave and the runs agree bit for bit.
+        big = self.path("big.h5")
+        rng = np.random.default_rng(3)
+        with h5py.File(big, "w") as f:
+            f["/train"] = rng.uniform(1e6, 3e7, (64, 8)).astype(np.float32)
+        hashes = set()
+        for ranks in (1, 3):
+            out = self.path(f"big{ranks}.h5")
+            rc, _, err = run(["train", "--data", big, "--layers", "4", "--batch-size", "16",
+                              "--output-activation", "linear", "--deterministic", "--epochs", "2",
+                              "--checkpoint", out, "--quiet"], ranks)
+            self.assertEqual(rc, 0, err)
+            hashes.add(state_hash(out))
+        self.assertEqual(len(hashes), 1)
 
 if __name__ == "__main__":
     cli_support.AETRAIN = os.path.abspath(sys.argv.pop(1))

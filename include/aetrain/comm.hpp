@@ -52,6 +52,7 @@ class Comm {
   void allgather(std::span<float> data, std::span<const int> counts) const;
   void allreduce_min(std::span<double> data) const;
   void allreduce_max(std::span<double> data) const;
+  void allreduce_max(std::span<uint32_t> data) const;
   /// Every rank sends send_counts[d] values from send + send_displs[d] to rank d, and receives
   /// recv_counts[s] values from rank s into recv + recv_displs[s]. Counts and displacements are
   /// in values, one of each per rank.

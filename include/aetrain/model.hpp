@@ -48,7 +48,9 @@ class Autoencoder {
   /// corrupted rows and their clean originals.
   double forward(ConstMatrixMap<S> input, ConstMatrixMap<S> target);
   /// Writes the gradient of the last forward's loss sum into grads().
-  void backward();
+  void backward() { backward(grads()); }
+  /// The same into `out` (laid out as params()).
+  void backward(std::span<S> out);
   /// The codes h (code width, n) of x (input_dim, n): the encoder alone.
   ConstMatrixMap<S> encode(ConstMatrixMap<S> x);
   /// The last forward's reconstruction y (input_dim, n).
@@ -58,22 +60,20 @@ class Autoencoder {
   std::span<const S> params() const { return {params_.data(), size_t(n_params_)}; }
   /// Same layout as params().
   std::span<S> grads() { return {grads_.data(), size_t(n_params_)}; }
+  /// From now on forward and backward read the parameters at `source` (laid out as params(),
+  /// kept by the caller) instead of params(): a worker that shares another model's weights.
+  void read_params_from(const S* source) { weights_ = source; }
 
   const ModelConfig& config() const { return config_; }
   const std::vector<LayerShape>& layers() const { return layers_; }
   Index max_batch() const { return max_batch_; }
 
  private:
-  MatrixMap<S> grad_kernel(const LayerShape& l) {
-    return {grads_.data() + l.kernel_offset, l.out, l.in};
-  }
-  VectorMap<S> grad_bias(const LayerShape& l) { return {grads_.data() + l.bias_offset, l.out}; }
   ConstMatrixMap<S> kernel(const LayerShape& l) const {
-    return {params_.data() + l.kernel_offset, l.out, l.in};
+    return {weights() + l.kernel_offset, l.out, l.in};
   }
-  ConstVectorMap<S> bias(const LayerShape& l) const {
-    return {params_.data() + l.bias_offset, l.out};
-  }
+  ConstVectorMap<S> bias(const LayerShape& l) const { return {weights() + l.bias_offset, l.out}; }
+  const S* weights() const { return weights_ ? weights_ : params_.data(); }
   // Layer l's activations (out, n) in the workspace.
   MatrixMap<S> activations(size_t l, Index n) { return {acts_[l].data(), layers_[l].out, n}; }
   ConstMatrixMap<S> activations(size_t l, Index n) const {
@@ -90,6 +90,7 @@ class Autoencoder {
   size_t code_layer_;  // index of the layer whose output is the code
   AlignedVector<S> params_;
   AlignedVector<S> grads_;
+  const S* weights_ = nullptr;  // another model's parameters to read instead of params_
   std::vector<Matrix<S>> acts_;  // per layer: (out, max_batch)
   Matrix<S> delta_, delta_below_;  // (widest layer, max_batch) each
   const S* x_ = nullptr;           // the last forward's input

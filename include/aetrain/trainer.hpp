@@ -100,11 +100,11 @@ class Trainer {
   bool stops_early(double val_loss);
   // --deterministic: the sample blocks' workers and sums; refuses more ranks than blocks.
   void start_deterministic();
-  // This rank's blocks' forward and backward passes, their gradients summed into exact_ and
-  // their loss sums into step_sums_; returns the gradient values outside the fixed-point
-  // window.
-  int64_t block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target);
-  // The blocks' gradient sums of all ranks into model_.grads(), exactly, as floats.
+  // This rank's blocks' forward and backward passes: their gradients into block_grads_, their
+  // peaks into peaks_ and their loss sums into step_sums_.
+  void block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target);
+  // The blocks' gradients of all ranks summed into model_.grads(), exactly, as floats; stops
+  // every rank alike when one of them is NaN or infinite.
   void sum_gradients_exactly();
   // Whether global step `step` (counted from 1) gets a step line and metrics.
   bool logs_step(int64_t step) const {
@@ -128,16 +128,20 @@ class Trainer {
   Noise noise_;                     // --noise
   Matrix<float> noisy_;             // batch_ corrupted (with noise)
   std::vector<int64_t> batch_rows_;  // each batch_ column's row of the data (with noise)
-  // --deterministic: a model copy per thread for the blocks' passes, the fixed-point gradient
-  // sum (thread 0's, then the step's), the other threads' sums, each block's loss sum.
+  // --deterministic: a worker per thread for the blocks' passes (reading model_'s weights),
+  // each block's gradient, the peaks of the fixed-point grids (each thread's, then all ranks'),
+  // the sum of a piece (with more than one rank) and this rank's share of it.
   std::deque<Autoencoder<float>> workers_;
-  FixedSum exact_;
-  std::vector<FixedSum> thread_sums_;
+  std::optional<FixedSum> exact_;
+  AlignedVector<float> block_grads_;  // (parameters) a block, for this rank's blocks
+  std::vector<const float*> block_terms_;
+  std::vector<std::vector<uint32_t>> thread_peaks_;
+  std::vector<uint32_t> peaks_;
   std::vector<int64_t> batch_positions_;  // each batch_ column's position in the global batch
   std::vector<int64_t> block_start_;      // the step's blocks: first columns, then the end
-  static constexpr size_t kExactPiece = size_t(1) << 20;  // elements: 8 MiB a limb array
-  std::vector<int64_t> share_high_, share_low_;  // this rank's share of a piece, summed
-  std::vector<int> share_counts_;                // each rank's share of a piece
+  static constexpr size_t kExactPiece = size_t(1) << 20;  // elements: 8 MiB of sums
+  std::vector<int64_t> piece_sums_, share_;  // a piece's sums on this rank, and over all ranks
+  std::vector<int> share_counts_;            // each rank's share of a piece
   int64_t data_budget_ = 0;  // bytes per rank for the training rows
   std::optional<TrainingData> data_;
   double memory_before_data_mib_ = 0;
@@ -151,9 +155,9 @@ class Trainer {
   int64_t total_steps_ = 0;  // of the whole run, all epochs (the cosine schedule's T)
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // the last step's, for the end event
   Timers::Clock::time_point last_progress_;  // when the progress line was last drawn
-  // A step's loss sum, rows, stop flag, gradient values outside --deterministic's window, then
-  // (--deterministic) each block's loss sum, zeros for other ranks' blocks: one allreduce.
-  std::vector<double> step_sums_ = std::vector<double>(4);
+  // A step's loss sum, rows and stop flag, then (--deterministic) each block's loss sum, zeros
+  // for other ranks' blocks: one allreduce.
+  std::vector<double> step_sums_ = std::vector<double>(3);
   Timers timers_;
 };
 
