@@ -9,6 +9,7 @@
 #include <map>
 #include <omp.h>
 #include <sstream>
+#include <stdexcept>
 
 #include "aetrain/cli.hpp"
 #include "aetrain/fault.hpp"
@@ -484,6 +485,8 @@ void Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float>
                       batch_positions_[size_t(i) - 1] / sample_block_)
       block_start_.push_back(i);
   const int64_t mine = int64_t(block_start_.size());
+  if (size_t(mine) * params > block_grads_.size())  // the columns come in position order
+    throw std::logic_error("deterministic step: more blocks than this rank owns");
   block_start_.push_back(n);
   const int threads = int(workers_.size());
   // Thread i trains blocks i, i + T, ... with a worker of its own, one thread per product: a

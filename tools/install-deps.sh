@@ -11,7 +11,7 @@ set -eu
 packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
   libeigen3-dev libblis-openmp-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
   dataset-fashion-mnist procps groff-base"
-[ "${1:-}" = --no-extras ] || packages="$packages munge slurmctld slurmd slurm-client python3-torch"
+[ "${1:-}" = --no-extras ] || packages="$packages munge slurmctld slurmd slurm-client python3-torch libopenblas0-openmp"
 # shellcheck disable=SC2086
 if dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | grep -qv 'install ok installed' ||
    [ "$(dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | wc -l)" -ne "$(echo $packages | wc -w)" ]; then

@@ -12,7 +12,7 @@
 // - A chunk whose peak is below 2^e gets the grid 2^(e - 62 + L), L = ceil(log2(max_terms)):
 //   a term is then at most 2^(62 - L) grid units and a sum of up to max_terms terms at most
 //   2^62, so one int64 per element holds any partial sum, and no overflow can occur. A term
-//   loses at most 2^-(63 - L) of its chunk's peak to rounding (2^-61 for 4 terms).
+//   loses at most half a unit, 2^-(62 - L) of its chunk's peak (2^-60 for 4 terms).
 // - The sum is read back once, correctly rounded to float (to nearest, ties to even).
 //
 // A NaN or infinite term shows in the peaks (finite() is false): the caller must stop.
