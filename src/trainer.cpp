@@ -118,7 +118,7 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
                                           std::to_string(sources_.cols));
     val_rows_total_ = val.rows;
     val_.emplace(val);
-    val_batch_.resize(sources_.cols, model_.max_batch());
+    val_batch_.resize(sources_.cols, std::max<Index>(model_.max_batch(), sample_block_));
   }
   check_recipe();
 }
@@ -560,9 +560,29 @@ void Trainer::sum_gradients_exactly() {
 
 double Trainer::validation_loss() {
   if (!val_) return std::nan("");
+  const Index cols = sources_.cols;
+  if (config_.deterministic) {
+    // Blocks of sample_block_ rows, each on a one-thread worker (the same bits on any rank),
+    // this rank's even share of them; their losses summed in block order on every rank (each
+    // entry is one rank's value, zeros elsewhere: the allreduce is exact). Early stopping
+    // then decides alike on any P.
+    const int64_t b = sample_block_, blocks = (val_rows_total_ + b - 1) / b;
+    const RowRange share = even_split(blocks, comm_.rank(), comm_.size());
+    std::vector<double> losses(size_t(blocks), 0.0);
+    comm_.agree([&] {
+      for (int64_t k = share.begin; k < share.end; ++k) {
+        const int64_t n = std::min(b, val_rows_total_ - k * b);
+        val_->read(k * b, n, val_batch_.data(), norm_);
+        losses[size_t(k)] = workers_[0].forward(ConstMatrixMap<float>(val_batch_.data(), cols, n));
+      }
+    });
+    comm_.allreduce_sum(std::span<double>(losses));
+    double sum = 0.0;
+    for (double l : losses) sum += l;
+    return sum / double(val_rows_total_);
+  }
   // This rank's even share, read a batch at a time: bounded memory for any validation set.
   const RowRange share = even_split(val_rows_total_, comm_.rank(), comm_.size());
-  const Index cols = sources_.cols;
   double sums[2] = {0.0, double(share.end - share.begin)};
   comm_.agree([&] {
     for (int64_t first = share.begin; first < share.end; first += model_.max_batch()) {

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """--deterministic: the real binary under real mpirun on 1, 2, 3 and 4 ranks (and 1 or 2 threads)
-gives the same weights, Adam moments and step losses bit for bit, with shuffling, windows, a
-short last step, every activation, --alpha > 0 and every recipe option; resuming mid-epoch on
-another number of ranks changes nothing; what it cannot promise it refuses.
+gives the same weights, Adam moments, step losses and validation losses bit for bit, with
+shuffling, windows, a short last step, every activation, --alpha > 0 and every recipe option;
+resuming mid-epoch on another number of ranks changes nothing; what it cannot promise it
+refuses.
 
     python3 tests/test_deterministic.py path/to/aetrain
 """
@@ -54,13 +55,17 @@ class Deterministic(cli_support.BinaryTest):
     def assert_same_on_every_launch(self, args, launches=((1, 1), (2, 1), (3, 1), (4, 1), (1, 2))):
         reference = None
         for ranks, threads in launches:
-            out, losses = self.train(f"r{ranks}t{threads}", ranks, args, threads)
+            name = f"r{ranks}t{threads}"
+            out, losses = self.train(name, ranks, args, threads)
             self.assertEqual(len(losses), EPOCHS * 6)
-            got = (state_hash(out), losses)
+            # The validation loss too (early stopping decides on it).
+            vals = [e.get("val_loss") for e in metrics(self.path(f"{name}.jsonl"))
+                    if e["event"] == "epoch"]
+            got = (state_hash(out), losses, vals)
             if reference is None:
                 reference = got
-            self.assertEqual(got[0], reference[0], f"{ranks} ranks x {threads} threads: {args}")
-            self.assertEqual(got[1], reference[1], f"{ranks} ranks x {threads} threads: {args}")
+            for g, r in zip(got, reference):
+                self.assertEqual(g, r, f"{ranks} ranks x {threads} threads: {args}")
         return reference
 
     def test_relu_with_the_whole_recipe_in_windows(self):
