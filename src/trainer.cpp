@@ -463,7 +463,7 @@ void Trainer::start_deterministic() {
   }
   exact_.emplace(n, blocks);
   block_grads_.resize(size_t(mine * n));
-  block_terms_.reserve(size_t(mine));
+  for (int64_t k = 0; k < mine; ++k) block_terms_.push_back(block_grads_.data() + k * n);
   thread_peaks_.assign(size_t(config_.threads), std::vector<uint32_t>(size_t(exact_->chunks())));
   peaks_.resize(size_t(exact_->chunks()));
   if (p > 1) {
@@ -485,7 +485,7 @@ void Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float>
                       batch_positions_[size_t(i) - 1] / sample_block_)
       block_start_.push_back(i);
   const int64_t mine = int64_t(block_start_.size());
-  if (size_t(mine) * params > block_grads_.size())  // the columns come in position order
+  if (size_t(mine) > block_terms_.size())  // the columns come in position order
     throw std::logic_error("deterministic step: more blocks than this rank owns");
   block_start_.push_back(n);
   const int threads = int(workers_.size());
@@ -522,8 +522,6 @@ void Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float>
     block_grads_[0] = std::nanf("");
     exact_->raise_peaks({block_grads_.data(), params}, peaks_);
   }
-  block_terms_.clear();
-  for (int64_t k = 0; k < mine; ++k) block_terms_.push_back(block_grads_.data() + size_t(k) * params);
 }
 
 void Trainer::sum_gradients_exactly() {
@@ -538,8 +536,10 @@ void Trainer::sum_gradients_exactly() {
                         "); the last checkpoint is untouched; try a lower --lr");
   const std::span<float> grads = model_.grads();
   const size_t n = grads.size(), ranks = size_t(comm_.size()), rank = size_t(comm_.rank());
+  // This step's blocks on this rank (block_start_ ends with the batch's end).
+  const std::span<const float* const> terms(block_terms_.data(), block_start_.size() - 1);
   if (ranks == 1) {  // nothing to exchange
-    exact_->sum_to_float(block_terms_, peaks_, grads);
+    exact_->sum_to_float(terms, peaks_, grads);
     return;
   }
   // In pieces of at most 8 MiB of sums: each rank receives the sums of its share of the piece
@@ -551,7 +551,7 @@ void Trainer::sum_gradients_exactly() {
       share_counts_[q] = int(len * (q + 1) / ranks - len * q / ranks);
     const size_t at = len * rank / ranks, mine = size_t(share_counts_[rank]);
     const std::span<int64_t> sums(piece_sums_.data(), len);
-    exact_->sum(block_terms_, peaks_, int64_t(c0), sums);
+    exact_->sum(terms, peaks_, int64_t(c0), sums);
     comm_.reduce_scatter_sum(sums, {share_.data(), mine}, share_counts_);
     exact_->to_float({share_.data(), mine}, peaks_, int64_t(c0 + at), grads.subspan(c0 + at, mine));
     comm_.allgather(grads.subspan(c0, len), share_counts_);

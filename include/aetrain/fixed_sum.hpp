@@ -30,7 +30,6 @@ class FixedSum {
 
   /// Sums of at most `max_terms` (1 to kMaxTerms) vectors of n elements.
   FixedSum(int64_t n, int64_t max_terms);
-  int64_t size() const { return n_; }
   int64_t chunks() const { return (n_ + kChunk - 1) / kChunk; }
 
   /// Raises peaks[c] (chunks() of them) to the largest magnitude in chunk c of x (n elements).

@@ -134,7 +134,7 @@ class Trainer {
   std::deque<Autoencoder<float>> workers_;
   std::optional<FixedSum> exact_;
   AlignedVector<float> block_grads_;  // (parameters) a block, for this rank's blocks
-  std::vector<const float*> block_terms_;
+  std::vector<const float*> block_terms_;  // where each of them starts
   std::vector<std::vector<uint32_t>> thread_peaks_;
   std::vector<uint32_t> peaks_;
   std::vector<int64_t> batch_positions_;  // each batch_ column's position in the global batch
