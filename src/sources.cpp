@@ -73,8 +73,8 @@ Probe probe_file(const std::string& file, const std::string& dataset, Accept acc
 }
 
 Sources probe_all(const DataSource& src, Accept accept) {
-  const std::vector<std::string> paths = expand_paths(src.files);
   Sources s;
+  const std::vector<std::string> paths = expand_paths(src.files, &s.inputs);
   Probe first;
   for (const std::string& path : paths) {
     Probe p = probe_file(path, src.dataset, accept);
@@ -94,6 +94,7 @@ Sources probe_all(const DataSource& src, Accept accept) {
     p.entry.first_row = s.rows;
     s.rows += p.entry.rows;
     s.files.push_back(p.entry);
+    s.inputs.push_back(path);
   }
   if (s.rows < 1)
     bad_file(paths.front(), src.dataset,
@@ -105,9 +106,10 @@ Sources probe_all(const DataSource& src, Accept accept) {
 std::string pack(const Sources& s) {
   std::string out;
   for (int64_t v : {s.rows, s.cols, int64_t(s.precision), int64_t(s.float32), s.chunk_rows,
-                    s.stored_row_bytes, int64_t(s.files.size())})
+                    s.stored_row_bytes, int64_t(s.files.size()), int64_t(s.inputs.size())})
     out += std::to_string(v) + '\0';
   out += s.name + '\0';
+  for (const std::string& input : s.inputs) out += input + '\0';
   for (const SourceEntry& e : s.files)
     out += e.file + '\0' + e.dataset + '\0' + std::to_string(e.first_row) + '\0' +
            std::to_string(e.rows) + '\0';
@@ -131,7 +133,9 @@ Sources unpack(const std::string& text) {
   s.chunk_rows = number();
   s.stored_row_bytes = number();
   s.files.resize(size_t(number()));
+  s.inputs.resize(size_t(number()));
   s.name = next();
+  for (std::string& input : s.inputs) input = next();
   for (SourceEntry& e : s.files) {
     e.file = next();
     e.dataset = next();
@@ -143,13 +147,15 @@ Sources unpack(const std::string& text) {
 
 }  // namespace
 
-std::vector<std::string> expand_paths(const std::vector<std::string>& specs) {
+std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
+                                      std::vector<std::string>* lists) {
   std::vector<std::string> out;
   for (const std::string& spec : specs) {
     if (spec.starts_with('@')) {
       const std::string list = spec.substr(1);
       std::ifstream in(list);
       if (!in) bad_file(list, "", "cannot read this list of files (" + spec + ")");
+      if (lists) lists->push_back(list);
       int64_t before = int64_t(out.size());
       for (std::string line; std::getline(in, line);) {
         line.erase(0, line.find_first_not_of(" \t\r"));

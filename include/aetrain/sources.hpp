@@ -44,12 +44,17 @@ struct Sources {
   int64_t chunk_rows = 0;       // the first file's chunk rows; 0 when it is not chunked
   int64_t stored_row_bytes = 0;  // one row as the first file stores it
   std::string name;             // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
+  // Every file that reading this data opens, as named: the @lists, the data files, and the
+  // files their datasets reach into. No output may be written over one of them.
+  std::vector<std::string> inputs;
 };
 
 /// The paths a --data value names, in order: each value a path, a glob (matches sorted by
 /// name; none is an error) or @FILE (one path a line; blank lines and # comments skipped).
-/// Throws Error(data) naming what matched nothing or could not be read. One process.
-std::vector<std::string> expand_paths(const std::vector<std::string>& specs);
+/// Throws Error(data) naming what matched nothing or could not be read. One process. Unless
+/// null, `lists` gets the @FILEs read.
+std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
+                                      std::vector<std::string>* lists = nullptr);
 
 /// Expands `src` and checks every file: an HDF5 file with a 2-D dataset of numbers `accept`
 /// takes, the columns of the first file. Rank 0 looks and broadcasts the table; an error names
