@@ -5,6 +5,7 @@
 #include <cmath>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <optional>
 #include <sstream>
@@ -54,6 +55,17 @@ CLI::Validator number_in(double lo, double hi, const std::string& interval) {
 }
 
 const double kHuge = std::numeric_limits<double>::max();
+
+// The path of a dataset in an HDF5 file: a name below the root group.
+CLI::Validator dataset_path(const std::string& example) {
+  return CLI::Validator(
+      [example](std::string& text) -> std::string {
+        if (text.find_first_not_of('/') == std::string::npos)
+          return "'" + text + "' names no dataset; give a path such as " + example;
+        return "";
+      },
+      "PATH");
+}
 
 // A --noise value (noise.hpp's parse_noise says what is wrong).
 CLI::Validator noise_spec() {
@@ -121,11 +133,13 @@ std::optional<int64_t> parse_size(const std::string& text) {
 // Whether an option is part of the effective configuration that checkpoints store (to_toml).
 enum class Stored { always, if_set, never };
 
-// What a row says beyond its name, field and help.
+// What a row says beyond its name, field and help. An option's resume rule is must_match
+// unless its row says otherwise: a new option is refused on change until someone decides.
 struct Extra {
   std::optional<CLI::Validator> check = std::nullopt;
   Stored stored = Stored::always;
   bool show_default = true;  // in --help
+  ResumeRule resume = ResumeRule::must_match;
 };
 
 // Adds each row of a table to a CLI11 (sub)command, bound to its field.
@@ -170,7 +184,8 @@ struct CliRows {
             "SIZE"));
   }
 
-  void flag(const std::string& name, bool& field, const std::string& help, Stored = Stored::never) {
+  void flag(const std::string& name, bool& field, const std::string& help,
+            Stored = Stored::never, ResumeRule = ResumeRule::free) {
     app.add_flag(name, field, help);
   }
 };
@@ -195,33 +210,75 @@ std::string number(double v) {
   return std::string(text, end);
 }
 
+// A field's value as the stored configuration writes it (TOML).
+template <class T>
+std::string toml_value(const T& field) {
+  if constexpr (kWords<T>) {
+    return toml_string(word_of(field));
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return toml_string(field);
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
+                       std::is_same_v<T, std::vector<std::string>>) {
+    std::string value;
+    for (const auto& x : field) {
+      if constexpr (std::is_same_v<T, std::vector<int64_t>>)
+        value += (value.empty() ? "" : ", ") + std::to_string(x);
+      else
+        value += (value.empty() ? "" : ", ") + toml_string(x);
+    }
+    return "[" + value + "]";
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return number(field);
+  } else {
+    return std::to_string(field);
+  }
+}
+
+// A field's value as a person types it on the command line (a long list shortened).
+template <class T>
+std::string shown_value(const T& field) {
+  if constexpr (kWords<T>) {
+    return word_of(field);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return field.empty() ? "''" : field;
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    std::string value;
+    for (int64_t x : field) value += (value.empty() ? "" : ",") + std::to_string(x);
+    return value;
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    if (field.empty()) return "(none)";
+    std::string value;
+    for (size_t i = 0; i < field.size() && i < 2; ++i) value += (i ? " " : "") + field[i];
+    if (field.size() > 3) return value + " and " + std::to_string(field.size() - 2) + " more";
+    return field.size() == 3 ? value + " " + field[2] : value;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return number(field);
+  } else {
+    return std::to_string(field);
+  }
+}
+
+// Whether a field holds the value that means "not set" (empty, 0), which Stored::if_set leaves
+// out of the stored configuration.
+template <class T>
+bool unset(const T& field) {
+  if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<int64_t>> ||
+                std::is_same_v<T, std::vector<std::string>>)
+    return field.empty();
+  else if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
+    return field == 0;
+  else
+    return false;
+}
+
 // Writes each stored row of a table as a TOML `key = value` line.
 struct TomlRows {
   std::ostringstream& out;
 
   template <class T>
   void option(const std::string& name, const T& field, const std::string&, Extra extra = {}) {
-    if (extra.stored == Stored::never) return;
-    std::string value;
-    if constexpr (kWords<T>) {
-      value = toml_string(word_of(field));
-    } else if constexpr (std::is_same_v<T, std::string>) {
-      if (extra.stored == Stored::if_set && field.empty()) return;
-      value = toml_string(field);
-    } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
-      for (int64_t w : field) value += (value.empty() ? "" : ", ") + std::to_string(w);
-      value = "[" + value + "]";
-    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-      if (extra.stored == Stored::if_set && field.empty()) return;
-      for (const std::string& f : field) value += (value.empty() ? "" : ", ") + toml_string(f);
-      value = "[" + value + "]";
-    } else if constexpr (std::is_floating_point_v<T>) {
-      value = number(field);
-    } else {
-      if (extra.stored == Stored::if_set && field == 0) return;
-      value = std::to_string(field);
-    }
-    out << name.substr(2) << " = " << value << "\n";
+    if (extra.stored == Stored::never || (extra.stored == Stored::if_set && unset(field))) return;
+    out << name.substr(2) << " = " << toml_value(field) << "\n";
   }
 
   void size(const std::string& name, const int64_t& field, const std::string& help,
@@ -231,8 +288,34 @@ struct TomlRows {
 
   // Most flags steer one run (--resume, --quiet) and are not configuration.
   void flag(const std::string& name, const bool& field, const std::string&,
-            Stored stored = Stored::never) {
+            Stored stored = Stored::never, ResumeRule = ResumeRule::free) {
     if (stored == Stored::always) out << name.substr(2) << " = " << (field ? "true" : "false") << "\n";
+  }
+};
+
+// Each row's value and resume rule, for comparing two configurations.
+struct ValueRows {
+  struct Row {
+    std::string name;
+    ResumeRule rule;
+    std::string text, shown;  // as stored, as typed
+    bool unset;
+  };
+  std::vector<Row>& rows;
+
+  template <class T>
+  void option(const std::string& name, const T& field, const std::string&, Extra extra = {}) {
+    rows.push_back({name, extra.resume, toml_value(field), shown_value(field), unset(field)});
+  }
+
+  void size(const std::string& name, const int64_t& field, const std::string& help,
+            Extra extra = {}) {
+    option(name, field, help, extra);
+  }
+
+  void flag(const std::string& name, const bool& field, const std::string&,
+            Stored = Stored::never, ResumeRule rule = ResumeRule::free) {
+    rows.push_back({name, rule, field ? "true" : "false", field ? "on" : "off", false});
   }
 };
 
@@ -244,26 +327,30 @@ void train_rows(Rows& t, Config& c) {
   t.option("--data", c.data.files,
            "HDF5 file(s) with the training data, their rows concatenated: paths, quoted globs "
            "('runs/*.h5', sorted by name) or @list.txt (a path a line) (required)");
-  t.option("--dataset", c.data.dataset, "2-D dataset in it (rows are samples)");
+  t.option("--dataset", c.data.dataset, "2-D dataset in it (rows are samples)",
+           {.check = dataset_path("/train")});
   t.option("--layers", c.model.encoder_widths,
            "encoder widths after the input, the last is the code width (e.g. 512,128,32); the "
            "decoder mirrors them (required)",
-           {.check = integer_from(1)});
-  t.option("--activation", c.model.activation, "hidden layers' activation");
+           {.check = integer_from(1), .resume = ResumeRule::model});
+  t.option("--activation", c.model.activation, "hidden layers' activation",
+           {.resume = ResumeRule::model});
   t.option("--code-activation", c.model.code_activation,
-           "the code layer's (default: --activation)", {.show_default = false});
+           "the code layer's (default: --activation)",
+           {.show_default = false, .resume = ResumeRule::model});
   t.option("--output-activation", c.model.output_activation,
            "the reconstruction's activation (default: sigmoid; linear with --normalize standard)",
-           {.show_default = false});
+           {.show_default = false, .resume = ResumeRule::model});
   t.option("--normalize", c.normalize,
            "scale each column by statistics of the training rows, stored with the model: "
-           "standard (mean 0, std 1), minmax (to [0, 1]) or none");
+           "standard (mean 0, std 1), minmax (to [0, 1]) or none",
+           {.resume = ResumeRule::model});
   t.option("--epochs", c.epochs, "train until this many epochs are complete",
-           {.check = integer_from(1)});
+           {.check = integer_from(1), .resume = ResumeRule::notice});
   t.option("--batch-size", c.global_batch, "GLOBAL batch size, split over the ranks",
            {.check = integer_from(1)});
   t.option("--lr", c.adam.learning_rate, "Adam's learning rate",
-           {.check = number_in(0, kHuge, "(0, inf)")});
+           {.check = number_in(0, kHuge, "(0, inf)"), .resume = ResumeRule::notice});
   t.option("--beta1", c.adam.beta1, "Adam's beta1", {.check = number_in(0, 1, "[0, 1)")});
   t.option("--beta2", c.adam.beta2, "Adam's beta2", {.check = number_in(0, 1, "[0, 1)")});
   t.option("--epsilon", c.adam.epsilon, "Adam's epsilon",
@@ -306,7 +393,7 @@ void train_rows(Rows& t, Config& c) {
          "bit-identical weights, moments and losses on any number of ranks (up to the batch's "
          "sample blocks) and threads: fixed-shape blocks of the batch, their gradients summed "
          "exactly in fixed point",
-         Stored::always);
+         Stored::always, ResumeRule::must_match);
   t.option("--alpha", c.alpha,
            "weight of the encode loss mean((code - input)^2); needs code width = input width",
            {.check = number_in(0, 1, "[0, 1]")});
@@ -315,41 +402,48 @@ void train_rows(Rows& t, Config& c) {
   t.option("--threads", c.threads,
            "threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, or the cores per "
            "rank)",
-           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false});
+           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
+            .resume = ResumeRule::free});
   t.option("--val-data", c.val.files, "HDF5 file(s) with validation data, as --data (default: --data)",
-           {.stored = Stored::if_set});
+           {.stored = Stored::if_set, .resume = ResumeRule::notice});
   t.option("--val-dataset", c.val.dataset, "validation dataset (default: --dataset)",
-           {.stored = Stored::if_set, .show_default = false});
+           {.check = dataset_path("/train"),
+            .stored = Stored::if_set,
+            .show_default = false,
+            .resume = ResumeRule::notice});
   t.option("--data-block-rows", c.data_block_rows,
            "rows per block, the unit of reading (default: whole chunks of the first file, about "
            "4 MiB; else about 4 MiB of rows); with --window-rows it decides the batches",
-           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false});
+           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
+            .resume = ResumeRule::kept});
   t.option("--window-rows", c.window_rows,
            "the most rows a window holds (default: all rows when they fit in --data-memory, "
            "else the most that fit); give it to get the same batches on other launches",
-           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false});
+           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
+            .resume = ResumeRule::kept});
   t.size("--data-memory", c.data_memory,
          "memory per rank for the training rows, e.g. 512MiB or 2GiB (default: half of the "
          "node's memory over the ranks on it)",
-         {.stored = Stored::if_set});
+         {.stored = Stored::if_set, .resume = ResumeRule::free});
   t.option("--checkpoint", c.checkpoint, "checkpoint file to write (and to --resume)",
-           {.stored = Stored::if_set});
+           {.stored = Stored::if_set, .resume = ResumeRule::free});
   t.option("--checkpoint-every", c.checkpoint_every,
-           "steps between checkpoints; 0: only at the end", {.check = integer_from(0)});
+           "steps between checkpoints; 0: only at the end",
+           {.check = integer_from(0), .resume = ResumeRule::free});
   t.option("--keep", c.keep,
            "checkpoints to keep: the newest at --checkpoint, older ones as CHECKPOINT.step<N>",
-           {.check = integer_from(1)});
+           {.check = integer_from(1), .resume = ResumeRule::free});
   t.option("--check-replicas", c.check_replicas,
            "steps between checks that every rank holds the same weights; 0: never",
-           {.check = integer_from(0)});
+           {.check = integer_from(0), .resume = ResumeRule::free});
   t.flag("--resume", c.resume, "continue from --checkpoint if it exists");
   t.option("--init-from", c.init_from,
            "start from this checkpoint's weights (fresh optimizer and data cursor)",
-           {.stored = Stored::if_set});
+           {.stored = Stored::if_set, .resume = ResumeRule::free});
   t.option("--metrics", c.metrics, "write JSON Lines metrics to this file",
-           {.stored = Stored::if_set});
+           {.stored = Stored::if_set, .resume = ResumeRule::free});
   t.option("--log-every", c.log_every, "steps between step lines; 0: one line per epoch",
-           {.check = integer_from(0)});
+           {.check = integer_from(0), .resume = ResumeRule::free});
   t.flag("--quiet", c.quiet, "no progress output (errors and warnings still print)");
 }
 
@@ -358,7 +452,7 @@ template <class Rows>
 void block_rows(Rows& t, DataSource& data, int64_t& block_rows, int& threads) {
   t.option("--data", data.files,
            "HDF5 file(s) with the rows, concatenated: paths, quoted globs or @list.txt (required)");
-  t.option("--dataset", data.dataset, "2-D dataset in it");
+  t.option("--dataset", data.dataset, "2-D dataset in it", {.check = dataset_path("/train")});
   t.option("--block-rows", block_rows, "rows each rank holds at once", {.check = integer_from(1)});
   t.option("--threads", threads, "threads per rank (default as for train)",
            {.check = integer_from(1), .show_default = false});
@@ -369,7 +463,8 @@ void encode_rows(Rows& t, EncodeConfig& c) {
   t.option("--model", c.model, "checkpoint or PCA model file (required)");
   block_rows(t, c.data, c.block_rows, c.threads);
   t.option("--out", c.out, "HDF5 file for the codes, new or existing (required)");
-  t.option("--out-dataset", c.out_dataset, "dataset for the codes");
+  t.option("--out-dataset", c.out_dataset, "dataset for the codes",
+           {.check = dataset_path("/codes")});
   t.flag("--overwrite", c.overwrite, "replace an existing output dataset");
 }
 
@@ -378,9 +473,11 @@ void evaluate_rows(Rows& t, EvaluateConfig& c) {
   t.option("--model", c.model, "checkpoint or PCA model file (required)");
   block_rows(t, c.data, c.block_rows, c.threads);
   t.option("--per-sample", c.per_sample, "HDF5 file for each row's reconstruction error");
-  t.option("--per-sample-dataset", c.per_sample_dataset, "dataset for them");
+  t.option("--per-sample-dataset", c.per_sample_dataset, "dataset for them",
+           {.check = dataset_path("/per_sample_mse")});
   t.option("--reconstruct", c.reconstruct, "HDF5 file for the reconstructions");
-  t.option("--reconstruct-dataset", c.reconstruct_dataset, "dataset for them");
+  t.option("--reconstruct-dataset", c.reconstruct_dataset, "dataset for them",
+           {.check = dataset_path("/reconstruction")});
   t.flag("--overwrite", c.overwrite, "replace existing output datasets");
 }
 
@@ -405,7 +502,8 @@ void inspect_rows(Rows& t, InspectConfig& c) {
 // or the --config file set.
 template <class Given>
 void finish(TrainConfig& c, Given given) {
-  if (!given("--code-activation")) c.model.code_activation = c.model.activation;
+  c.default_code = !given("--code-activation");
+  if (c.default_code) c.model.code_activation = c.model.activation;
   // A sigmoid cannot produce standardized values.
   c.default_output = !given("--output-activation");
   if (c.default_output)
@@ -418,18 +516,17 @@ void finish(TrainConfig& c, Given given) {
   if (c.val.files.empty()) c.val.dataset.clear();
 }
 
-// Applies a TOML file's `key = value` lines to the options not given on the command line.
+// Applies TOML `key = value` lines (read from `source`) to the options that nothing set yet.
 // (CLI11 2.1 reads config files for the main app only, so subcommands do it here.)
-void apply_config_file(CLI::App& app, const std::string& path) {
-  if (!std::filesystem::is_regular_file(path)) throw CLI::FileError::Missing(path);
+void apply_toml(CLI::App& app, std::istream& in, const std::string& source) {
   CLI::ConfigTOML toml;
-  for (const CLI::ConfigItem& item : toml.from_file(path)) {
+  for (const CLI::ConfigItem& item : toml.from_config(in)) {
     if (item.name == "++" || item.name == "--") continue;  // a [section] opens or closes
     if (!item.parents.empty() && item.parents != std::vector<std::string>{app.get_name()})
-      throw CLI::ConfigError(path + ": unknown section [" + item.parents.front() + "]");
+      throw CLI::ConfigError(source + ": unknown section [" + item.parents.front() + "]");
     CLI::Option* op = app.get_option_no_throw("--" + item.name);
     if (!op || item.name == "config")
-      throw CLI::ConfigError(path + ": unknown key '" + item.name + "'");
+      throw CLI::ConfigError(source + ": unknown key '" + item.name + "'");
     if (!op->empty()) continue;  // the command line wins
     if (op->get_expected_min() == 0)
       op->add_result(toml.to_flag(item));
@@ -437,6 +534,13 @@ void apply_config_file(CLI::App& app, const std::string& path) {
       op->add_result(item.inputs);
     op->run_callback();  // converts and validates like a flag
   }
+}
+
+// Applies a TOML file to the options not given on the command line.
+void apply_config_file(CLI::App& app, const std::string& path) {
+  std::ifstream in(path);
+  if (!std::filesystem::is_regular_file(path) || !in) throw CLI::FileError::Missing(path);
+  apply_toml(app, in, path);
 }
 
 }  // namespace
@@ -505,6 +609,37 @@ Command parse_command_line(int argc, const char* const* argv) {
   finish(cmd.train, [&](const char* name) { return train.app.count(name) > 0; });
   cmd.config_text = to_toml(cmd.train);
   return cmd;
+}
+
+TrainConfig train_config_from_toml(const std::string& text) {
+  CLI::App app{"the stored configuration", "train"};
+  TrainConfig c;
+  CliRows rows{app};
+  train_rows(rows, c);
+  std::istringstream in(text);
+  try {
+    apply_toml(app, in, "the stored configuration");
+  } catch (const CLI::Error& e) {
+    throw std::invalid_argument(e.what());
+  }
+  finish(c, [&](const char* name) { return app.count(name) > 0; });
+  return c;
+}
+
+std::vector<OptionChange> changed_options(const TrainConfig& stored, const TrainConfig& now) {
+  std::vector<ValueRows::Row> a, b;
+  ValueRows was{a}, is{b};
+  train_rows(was, stored);
+  train_rows(is, now);
+  std::vector<OptionChange> out;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const ResumeRule rule = a[i].rule;
+    if (rule == ResumeRule::free || (rule == ResumeRule::kept && b[i].unset) ||
+        a[i].text == b[i].text)
+      continue;
+    out.push_back({a[i].name, rule, a[i].shown, b[i].shown});
+  }
+  return out;
 }
 
 std::string to_toml(const TrainConfig& c) {

@@ -20,6 +20,17 @@ int64_t deterministic_block_rows(int64_t global_batch) {
   return (global_batch + blocks - 1) / blocks;
 }
 
+int64_t deterministic_blocks(int64_t global_batch) {
+  const int64_t rows = deterministic_block_rows(global_batch);
+  return (global_batch + rows - 1) / rows;
+}
+
+int64_t deterministic_batch_for(int ranks, int64_t from) {
+  int64_t batch = std::max<int64_t>(from, ranks);  // a block has a row at least
+  while (deterministic_blocks(batch) < ranks) ++batch;
+  return batch;
+}
+
 BatchPlan::BatchPlan(int64_t rows, int64_t global_batch, int rank, int ranks, int64_t sample_block)
     : rows_(rows), batch_(global_batch) {
   if (rows < 1 || global_batch < 1 || ranks < 1 || rank < 0 || rank >= ranks || sample_block < 1)

@@ -6,9 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
-#include <map>
 #include <omp.h>
-#include <sstream>
 #include <stdexcept>
 
 #include "aetrain/cli.hpp"
@@ -237,20 +235,11 @@ void Trainer::start_from_checkpoints() {
                                                           c.missing_state + ")") +
                           "; --resume needs a checkpoint written by aetrain train; use "
                           "--init-from to start from its weights");
-    if (h.model != config_.model)
-      fail_replicated(ExitCode::checkpoint,
-                      config_.checkpoint + ": holds a " + describe(h.model) +
-                          " model; this run asks for " + describe(config_.model));
-    if (h.train.global_batch != config_.global_batch || h.train.seed != config_.seed)
-      fail_replicated(ExitCode::usage,
-                      config_.checkpoint + ": was trained with --batch-size " +
-                          std::to_string(h.train.global_batch) + " --seed " +
-                          std::to_string(h.train.seed) +
-                          "; resuming needs the same values (its data cursor means nothing "
-                          "otherwise); use --init-from to start a new run from its weights");
-    require_same_normalization(c, config_.checkpoint);
-    require_same_data(h.train);
-    require_same_recipe(h.train.config);
+    check_options_against(c, config_.checkpoint, /*resume=*/true);
+    // The layout decides the batches: the checkpoint's (files before format 3: every row in
+    // memory, one window).
+    config_.window_rows = h.train.window_rows > 0 ? h.train.window_rows : sources_.rows;
+    if (h.train.window_rows > 0) config_.data_block_rows = h.train.block_rows;
     std::copy(c.params.begin(), c.params.end(), model_.params().begin());
     norm_ = h.normalization;
     std::copy(c.m.begin(), c.m.end(), adam_.m().begin());
@@ -274,11 +263,7 @@ void Trainer::start_from_checkpoints() {
     log_.line("no checkpoint at " + config_.checkpoint + " yet: starting a new run");
   if (!config_.init_from.empty()) {
     const Checkpoint c = load_checkpoint(config_.init_from, comm_);
-    if (c.header.model != config_.model)
-      fail_replicated(ExitCode::checkpoint,
-                      config_.init_from + ": holds a " + describe(c.header.model) +
-                          " model; this run asks for " + describe(config_.model));
-    require_same_normalization(c, config_.init_from);
+    check_options_against(c, config_.init_from, /*resume=*/false);
     std::copy(c.params.begin(), c.params.end(), model_.params().begin());
     norm_ = c.header.normalization;
     log_.line("starting from the weights of " + config_.init_from +
@@ -288,81 +273,82 @@ void Trainer::start_from_checkpoints() {
   model_.init_glorot(config_.seed);
 }
 
-void Trainer::require_same_data(const TrainState& trained) {
-  // Files before format 3 recorded one file and not its rows.
-  const bool rows_known = trained.sources.size() != 1 || trained.sources.front().rows >= 0;
-  bool same = trained.sources.size() == sources_.files.size();
-  for (size_t i = 0; same && i < sources_.files.size(); ++i) {
-    const SourceEntry &a = trained.sources[i], &b = sources_.files[i];
-    same = a.file == b.file && a.dataset == b.dataset && (!rows_known || a.rows == b.rows);
+void Trainer::check_options_against(const Checkpoint& c, const std::string& path, bool resume) {
+  const CheckpointHeader& h = c.header;
+  // The file's values: its stored configuration, then what its own groups hold (the model, its
+  // statistics, Adam's hyperparameters, the batch, the seed), which wins.
+  TrainConfig stored;
+  if (resume) {
+    try {
+      stored = train_config_from_toml(h.train.config);
+    } catch (const std::invalid_argument& e) {
+      fail_replicated(ExitCode::checkpoint,
+                      path + ": its stored configuration cannot be read: " + e.what());
+    }
+    stored.adam = h.adam;
+    stored.global_batch = h.train.global_batch;
+    stored.seed = h.train.seed;
   }
-  if (!same) {
-    const auto list = [](const std::vector<SourceEntry>& files) {
-      int64_t rows = 0;
-      for (const SourceEntry& e : files) rows += e.rows;
-      return files.front().file + ":" + files.front().dataset +
-             (files.size() > 1 ? " and " + std::to_string(files.size() - 1) + " more files" : "") +
-             (rows >= 0 ? ", " + std::to_string(rows) + " rows" : "");
-    };
-    fail_replicated(ExitCode::usage,
-                    config_.checkpoint + ": was trained on " + list(trained.sources) +
-                        "; this run reads " + list(sources_.files) +
-                        "; resuming needs the same files and rows (its data cursor means "
-                        "nothing otherwise); use --init-from to start a new run from its weights");
-  }
-  // The layout decides the batches: the checkpoint's, which an option may repeat but not change.
-  const auto keep = [&](const char* option, int64_t& value, int64_t stored) {
-    if (value > 0 && value != stored)
-      fail_replicated(ExitCode::usage,
-                      config_.checkpoint + ": was trained with " + option + " " +
-                          std::to_string(stored) + "; resuming needs the same value");
-    value = stored;
-  };
-  if (trained.window_rows > 0) {
-    keep("--window-rows", config_.window_rows, trained.window_rows);
-    keep("--data-block-rows", config_.data_block_rows, trained.block_rows);
-  } else {  // before format 3: every row in memory, one window
-    config_.window_rows = sources_.rows;
-  }
-}
-
-void Trainer::require_same_recipe(const std::string& trained_config) const {
-  // Each `key = value` line of a stored configuration (to_toml's form).
-  const auto lines = [](const std::string& toml) {
-    std::map<std::string, std::string> out;
-    std::istringstream in(toml);
-    for (std::string line; std::getline(in, line);)
-      if (const size_t eq = line.find(" = "); eq != std::string::npos)
-        out[line.substr(0, eq)] = line.substr(eq + 3);
+  stored.model = h.model;
+  stored.normalize = h.normalization.kind;
+  TrainConfig now = config_;
+  // The data as the files it names and their rows (files before format 3 recorded one file and
+  // not its rows): the same spelling of --data may name other files, another spelling the same.
+  const bool rows_known = h.train.sources.size() != 1 || h.train.sources.front().rows >= 0;
+  const auto identity = [&](const std::vector<SourceEntry>& files) {
+    std::vector<std::string> out;
+    for (const SourceEntry& e : files)
+      out.push_back(e.file + (rows_known ? " (" + std::to_string(e.rows) + " rows)" : ""));
     return out;
   };
-  const auto trained = lines(trained_config), now = lines(to_toml(config_)),
-             defaults = lines(to_toml(TrainConfig{}));  // a file from before an option
-  std::string was, asks;
-  for (const char* key : {"lr-schedule", "warmup-steps", "min-lr", "lr-step-epochs", "lr-gamma",
-                          "weight-decay", "clip-norm", "early-stop", "min-delta", "noise",
-                          "deterministic"}) {
-    const auto stored = trained.find(key);
-    const std::string& before = stored != trained.end() ? stored->second : defaults.at(key);
-    if (before == now.at(key)) continue;
-    was += std::string(was.empty() ? "" : ", ") + "--" + key + " " + before;
-    asks += std::string(asks.empty() ? "" : ", ") + "--" + key + " " + now.at(key);
+  if (resume) {
+    stored.data.files = identity(h.train.sources);
+    stored.data.dataset = h.train.sources.front().dataset;
+    now.data.files = identity(sources_.files);
   }
-  if (!was.empty())
-    fail_replicated(ExitCode::usage,
-                    config_.checkpoint + ": was trained with " + was + "; this run asks for " +
-                        asks + "; resuming needs the same recipe (`aetrain inspect` shows the "
-                        "stored configuration, --config replays it)");
-}
-
-void Trainer::require_same_normalization(const Checkpoint& c, const std::string& path) const {
-  const NormalizeKind kind = c.header.normalization.kind;
-  if (kind != config_.normalize)
-    fail_replicated(ExitCode::usage,
-                    path + ": its model was trained with --normalize " + normalize_name(kind) +
-                        "; this run asks for --normalize " + normalize_name(config_.normalize) +
-                        "; pass --normalize " + normalize_name(kind) +
-                        " (the file's statistics are kept, not fitted again)");
+  std::vector<OptionChange> changes = changed_options(stored, now);
+  const auto differs = [&](const std::string& option) {
+    return std::any_of(changes.begin(), changes.end(),
+                       [&](const OptionChange& o) { return o.option == option; });
+  };
+  // Report causes, not their consequences: a defaulted activation follows another option.
+  std::erase_if(changes, [&](const OptionChange& o) {
+    return (!resume && o.rule != ResumeRule::model) ||
+           (o.option == "--output-activation" && config_.default_output &&
+            differs("--normalize")) ||
+           (o.option == "--code-activation" && config_.default_code && differs("--activation"));
+  });
+  std::string was, asks, pass, notices;
+  for (const OptionChange& o : changes) {
+    if (o.rule == ResumeRule::notice) {
+      notices += (notices.empty() ? "" : ", ") + o.option + " " + o.now + " (was " + o.stored + ")";
+      continue;
+    }
+    was += (was.empty() ? "" : ", ") + o.option + " " + o.stored;
+    asks += (asks.empty() ? "" : ", ") + o.option + " " + o.now;
+    pass += " " + o.option + " " + o.stored;
+  }
+  if (!was.empty()) {
+    const bool data = differs("--data") || differs("--dataset");
+    fail_replicated(
+        ExitCode::usage,
+        path + ": " + (resume ? "was trained with " : "holds a model trained with ") + was +
+            "; this run asks for " + asks + "; " +
+            (data ? "resuming needs the same files and rows (its data cursor means nothing "
+                    "otherwise); use --init-from to start a new run from its weights"
+                  : (resume ? "resuming" : "--init-from") +
+                        std::string(" needs the same values: pass") + pass +
+                        (differs("--normalize") && stored.normalize != NormalizeKind::none
+                             ? " (the file's statistics are kept, not fitted "
+                                                  "again)"
+                             : " (`aetrain inspect " + path + "` shows what it stores)")));
+  }
+  if (h.model.input_dim != config_.model.input_dim)
+    fail_replicated(ExitCode::checkpoint,
+                    path + ": holds a model for rows of " + std::to_string(h.model.input_dim) +
+                        " columns (" + describe(h.model) + "); " + sources_.name + " has " +
+                        std::to_string(config_.model.input_dim));
+  if (!notices.empty()) log_.line("resuming " + path + " with " + notices);
 }
 
 StepResult Trainer::step() {
@@ -444,15 +430,17 @@ StepResult Trainer::step() {
 }
 
 void Trainer::start_deterministic() {
-  const int64_t blocks = (config_.global_batch + sample_block_ - 1) / sample_block_;
+  const int64_t blocks = deterministic_blocks(config_.global_batch);
   if (comm_.size() > blocks)
     fail_replicated(ExitCode::usage,
                     "--deterministic cuts the batch of " + std::to_string(config_.global_batch) +
                         " rows into " + std::to_string(blocks) + " sample blocks of " +
                         std::to_string(sample_block_) + ", each trained by one rank: " +
-                        std::to_string(comm_.size()) + " ranks need a batch of at least " +
-                        std::to_string(128 * (comm_.size() - 1) + 1) + " rows (or run at most " +
-                        std::to_string(blocks) + " ranks)");
+                        std::to_string(comm_.size()) + " ranks need " +
+                        std::to_string(comm_.size()) + " blocks; use --batch-size " +
+                        std::to_string(deterministic_batch_for(comm_.size(), config_.global_batch)) +
+                        " (the next size cut into " + std::to_string(comm_.size()) +
+                        " blocks) or run at most " + std::to_string(blocks) + " ranks");
   const int64_t n = int64_t(model_.params().size()), p = comm_.size(), r = comm_.rank();
   const int64_t mine = (r + 1) * blocks / p - r * blocks / p;  // the blocks this rank owns
   batch_positions_.resize(size_t(batch_.cols()));

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "aetrain/cli.hpp"
@@ -142,8 +143,9 @@ TEST(Cli, EffectiveConfigurationRoundTripsThroughToml) {
 // Every option of `train --help`, set to a value other than its default, survives the effective
 // configuration that checkpoints store (to_toml, read back with --config). Adding an option
 // without a row in the option table, or without a line here, fails this test.
-TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
-  const std::vector<const char*> args = {
+// Every train option, each set to a value other than its default.
+const std::vector<const char*>& every_train_option() {
+  static const std::vector<const char*> args = {
       "train", "--data", "d.h5", "runs/*.h5", "@more.txt", "--dataset", "/x", "--layers", "30,20,10",
       "--activation", "tanh", "--code-activation", "linear", "--output-activation", "relu",
       "--normalize", "minmax", "--epochs", "7", "--batch-size", "64", "--lr", "0.002",
@@ -157,6 +159,11 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
       "--early-stop", "5", "--min-delta", "0.001", "--noise", "mask:0.25", "--deterministic",
       // Flags steer one run and are not stored: checked apart below.
       "--resume", "--quiet"};
+  return args;
+}
+
+TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
+  const std::vector<const char*>& args = every_train_option();
   const Command c = parse(args);
   std::string help;
   try {
@@ -191,6 +198,84 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
   EXPECT_FALSE(back.quiet);
   back.resume = back.quiet = true;
   EXPECT_TRUE(back == c.train) << c.config_text;
+}
+
+// The stored configuration reads back through the option table as --config reads it, and
+// every option has the resume rule the README gives it.
+TEST(Cli, EveryTrainOptionHasItsResumeRule) {
+  const Command c = parse(every_train_option());
+  const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;
+  TrainConfig back = train_config_from_toml(c.config_text);
+  back.resume = back.quiet = true;
+  EXPECT_TRUE(back == c.train) << c.config_text;
+  EXPECT_TRUE(changed_options(c.train, back).empty());
+  const std::map<std::string, ResumeRule> rules = {
+      {"--data", ResumeRule::must_match},          {"--dataset", ResumeRule::must_match},
+      {"--layers", ResumeRule::model},             {"--activation", ResumeRule::model},
+      {"--code-activation", ResumeRule::model},    {"--output-activation", ResumeRule::model},
+      {"--normalize", ResumeRule::model},          {"--epochs", ResumeRule::notice},
+      {"--batch-size", ResumeRule::must_match},    {"--lr", ResumeRule::notice},
+      {"--beta1", ResumeRule::must_match},         {"--beta2", ResumeRule::must_match},
+      {"--epsilon", ResumeRule::must_match},       {"--lr-schedule", ResumeRule::must_match},
+      {"--warmup-steps", ResumeRule::must_match},  {"--min-lr", ResumeRule::must_match},
+      {"--lr-step-epochs", ResumeRule::must_match}, {"--lr-gamma", ResumeRule::must_match},
+      {"--weight-decay", ResumeRule::must_match},  {"--clip-norm", ResumeRule::must_match},
+      {"--early-stop", ResumeRule::must_match},    {"--min-delta", ResumeRule::must_match},
+      {"--noise", ResumeRule::must_match},         {"--deterministic", ResumeRule::must_match},
+      {"--alpha", ResumeRule::must_match},         {"--seed", ResumeRule::must_match},
+      {"--shuffle", ResumeRule::must_match},       {"--val-data", ResumeRule::notice},
+      {"--val-dataset", ResumeRule::notice},       {"--data-block-rows", ResumeRule::kept},
+      {"--window-rows", ResumeRule::kept}};
+  // Every option differs from its default in `c`: those with a rule are reported with it, the
+  // free ones (threads, memory, paths, cadences, logging) never.
+  std::map<std::string, ResumeRule> reported;
+  for (const OptionChange& o : changed_options(defaults, c.train)) {
+    EXPECT_FALSE(o.stored.empty()) << o.option;
+    EXPECT_NE(o.stored, o.now) << o.option;
+    reported[o.option] = o.rule;
+  }
+  EXPECT_EQ(reported, rules);
+  // A kept option that this run leaves unset takes the file's value: not a change.
+  TrainConfig unset = c.train;
+  unset.window_rows = unset.data_block_rows = 0;
+  for (const OptionChange& o : changed_options(c.train, unset))
+    ADD_FAILURE() << o.option << " reported although left to the file";
+  // Values read as a person types them.
+  TrainConfig other = c.train;
+  other.model.encoder_widths = {30, 20, 5};
+  other.deterministic = false;
+  const std::vector<OptionChange> two = changed_options(c.train, other);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].option + " " + two[0].stored + " -> " + two[0].now, "--layers 30,20,10 -> 30,20,5");
+  EXPECT_EQ(two[1].option + " " + two[1].stored + " -> " + two[1].now, "--deterministic on -> off");
+  EXPECT_THROW(train_config_from_toml("no_such_option = 3\n"), std::invalid_argument);
+  EXPECT_THROW(train_config_from_toml("lr = -1\n"), std::invalid_argument);
+}
+
+TEST(Cli, DatasetOptionsNameADataset) {
+  for (const char* bad : {"", "/", "//"}) {
+    EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--dataset", bad}),
+              ExitCode::usage);
+    EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--val-dataset", bad}),
+              ExitCode::usage);
+    EXPECT_EQ(exit_code_of({"encode", "--model", "m.h5", "--data", "d.h5", "--out", "o.h5",
+                            "--out-dataset", bad}),
+              ExitCode::usage);
+    for (const char* option : {"--per-sample-dataset", "--reconstruct-dataset"})
+      EXPECT_EQ(exit_code_of({"evaluate", "--model", "m.h5", "--data", "d.h5", option, bad}),
+                ExitCode::usage);
+    EXPECT_EQ(exit_code_of({"pca", "--data", "d.h5", "--components", "2", "--out", "p.h5",
+                            "--dataset", bad}),
+              ExitCode::usage);
+  }
+  try {
+    parse({"encode", "--model", "m.h5", "--data", "d.h5", "--out", "o.h5", "--out-dataset", ""});
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--out-dataset: '' names no dataset; give a path such "
+                                         "as /codes"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(Cli, SizesTakeUnits) {

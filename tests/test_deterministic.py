@@ -119,6 +119,17 @@ class Deterministic(cli_support.BinaryTest):
                            "--deterministic"], 2,
                           "--deterministic cuts the batch of 10 rows into 4 sample blocks of 3, "
                           "each trained by one rank: 5 ranks need", ranks=5)
+        # The remedy it prints is the one that works: a batch of 9 is 3 blocks of 3, so 4 ranks
+        # are refused although a batch of 8 (4 blocks of 2) would do; it names the next size up
+        # that does, and training with it works on those ranks.
+        for batch, ranks, fix in ((9, 4, 10), (10, 5, 513), (600, 6, 641)):
+            line = self.assert_fails(["train", "--data", self.data, "--layers", "4",
+                                      "--batch-size", str(batch), "--deterministic"], 2,
+                                     f"use --batch-size {fix} ", ranks=ranks)
+            self.assertIn(f"{ranks} ranks need {ranks} blocks", line)
+            rc, _, err = run(["train", "--data", self.data, "--layers", "4", "--batch-size",
+                              str(fix), "--deterministic", "--quiet"], ranks)
+            self.assertEqual(rc, 0, err)
         # Resuming without it (or adding it) changes the run: refused.
         ck = self.path("c.h5")
         base = ["train", "--data", self.data, "--layers", "4", "--batch-size", "40",
@@ -126,8 +137,8 @@ class Deterministic(cli_support.BinaryTest):
         rc, _, err = run(base + ["--deterministic"], 2)
         self.assertEqual(rc, 0, err)
         self.assert_fails(base + ["--epochs", "2", "--resume"], 2,
-                          "was trained with --deterministic true; this run asks for "
-                          "--deterministic false")
+                          "was trained with --deterministic on; this run asks for "
+                          "--deterministic off")
         # A NaN gradient in one block of rank 1 (injected at its third step): every rank
         # stops with one line, the diverged code, and writes no checkpoint.
         nan_ck = self.path("nan.h5")

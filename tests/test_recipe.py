@@ -369,9 +369,9 @@ class BadRecipes(cli_support.BinaryTest):
         with open(ck, "rb") as f:
             before = f.read()
         self.assert_fails(base + ["--epochs", "2", "--resume", "--noise", "mask:0.2"], 2,
-                          f'{ck}: was trained with --lr-schedule "cosine", --clip-norm 1; this run '
-                          'asks for --lr-schedule "constant", --clip-norm 0; resuming needs the '
-                          "same recipe")
+                          f"{ck}: was trained with --lr-schedule cosine, --clip-norm 1; this run "
+                          "asks for --lr-schedule constant, --clip-norm 0; resuming needs the "
+                          "same values: pass --lr-schedule cosine --clip-norm 1")
         with open(ck, "rb") as f:
             self.assertEqual(f.read(), before)
         rc, _, err = run(base + ["--epochs", "2", "--resume"] + recipe, 2)

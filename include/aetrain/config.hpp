@@ -91,6 +91,7 @@ struct TrainConfig {
   // line makes the output linear by default with `standard`; `default_output` says it chose.
   NormalizeKind normalize = NormalizeKind::none;
   bool default_output = false;
+  bool default_code = false;  // the code activation is --activation's, not given
   double alpha = 0.0;  // weight of the encode loss mean((h - x)^2)
   int64_t epochs = 1;
   int64_t global_batch = 10;  // split over the ranks

@@ -17,6 +17,12 @@ int64_t first_class(int64_t global_batch, int64_t sample_block, int rank, int ra
 /// C = min(B, max(4, ceil(B / 128))) blocks of ceil(B / C) (the last may be shorter), e.g. 4 of
 /// 64 for B = 256, 4 of 128 for 512, 8 of 125 for 1000, 4 of 3 (and a last of 1) for 10.
 int64_t deterministic_block_rows(int64_t global_batch);
+/// The sample blocks of a global batch B under --deterministic: ceil(B / block rows), at most
+/// one per rank. Not monotonic in B for small batches (9 rows: 3 blocks of 3; 8 rows: 4 of 2).
+int64_t deterministic_blocks(int64_t global_batch);
+/// The least global batch of at least `from` rows that deterministic_blocks cuts into at least
+/// `ranks` blocks.
+int64_t deterministic_batch_for(int ranks, int64_t from);
 
 /// Row i belongs to position class j = i mod B; class j holds rows j, j + B, j + 2B, ...
 /// Rank r of P owns classes [first_class(r), first_class(r + 1)) and keeps their rows in file

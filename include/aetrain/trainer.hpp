@@ -70,13 +70,10 @@ class Trainer {
 
  private:
   void start_from_checkpoints();
-  // --resume continues the files it was trained on, with their layout.
-  void require_same_data(const TrainState& trained);
-  // --resume continues the recipe (schedule, weight decay, clipping, early stopping, noise) it
-  // was trained with: the options stored in its configuration must be this run's.
-  void require_same_recipe(const std::string& trained_config) const;
-  // --resume and --init-from keep their file's statistics: the run must ask for the same kind.
-  void require_same_normalization(const Checkpoint& c, const std::string& path) const;
+  // The options against the file of --resume (every option by its rule in the option table:
+  // refused, with one line naming them all, when one that must match differs; a notice for
+  // those that may change) or of --init-from (the model's options alone).
+  void check_options_against(const Checkpoint& c, const std::string& path, bool resume);
   // The statistics pass over the training rows, before the first window is read.
   void fit_statistics();
   // The data layout (from the options, the checkpoint resumed and the memory budget), then the
