@@ -417,13 +417,15 @@ void train_rows(Rows& t, Config& c) {
            {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
             .resume = ResumeRule::kept});
   t.option("--window-rows", c.window_rows,
-           "the most rows a window holds (default: all rows when they fit in --data-memory, "
-           "else the most that fit); give it to get the same batches on other launches",
+           "the most rows a window holds (default: all rows when they take at most 2 GiB as "
+           "float32, else the data in equal windows of about 2 GiB); with --data-block-rows, "
+           "the seed and the batch it decides the batches",
            {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
             .resume = ResumeRule::kept});
   t.size("--data-memory", c.data_memory,
-         "memory per rank for the training rows, e.g. 512MiB or 2GiB (default: half of the "
-         "node's memory over the ranks on it)",
+         "the most memory per rank the training rows may take, e.g. 512MiB or 2GiB (default: "
+         "half of the node's memory over the ranks on it); a ceiling only: it never changes "
+         "the batches, and a layout that needs more is refused",
          {.stored = Stored::if_set, .resume = ResumeRule::free});
   t.option("--checkpoint", c.checkpoint, "checkpoint file to write (and to --resume)",
            {.stored = Stored::if_set, .resume = ResumeRule::free});

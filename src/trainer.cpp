@@ -126,6 +126,8 @@ void Trainer::start_data() {
   DataLayout layout;
   comm_.agree([&] {  // every rank reaches the same verdict; agree keeps it one line
     layout = choose_layout(sources_, config_.data_block_rows, config_.window_rows, data_budget_,
+                           config_.data_memory > 0 ? "--data-memory"
+                                                   : "half this node's memory over its ranks",
                            config_.global_batch, comm_.size(), norm_, sample_block_);
   });
   config_.data_block_rows = state_.block_rows = layout.block_rows;

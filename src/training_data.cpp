@@ -69,7 +69,10 @@ int64_t bytes_per_window_step(const Sources& s, int64_t global_batch, int ranks,
 
 std::string mib(int64_t bytes) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.1f MiB", double(bytes) / double(1 << 20));
+  if (bytes >= int64_t(1) << 30)
+    std::snprintf(text, sizeof text, "%.1f GiB", double(bytes) / double(1 << 30));
+  else
+    std::snprintf(text, sizeof text, "%.1f MiB", double(bytes) / double(1 << 20));
   return text;
 }
 
@@ -218,8 +221,8 @@ int64_t data_memory_needed(const Sources& sources, const DataLayout& layout, int
 }
 
 DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t window_rows,
-                         int64_t budget, int64_t global_batch, int ranks,
-                         const Normalization& norm, int64_t sample_block) {
+                         int64_t budget, const std::string& budget_source, int64_t global_batch,
+                         int ranks, const Normalization& norm, int64_t sample_block) {
   DataLayout layout;
   const int64_t row_bytes = std::max<int64_t>(1, sources.stored_row_bytes);
   if (block_rows > 0)
@@ -231,45 +234,61 @@ DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t win
                                           double(sources.chunk_rows * row_bytes)));
   else
     layout.block_rows = std::max<int64_t>(1, kTargetBlockBytes / row_bytes);
-  const int64_t least = std::max(global_batch, longest_block(sources, layout.block_rows));
-  const auto needed = [&](int64_t w) {
-    return data_memory_needed(sources, {layout.block_rows, w}, global_batch, ranks, norm,
-                              sample_block);
-  };
-  const std::string on = " per rank on " + std::to_string(ranks) + " rank(s)";
+  const int64_t block = longest_block(sources, layout.block_rows);
+  const int64_t least = std::max(global_batch, block);
   if (window_rows > 0) {
     if (window_rows < least)
       throw Error(ExitCode::usage,
                   "--window-rows " + std::to_string(window_rows) + " is too small: a window " +
                       "must hold a global batch (" + std::to_string(global_batch) +
-                      " rows) and a block (" + std::to_string(longest_block(sources, layout.block_rows)) +
-                      " rows): at least " + std::to_string(least));
-    if (needed(window_rows) > budget)
-      throw Error(ExitCode::usage,
-                  "--window-rows " + std::to_string(window_rows) + " needs " +
-                      mib(needed(window_rows)) + on + ", more than --data-memory " + mib(budget) +
-                      "; raise --data-memory or lower --window-rows");
+                      " rows) and a block (" + std::to_string(block) + " rows): at least " +
+                      std::to_string(least));
     layout.window_rows = window_rows;
-    return layout;
+  } else {
+    const int64_t float_row = sources.cols * int64_t(sizeof(float));
+    const int64_t windows = ceil_div(sources.rows * float_row, kDefaultWindowBytes);
+    layout.window_rows =
+        windows <= 1 ? sources.rows
+                     : std::max(ceil_div(least, global_batch),
+                                ceil_div(ceil_div(sources.rows, windows), global_batch)) *
+                           global_batch;
   }
-  if (needed(sources.rows) <= budget) {  // every row in one window, read once
-    layout.window_rows = sources.rows;
-    return layout;
-  }
-  // Two windows (the one training and the next) of as many batches as fit.
+  const auto needed = [&](int64_t w) {
+    return data_memory_needed(sources, {layout.block_rows, w}, global_batch, ranks, norm,
+                              sample_block);
+  };
+  const int64_t need = needed(layout.window_rows);
+  if (need <= budget) return layout;
+  // The most rows two windows (the one training and the next) may hold within the budget.
   const int64_t per_step = 2 * bytes_per_window_step(sources, global_batch, ranks, sample_block);
   const int64_t fixed = fixed_bytes(sources, layout.block_rows, ranks, norm);
-  const int64_t steps = budget > fixed ? (budget - fixed) / per_step : 0;
-  layout.window_rows = std::min(steps * global_batch, sources.rows);
-  if (layout.window_rows < least)
-    throw Error(ExitCode::usage,
-                "--data-memory " + mib(budget) + " per rank is too small for " + sources.name +
-                    ": a window must hold a global batch (" + std::to_string(global_batch) +
-                    " rows) and a block (" +
-                    std::to_string(longest_block(sources, layout.block_rows)) +
-                    " rows), which needs at least " + mib(needed(ceil_div(least, global_batch) * global_batch)) + on +
-                    "; raise --data-memory or lower --data-block-rows");
-  return layout;
+  const int64_t fit = budget > fixed ? (budget - fixed) / per_step * global_batch : 0;
+  const std::string on = " per rank on " + std::to_string(ranks) + " rank(s)";
+  // The fewest ranks (up to 4096) whose shares of the same windows fit the budget.
+  int more = 0;
+  for (int p = ranks + 1; p <= 4096 && more == 0; ++p)
+    if (data_memory_needed(sources, layout, global_batch, p, norm, sample_block) <= budget)
+      more = p;
+  const std::string what =
+      window_rows > 0 ? "--window-rows " + std::to_string(window_rows)
+      : layout.window_rows >= sources.rows
+          ? "every row of " + sources.name + " in one window (the default for data of at most " +
+                mib(kDefaultWindowBytes) + " as float32)"
+          : "windows of " + std::to_string(layout.window_rows) + " rows of " + sources.name +
+                " (the default: the data in windows of at most about " + mib(kDefaultWindowBytes) +
+                ")";
+  throw Error(ExitCode::usage,
+              what + " needs " + mib(need) + on + ", more than the " + mib(budget) + " of " +
+                  budget_source + "; give --data-memory " +
+                  std::to_string(ceil_div(need, int64_t(1) << 20)) +
+                  "MiB (where the node has it)" +
+                  (more > 0 ? ", or run " + std::to_string(more) +
+                                  " ranks or more (the batches stay the same)"
+                            : "") +
+                  (fit >= least ? ", or choose smaller windows with --window-rows " +
+                                      std::to_string(std::min(fit, sources.rows)) +
+                                      " (the most that fit; other windows give other batches)"
+                                : ""));
 }
 
 struct TrainingData::Impl {

@@ -9,6 +9,7 @@ exact resume in the middle of a window; and the bad inputs of the data path.
 """
 import json
 import os
+import re
 import shutil
 import sys
 import unittest
@@ -130,8 +131,29 @@ class Data(cli_support.BinaryTest):
             ck, m = self.train([self.p(name)], WINDOWS, name="c_" + name)
             self.assert_same_weights(ref, ck)
         # Left to choose, the block follows the chunks: whole chunks (of 100 rows), never split.
-        _, m = self.train([self.p("gzip.h5")], ["--data-memory", "20MiB"], name="auto.h5")
+        _, m = self.train([self.p("gzip.h5")], [], name="auto.h5")
         self.assertEqual(m[0]["data"]["block_rows"] % 100, 0)
+
+    def test_the_default_layout_does_not_follow_the_memory(self):
+        # The same command on nodes with more or less memory (and on other rank counts) gives
+        # the same layout, hence the same batches and weights; memory only refuses.
+        runs = []
+        for ranks, memory in ((2, []), (2, ["--data-memory", "8MiB"]),
+                              (3, ["--data-memory", "64MiB"]), (1, ["--data-memory", "1GiB"])):
+            ck, m = self.train([self.p("chunked.h5")], memory, ranks=ranks, name=f"m{ranks}.h5")
+            runs.append((ck, (m[0]["data"]["block_rows"], m[0]["data"]["window_rows"])))
+        self.assertEqual(len({layout for _, layout in runs}), 1, runs)
+        self.assertEqual(runs[0][1][1], ROWS)
+        for ck, _ in runs[1:]:
+            wa, wb = weights(runs[0][0]), weights(ck)
+            for name in wa:  # the same batches: equal up to the sums' order over ranks
+                np.testing.assert_allclose(wb[name], wa[name], rtol=1e-4, atol=1e-5)
+        # A budget too small names the least that works, and that remedy works.
+        line = self.assert_fails(["train", "--data", self.p("chunked.h5")] + TRAIN +
+                                 ["--data-memory", "2MiB"], 2,
+                                 "every row of " + self.p("chunked.h5") + ":/train in one window")
+        least = re.search(r"give --data-memory (\d+MiB)", line).group(1)
+        self.train([self.p("chunked.h5")], ["--data-memory", least], name="least.h5")
 
     def test_each_stored_byte_is_read_once_per_epoch_for_any_rank_count(self):
         stored = {}
@@ -169,9 +191,14 @@ class Data(cli_support.BinaryTest):
             m = self.path("mem.jsonl")
             if os.path.exists(m):
                 os.remove(m)
-            rc, out, err = run(["train", "--data", big, "--dataset", dataset, "--layers", "16",
-                                "--batch-size", "50", "--data-memory", "4MiB",
-                                "--data-block-rows", "250", "--metrics", m], ranks=2)
+            args = ["train", "--data", big, "--dataset", dataset, "--layers", "16",
+                    "--batch-size", "50", "--data-memory", "4MiB", "--data-block-rows", "250"]
+            # The budget never chooses the windows: the default (every row) is refused, naming
+            # the most window rows that fit, and that remedy runs within the budget.
+            line = self.assert_fails(args, 2, "more than the 4.0 MiB of --data-memory")
+            fit = re.search(r"--window-rows (\d+) \(the most that fit", line)
+            self.assertIsNotNone(fit, line)
+            rc, out, err = run(args + ["--window-rows", fit.group(1), "--metrics", m], ranks=2)
             self.assertEqual(rc, 0, err)
             self.assertIn("windows of at most", out)
             end = metrics(m)[-1]
@@ -244,9 +271,10 @@ class Data(cli_support.BinaryTest):
         # A budget that cannot hold one batch and one block names the least that works.
         self.assert_fails(train + [self.p("all.h5"), "--data-memory", "1MiB",
                                    "--batch-size", "50"], 2,
-                          "--data-memory 1.0 MiB per rank is too small")
-        self.assert_fails(train + [self.p("all.h5"), "--data-memory", "1MiB"], 2,
-                          "which needs at least")
+                          "more than the 1.0 MiB of --data-memory; give --data-memory")
+        self.assert_fails(train + [self.p("all.h5"), "--data-memory", "1MiB", "--window-rows",
+                                   "1000", "--data-block-rows", "100"], 2,
+                          "--window-rows 1000 needs")
         self.assert_fails(train + [self.p("all.h5"), "--window-rows", "20",
                                    "--batch-size", "50"], 2,
                           "--window-rows 20 is too small")
