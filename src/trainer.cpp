@@ -354,13 +354,24 @@ void Trainer::check_options_against(const Checkpoint& c, const std::string& path
 }
 
 StepResult Trainer::step() {
-  if (fault("throw")) throw std::runtime_error("injected failure (AETRAIN_FAULT=throw)");
   if (fault("replicated-error"))  // a bug main must catch: raised on one rank alone
     fail_replicated(ExitCode::other, "injected replicated error (AETRAIN_FAULT=replicated-error)");
   Clock::time_point t = Clock::now();
   const auto or_null = [](std::vector<int64_t>& v) { return v.empty() ? nullptr : v.data(); };
-  const int64_t n = data_->gather(state_.epoch, state_.step_in_epoch, batch_.data(),
-                                  or_null(batch_rows_), or_null(batch_positions_));
+  // An error of this rank alone (a read of the next window that failed) must not leave the
+  // others waiting in the step's collectives: this rank goes on without rows, and the error
+  // rides in the step's totals, after which every rank raises it alike.
+  std::exception_ptr failure;
+  int64_t n = 0;
+  try {
+    if (fault("throw")) throw std::runtime_error("injected failure (AETRAIN_FAULT=throw)");
+    n = data_->gather(state_.epoch, state_.step_in_epoch, batch_.data(), or_null(batch_rows_),
+                      or_null(batch_positions_));
+    if (data_->failure()) std::rethrow_exception(data_->failure());
+  } catch (...) {
+    failure = std::current_exception();
+    n = 0;
+  }
   // Denoising: the model sees the corrupted rows and learns to give back the clean ones.
   const bool noisy = noise_.kind != Noise::Kind::none;
   const ConstMatrixMap<float> clean(batch_.data(), batch_.rows(), n);
@@ -370,14 +381,15 @@ StepResult Trainer::step() {
   const ConstMatrixMap<float> input(noisy ? noisy_.data() : batch_.data(), batch_.rows(), n);
   t = timers_.lap(Phase::data, t);
 
-  // The gradient sum, then the step's loss sum, row count and the ranks that caught a stop
-  // signal, summed in double (a small second reduction, measured at under 1 us beside the
-  // gradients' one): every rank decides alike. With --deterministic the block losses follow
-  // (one rank's value, zeros elsewhere: exact).
-  const std::span<double> totals(step_sums_.data(), 3);
+  // The gradient sum, then the step's loss sum, row count, the ranks that caught a stop signal
+  // and those that failed, summed in double (a small second reduction, measured at under 1 us
+  // beside the gradients' one): every rank decides alike. With --deterministic the block
+  // losses follow (one rank's value, zeros elsewhere: exact).
+  const std::span<double> totals(step_sums_.data(), kTotals);
   std::fill(step_sums_.begin(), step_sums_.end(), 0.0);
   totals[1] = double(n);
   totals[2] = stop_requested() ? 1.0 : 0.0;
+  totals[3] = failure ? 1.0 : 0.0;
   if (config_.deterministic) {
     block_gradients(input, clean);
     t = timers_.lap(Phase::forward, t);  // each block's forward and backward
@@ -390,6 +402,10 @@ StepResult Trainer::step() {
     comm_.allreduce_sum(model_.grads());
   }
   comm_.allreduce_sum(std::span<double>(step_sums_));
+  if (totals[3] > 0)  // before anything reads the sums: every rank raises the first failure
+    comm_.agree([&] {
+      if (failure) std::rethrow_exception(failure);
+    });
   if (config_.deterministic) {
     sum_gradients_exactly();
     for (size_t b = totals.size(); b < step_sums_.size(); ++b)
@@ -461,7 +477,7 @@ void Trainer::start_deterministic() {
     share_.resize(piece_sums_.size() / size_t(p) + 1);
     share_counts_.resize(size_t(p));
   }
-  step_sums_.resize(3 + size_t(blocks));
+  step_sums_.resize(kTotals + size_t(blocks));
 }
 
 void Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float> target) {
@@ -487,7 +503,7 @@ void Trainer::block_gradients(ConstMatrixMap<float> input, ConstMatrixMap<float>
     std::fill(peaks.begin(), peaks.end(), 0u);
     for (int64_t k = id; k < mine; k += threads) {
       const Index first = block_start_[size_t(k)], count = block_start_[size_t(k) + 1] - first;
-      step_sums_[3 + size_t(batch_positions_[size_t(first)] / sample_block_)] =
+      step_sums_[kTotals + size_t(batch_positions_[size_t(first)] / sample_block_)] =
           w.forward(ConstMatrixMap<float>(input.data() + first * cols, cols, count),
                     ConstMatrixMap<float>(target.data() + first * cols, cols, count));
       const std::span<float> grads(block_grads_.data() + size_t(k) * params, params);

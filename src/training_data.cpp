@@ -126,6 +126,10 @@ class BlockReader {
     return slots_[size_t(j % kSlots)].data();
   }
 
+  /// Job j's slot, read or not: what a rank whose read failed still sends, so that the exchange
+  /// it takes part in completes on every rank.
+  const float* slot(int64_t j) const { return slots_[size_t(j % kSlots)].data(); }
+
   /// Job j's slot may take the next block.
   void release(int64_t j) {
     {
@@ -401,10 +405,18 @@ struct TrainingData::Impl {
     const auto fetch = [&] {
       if (mine < count) send = reader->wait(w.first_job + q);
     };
-    if (agree)
+    if (agree) {
       comm.agree(fetch);
-    else
-      fetch();
+    } else {
+      // Inside a step: a failed read is kept for the step's own agreement (failure()), and this
+      // rank sends its slot as it is, so that no rank is left waiting in the exchange.
+      try {
+        fetch();
+      } catch (...) {
+        if (!failure) failure = std::current_exception();
+        send = reader->slot(w.first_job + q);
+      }
+    }
     int64_t sent = 0, received = 0;
     for (int64_t d = 0; d < P; ++d) {
       const int64_t out =
@@ -479,6 +491,7 @@ struct TrainingData::Impl {
   std::vector<int64_t> local;  // step_rows' output
   std::vector<int> counts;     // alltoallv's counts and displacements
   std::unique_ptr<BlockReader> reader;
+  std::exception_ptr failure;  // the first read that failed in gather's exchanges
 };
 
 TrainingData::TrainingData(const Sources& sources, const DataLayout& layout,
@@ -495,6 +508,7 @@ TrainingData::~TrainingData() = default;
 int64_t TrainingData::steps_in_epoch(int64_t epoch) { return impl_->plan_for(epoch).steps(); }
 int64_t TrainingData::windows_in_epoch(int64_t epoch) { return impl_->plan_for(epoch).windows(); }
 int64_t TrainingData::max_rows() const { return impl_->classes; }
+std::exception_ptr TrainingData::failure() const { return impl_->failure; }
 bool TrainingData::in_memory() const { return impl_->in_memory(); }
 const DataLayout& TrainingData::layout() const { return impl_->layout; }
 

@@ -127,6 +127,34 @@ class Faults(cli_support.BinaryTest):
                                   "rank 1: " + path + ": /train: row 57, column 3 is NaN", s,
                                   "a NaN in a block rank 1 reads")
 
+    def test_bad_rows_read_while_training_end_every_rank_alike(self):
+        # Windows of 300 rows in blocks of 100, in order: the block of rows 700-799 is read by
+        # rank 1 while the steps of the second window run. Its error rides in the step's own
+        # collectives: every rank exits 3, one line, no MPI_Abort banner or ORTE message, and
+        # the checkpoint written before stays.
+        path, ck = self.path("late_nan.h5"), self.path("late_nan_ck.h5")
+        write(path, rows=1000, cols=8)
+        with h5py.File(path, "a") as f:
+            f["/train"][757, 3] = np.nan
+        args = ["train", "--data", path, "--layers", "4", "--batch-size", "50", "--shuffle",
+                "off", "--window-rows", "300", "--data-block-rows", "100", "--checkpoint", ck,
+                "--checkpoint-every", "2"]
+        for ranks in (2, 3):
+            if os.path.exists(ck):
+                os.remove(ck)
+            rc, _, err, s = self.timed(args, ranks=ranks)
+            self.assert_clean_failure(rc, err, 3,
+                                      "rank 1: " + path + ": /train: row 757, column 3 is NaN", s,
+                                      f"a NaN read by rank 1 of {ranks} while training")
+            for banner in ("MPI_ABORT", "ORTE_ERROR_LOG", "PRTE", "MPI_Abort"):
+                self.assertNotIn(banner, err)
+            with h5py.File(ck, "r") as f:  # the last checkpoint before the bad window
+                self.assertLessEqual(f["train"].attrs["global_step"], 12)
+        # An exception inside a step on one rank alone ends every rank alike too.
+        rc, _, err, s = self.timed(self.train, AETRAIN_FAULT="throw@1:5")
+        self.assert_clean_failure(rc, err, 1, "rank 1: injected failure", s)
+        self.assertNotIn("MPI_ABORT", err)
+
     def test_a_killed_rank_ends_the_job_and_the_checkpoint_survives(self):
         ck, m = self.path("killed.h5"), self.path("killed.jsonl")
         t = time.monotonic()

@@ -152,9 +152,10 @@ class Trainer {
   int64_t total_steps_ = 0;  // of the whole run, all epochs (the cosine schedule's T)
   double last_loss_ = std::numeric_limits<double>::quiet_NaN();  // the last step's, for the end event
   Timers::Clock::time_point last_progress_;  // when the progress line was last drawn
-  // A step's loss sum, rows and stop flag, then (--deterministic) each block's loss sum, zeros
-  // for other ranks' blocks: one allreduce.
-  std::vector<double> step_sums_ = std::vector<double>(3);
+  // A step's loss sum, rows, stop flag and failure flag, then (--deterministic) each block's
+  // loss sum, zeros for other ranks' blocks: one allreduce.
+  static constexpr size_t kTotals = 4;
+  std::vector<double> step_sums_ = std::vector<double>(kTotals);
   Timers timers_;
 };
 

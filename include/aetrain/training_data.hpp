@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <string>
 #include <utility>
@@ -71,9 +72,13 @@ class TrainingData {
   /// each one's index in the data (the concatenated files) and `positions` its position class
   /// (in [0, B): a shuffled step may lack some). The steps follow seek one after another.
   /// Exchanges the rows of the next window that are due and moves on to it at its first step.
-  /// Collective. Allocates nothing.
+  /// Collective. Allocates nothing. A read of the next window that fails on this rank does not
+  /// throw here (the other ranks are in the exchange): failure() holds it from then on, for the
+  /// caller to agree on in the step's own collectives.
   int64_t gather(int64_t epoch, int64_t t, float* batch, int64_t* rows = nullptr,
                  int64_t* positions = nullptr);
+  /// The first read that failed in gather, or null.
+  std::exception_ptr failure() const;
   /// The most rows this rank gives a step (its position classes).
   int64_t max_rows() const;
   /// True when every row fits in one window: read once, reshuffled every epoch.
