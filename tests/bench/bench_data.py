@@ -4,15 +4,15 @@
     tests/bench/bench_data.py --build build [--repeats 3] [--big-gib 4] [--work DIR] [--cold]
 
 1. Fashion-MNIST 784-512-128-32, batch 256, 2 ranks x 1 thread, 4 epochs, the runs of each
-   repeat interleaved: every row in memory (today's rate), then with --data-memory a quarter of
-   the data per rank, stored contiguous, chunked and gzip-compressed (h5py's own chunks), and
+   repeat interleaved: every row in memory (today's rate), then in windows of a quarter of the
+   rows (--window-rows), stored contiguous, chunked and gzip-compressed (h5py's own chunks), and
    split over 8 files. Prints the steady samples/s (median of the epochs after the first, median
    of the repeats), its ratio to the in-memory rate, the data timer's share of the step, peak
    memory per rank (and before the data started), windows per epoch, and the bytes read per
    epoch over all ranks against the bytes stored.
 2. Bytes read per epoch over all ranks for 1, 2 and 4 ranks on the gzip file, in windows.
 3. A synthetic dataset of --big-gib GiB (256 float32 columns) trained for one epoch on 2 ranks
-   with --data-memory 256MiB per rank: the rate, memory and bytes read. With --cold (root) the
+   in windows of an eighth of its rows, and in one window: the rate, memory and bytes read. With --cold (root) the
    page cache is dropped first, so the rows come from the disk.
 It prints the CPU and its vector extensions first: a figure holds for that CPU only.
 """
@@ -83,7 +83,7 @@ def fashion_mnist(build, work, repeats):
     for i, p in enumerate(parts):
         with h5py.File(p, "w") as f:
             f["/train"] = x[i * 7500:(i + 1) * 7500]
-    quarter = ["--data-memory", str(x.nbytes // 4)]
+    quarter = ["--window-rows", str(len(x) // 4)]
     cases = [("every row in memory", [src], []),
              ("contiguous, a quarter", [src], quarter),
              (f"chunked {chunks} + gzip, a quarter", [gz], quarter),
@@ -139,22 +139,21 @@ def big(build, work, gib, cold):
     model = ["--layers", "64,16", "--batch-size", "256", "--epochs", "1"]
     print(f"\nSynthetic {rows:,} x {cols} float32 ({gib} GiB, "
           f"{'cold: page cache dropped' if cold else 'page cache warm'}), 256-64-16, batch 256, "
-          f"2 ranks x 1 thread, one epoch; --data-memory 256MiB per rank is "
-          f"{gib * 1024 / 512:.0f}x smaller than the data, {gib * 1024 / 2 + 512:.0f}MiB holds "
-          f"every rank's share in memory")
+          f"2 ranks x 1 thread, one epoch; windows of an eighth of the rows, and every row in "
+          f"one window")
     print("| data | windows/epoch | samples/s | data timer | peak MiB/rank (before data) | "
           "read GiB |")
     print("|---|---|---|---|---|---|")
-    for budget in ("256MiB", f"{gib * 1024 / 2 + 512:.0f}MiB"):
+    for window in (str(rows // 8), str(rows)):
         if cold:  # each run reads from the disk
             subprocess.run(["sync"], check=True)
             with open("/proc/sys/vm/drop_caches", "w") as f:
                 f.write("3\n")
-        start, end, rates = train(build, [path], model + ["--data-memory", budget], work)
+        start, end, rates = train(build, [path], model + ["--window-rows", window], work)
         windows = start["data"]["windows_per_epoch"]
         name = "every row in memory" if start["data"]["in_memory"] else \
             f"windows of at most {start['data']['window_rows']:,} rows"
-        print(f"| {budget}: {name} | {windows} | {rates[0]:,.0f} | {data_share(end):.1%} | "
+        print(f"| {name} | {windows} | {rates[0]:,.0f} | {data_share(end):.1%} | "
               f"{end['peak_memory_mib']['max']:.0f} ({end['memory_before_data_mib']['max']:.0f}) | "
               f"{end['read_bytes']['sum'] / 2**30:.2f} |", flush=True)
 
