@@ -77,8 +77,10 @@ std::string describe(const Dependency& d) {
     case DependencyKind::external_link:
       return "external link " + d.object + " -> " + d.name + ":" + d.target;
     case DependencyKind::virtual_source:
-      return "virtual dataset source " + d.name + ":" + d.target + " (" +
-             region(d.mapped_first, d.mapped_last, d.virtual_dims) + ")";
+      return "virtual dataset source " + d.name + ":" + d.target +
+             (d.mapped_first.empty()
+                  ? ""
+                  : " (" + region(d.mapped_first, d.mapped_last, d.virtual_dims) + ")");
     case DependencyKind::external_file:
       return "external raw data file " + d.name;
   }
@@ -169,7 +171,8 @@ std::string problem(const Dependency& d) {
                region(d.selected_first, d.selected_last, d.source_dims) + " of it";
   }
   if (d.kind == DependencyKind::external_file && d.file_bytes < d.offset + d.bytes)
-    return "is too short: " + d.path + " holds " + std::to_string(d.file_bytes) +
+    return "is too short: " + (d.path == d.name ? "it" : d.path) + " holds " +
+           std::to_string(d.file_bytes) +
            " bytes; the dataset's values are bytes " + std::to_string(d.offset) + "-" +
            std::to_string(d.offset + d.bytes - 1) + " of it (HDF5 would read the rest as zeros)";
   return "";
