@@ -8,7 +8,6 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <mutex>
 #include <numeric>
 #include <optional>
@@ -936,12 +935,6 @@ class Walker {
     }
   }
 
-  hid_t file(const std::string& path) {
-    auto it = files_.find(path);
-    if (it == files_.end()) it = files_.emplace(path, open_file(path)).first;
-    return it->second.id();
-  }
-
   std::vector<Dependency> deps;
 
  private:
@@ -966,7 +959,10 @@ class Walker {
     std::string lost;
     std::optional<Place> p;
     try {
-      p = follow(file(path), path, target.starts_with('/') ? target : "/" + target, "", index,
+      // The file stays open while an object of it is (HDF5's weak close), and no longer: a
+      // virtual dataset over thousands of files does not hold them all open.
+      const Handle f = open_file(path);
+      p = follow(f.id(), path, target.starts_with('/') ? target : "/" + target, "", index,
                  depth + 1, lost);
     } catch (const Failure& e) {
       deps[size_t(index)].status = Status::failed;
@@ -996,7 +992,6 @@ class Walker {
     d.status = Status::no_file;
   }
 
-  std::map<std::string, Handle> files_;
   int max_depth_;
 };
 
@@ -1048,8 +1043,8 @@ std::vector<Dependency> dependencies(const std::string& file, const std::string&
   quiet_once();
   Walker walker(max_depth);
   std::string missing;
-  const std::optional<Walker::Place> place =
-      walker.follow(walker.file(file), file, path, "", -1, 0, missing);
+  const Handle f = open_file(file);
+  const std::optional<Walker::Place> place = walker.follow(f.id(), file, path, "", -1, 0, missing);
   if (place) walker.dataset(*place, path, -1, 0);
   return std::move(walker.deps);
 }

@@ -1,6 +1,7 @@
 #include "aetrain/sources.hpp"
 
 #include <glob.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cmath>
@@ -46,6 +47,9 @@ using DependencyKind = h5::DependencyKind;
 
 // How deep links and virtual datasets may nest (a cycle ends here).
 constexpr int max_nesting = 8;
+// Open files kept for MPI, the data file itself and the outputs when a virtual dataset's
+// sources are counted against the process's limit.
+constexpr int64_t reserved_files = 64;
 
 // "rows 500-999" (and the columns when a mapping covers only some of them).
 std::string region(const std::vector<int64_t>& first, const std::vector<int64_t>& last,
@@ -192,6 +196,21 @@ void check_dependencies(const std::string& file, const std::string& dataset,
       via = "through " + describe(deps[size_t(p)]) + ": " + via;
     bad_file(file, dataset, via + describe(d) + " " + why);
   }
+  // HDF5 keeps a virtual dataset's source files open while it reads it; past the process's
+  // limit of open files it reads the sources it cannot open as the fill value, without a word.
+  std::vector<std::string> files;
+  for (const Dependency& d : deps)
+    if (std::find(files.begin(), files.end(), d.path) == files.end()) files.push_back(d.path);
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+      int64_t(files.size()) + reserved_files > int64_t(limit.rlim_cur))
+    bad_file(file, dataset,
+             "reading it keeps " + std::to_string(files.size()) +
+                 " files open at once, and this process may open " +
+                 std::to_string(limit.rlim_cur) + " (less " + std::to_string(reserved_files) +
+                 " for MPI and the outputs); HDF5 would read the rest as the fill value: raise "
+                 "the limit (ulimit -n " + std::to_string(files.size() + reserved_files) +
+                 " before mpirun)");
   for (const Dependency& d : deps) inputs.push_back(d.path);
 }
 

@@ -254,6 +254,43 @@ class Sources(cli_support.BinaryTest):
         self.refused(vds, f"source src_b.h5:/part (rows 200-399) cannot be read: {top}/src_b.h5 "
                           "is not an HDF5 file")
 
+    def test_more_sources_than_open_files(self):
+        # HDF5 keeps a virtual dataset's source files open while it reads it, and reads those it
+        # cannot open as the fill value: 300 sources under a limit of 300 open files are refused,
+        # and train as their rows under the limit the message asks for.
+        top = os.path.join(self.dir, "many")
+        os.makedirs(top)
+        sources = []
+        for i in range(ROWS // 2):
+            with h5py.File(os.path.join(top, f"s{i}.h5"), "w") as f:
+                f["/part"] = self.x[2 * i:2 * i + 2]
+            sources.append((f"s{i}.h5", "/part", 2 * i, (2, COLS)))
+        vds = os.path.join(top, "vds.h5")
+        make_vds(vds, sources)
+        ck = self.path("ck.h5")
+
+        def train(limit):
+            cmd = cli_support.MPIRUN + ["-n", "2", "--timeout", "300", cli_support.AETRAIN, "train",
+                                        "--data", vds, "--checkpoint", ck] + TRAIN
+            p = subprocess.run(["bash", "-c", f'ulimit -n {limit} && exec "$@"', "-"] + cmd,
+                               capture_output=True, text=True, env=cli_support.ENV, timeout=330)
+            return p.returncode, p.stderr
+
+        before = snapshot(self.d, self.dir)
+        rc, err = train(300)
+        self.assertEqual(rc, 3, err)
+        lines = cli_support.our_errors(err)
+        self.assertEqual(len(lines), 1, err)
+        self.assertIn(f"{vds}: /train: reading it keeps 300 files open at once, and this process "
+                      "may open 300 (less 64 for MPI and the outputs); HDF5 would read the rest "
+                      "as the fill value: raise the limit (ulimit -n 364 before mpirun)", lines[0])
+        self.assertEqual(snapshot(self.d, self.dir), before)
+        rc, err = train(364)
+        self.assertEqual(rc, 0, err)
+        got = weights(ck)
+        for name in self.reference:
+            self.assertTrue(np.array_equal(got[name], self.reference[name]), name)
+
     def test_printf_style_mappings_are_refused(self):
         vds = self.path("printf.h5")
         vspace = h5py.h5s.create_simple((ROWS, COLS), (h5py.h5s.UNLIMITED, COLS))
