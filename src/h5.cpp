@@ -1,9 +1,16 @@
 #include "aetrain/h5.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <numeric>
+#include <optional>
 
 namespace aetrain::h5 {
 namespace {
@@ -634,6 +641,412 @@ std::vector<int64_t> read_int_array_attribute(const Handle& obj, const std::stri
   std::vector<int64_t> value(size_t(element_count(a)));
   check(H5Aread(a.id(), H5T_NATIVE_INT64, value.data()), "read attribute " + name);
   return value;
+}
+
+
+// ---- The files a dataset reaches into ----------------------------------------------------------
+// The rules below follow HDF5 1.10.8 and 1.14 line by line: H5F_prefix_open_file (links and
+// virtual sources), H5D__build_file_prefix and H5_combine_path (raw files), H5_build_extpath
+// and H5F__build_actual_name (the directories they search).
+
+namespace {
+
+// H5_build_extpath: the directory of a file as it was opened, with its trailing '/'; a relative
+// name is taken from the current directory (read into 1024 bytes, as the library does; empty
+// when that fails, and the library then skips the directory).
+std::string extpath(const std::string& name) {
+  std::string full = name;
+  if (!name.starts_with('/')) {
+    char cwd[1024];
+    if (!getcwd(cwd, sizeof cwd)) return "";
+    full = cwd;
+    if (!full.ends_with('/')) full += '/';
+    full += name;
+  }
+  return full.substr(0, full.rfind('/') + 1);
+}
+
+// H5F__build_actual_name: the resolved path when the name itself is a symbolic link, else the
+// name as opened.
+std::string actual_name(const std::string& name) {
+  struct stat st {};
+  if (lstat(name.c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    char real[PATH_MAX];
+    if (realpath(name.c_str(), real)) return real;
+  }
+  return name;
+}
+
+// H5F__build_name: the prefix, a '/' unless it is empty or ends with one, the name.
+std::string build_name(const std::string& prefix, const std::string& name) {
+  return prefix + (prefix.empty() || prefix.ends_with('/') ? "" : "/") + name;
+}
+
+// H5D__build_file_prefix: the variable when set and not empty (else the access property list's
+// prefix, which aetrain never sets); none for "" or "."; "${ORIGIN}" at its start stands for the
+// directory of the dataset's file.
+std::optional<std::string> file_prefix(const char* variable, const std::string& holder) {
+  const char* value = std::getenv(variable);
+  if (!value || !*value || std::strcmp(value, ".") == 0) return std::nullopt;
+  std::string prefix = value;
+  const std::string origin = "${ORIGIN}";
+  if (prefix.starts_with(origin)) prefix = extpath(holder) + prefix.substr(origin.size());
+  return prefix;
+}
+
+// A name of a virtual mapping with a printf-style block number ("%b"); "%%" is a '%'.
+bool has_block_number(const std::string& name) {
+  for (size_t i = 0; i + 1 < name.size(); ++i)
+    if (name[i] == '%') {
+      if (name[i + 1] == 'b') return true;
+      ++i;
+    }
+  return false;
+}
+
+std::string unescape_percent(const std::string& name) {
+  std::string out;
+  for (size_t i = 0; i < name.size(); ++i) {
+    out += name[i];
+    if (name[i] == '%' && i + 1 < name.size() && name[i + 1] == '%') ++i;
+  }
+  return out;
+}
+
+// The sec2 driver's test of a candidate: open(2) for reading.
+bool opens(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return false;
+  ::close(fd);
+  return true;
+}
+
+// A selection that reaches to an unlimited extent (a regular hyperslab with an unlimited count
+// or block).
+bool unlimited(const Handle& s) {
+  if (H5Sis_regular_hyperslab(s.id()) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return false;
+  }
+  const int rank = H5Sget_simple_extent_ndims(s.id());
+  const size_t n = size_t(std::max(rank, 0));
+  std::vector<hsize_t> start(n), stride(n), count(n), block(n);
+  check(H5Sget_regular_hyperslab(s.id(), start.data(), stride.data(), count.data(), block.data()),
+        "mapping selection");
+  for (int i = 0; i < rank; ++i)
+    if (count[size_t(i)] == H5S_UNLIMITED || block[size_t(i)] == H5S_UNLIMITED) return true;
+  return false;
+}
+
+void bounds(const Handle& s, std::vector<int64_t>& first, std::vector<int64_t>& last) {
+  const int rank = H5Sget_simple_extent_ndims(s.id());
+  if (rank < 0) fail("mapping selection");
+  const size_t n = size_t(rank);
+  std::vector<hsize_t> a(n), b(n);
+  if (rank > 0 && H5Sget_select_npoints(s.id()) > 0)
+    check(H5Sget_select_bounds(s.id(), a.data(), b.data()), "mapping selection bounds");
+  first.assign(a.begin(), a.end());
+  last.assign(b.begin(), b.end());
+}
+
+std::string text(ssize_t (*get)(hid_t, size_t, char*, size_t), hid_t plist, size_t i,
+                 const char* what) {
+  const ssize_t n = get(plist, i, nullptr, 0);
+  if (n < 0) fail(what);
+  std::string out(size_t(n) + 1, '\0');
+  if (get(plist, i, out.data(), out.size()) < 0) fail(what);
+  out.resize(size_t(n));
+  return out;
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t at = 0;
+  while (at <= path.size()) {
+    size_t end = path.find('/', at);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(at, end - at);
+    if (!part.empty() && part != ".") parts.push_back(part);
+    at = end + 1;
+  }
+  return parts;
+}
+
+using Status = Dependency::Status;
+
+// Follows paths and datasets as the library would, recording what they depend on.
+class Walker {
+ public:
+  explicit Walker(int max_depth) : max_depth_(max_depth) {}
+
+  // An object, and the file (as opened) that holds it.
+  struct Place {
+    Handle object;
+    std::string file;
+  };
+
+  // Follows `path` from `start` (an object of the file `file`): an absolute path from that
+  // file's root, a relative one from `start` (whose own path is `base`). Nothing when the path
+  // leads nowhere: then a failed dependency says why, or else `missing` names the part of the
+  // path that does not exist.
+  std::optional<Place> follow(hid_t start, std::string file, const std::string& path,
+                              const std::string& base, int parent, int depth,
+                              std::string& missing) {
+    const bool absolute = path.starts_with('/');
+    Handle cur(check_id(H5Oopen(start, absolute ? "/" : ".", H5P_DEFAULT), "open " + base),
+               H5Oclose);
+    std::string here = absolute ? "" : base;
+    const std::vector<std::string> parts = split_path(path);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const std::string& part = parts[i];
+      const std::string at = here + "/" + part;
+      const htri_t exists = H5Lexists(cur.id(), part.c_str(), H5P_DEFAULT);
+      if (exists <= 0) {
+        H5Eclear2(H5E_DEFAULT);
+        missing = at;
+        return std::nullopt;
+      }
+      H5L_info_t info;
+      check(H5Lget_info(cur.id(), part.c_str(), &info, H5P_DEFAULT), "link " + at);
+      Handle next;
+      if (info.type == H5L_TYPE_HARD) {
+        next = Handle(check_id(H5Oopen(cur.id(), part.c_str(), H5P_DEFAULT), "open " + at),
+                      H5Oclose);
+      } else if (info.type == H5L_TYPE_SOFT || info.type == H5L_TYPE_EXTERNAL) {
+        std::string value(info.u.val_size, '\0');
+        check(H5Lget_val(cur.id(), part.c_str(), value.data(), value.size(), H5P_DEFAULT),
+              "link " + at);
+        if (info.type == H5L_TYPE_SOFT && depth >= max_depth_) {
+          missing = at;  // a cycle of soft links (open_target reports deep external ones)
+          return std::nullopt;
+        }
+        std::optional<Place> p;
+        if (info.type == H5L_TYPE_SOFT) {
+          p = follow(cur.id(), file, value.c_str(), here, parent, depth + 1, missing);
+        } else {
+          unsigned flags = 0;
+          const char *name = nullptr, *object = nullptr;
+          check(H5Lunpack_elink_val(value.data(), value.size(), &flags, &name, &object),
+                "external link " + at);
+          Dependency d;
+          d.kind = DependencyKind::external_link;
+          d.parent = parent;
+          d.holder = file;
+          d.object = at;
+          d.name = name;
+          d.target = object;
+          int index = -1;
+          p = open_target(std::move(d), depth, index);
+        }
+        if (!p) return std::nullopt;
+        next = std::move(p->object);
+        file = p->file;
+      } else {
+        missing = at;  // a user-defined link: the library needs its class to follow it
+        return std::nullopt;
+      }
+      if (i + 1 < parts.size() && H5Iget_type(next.id()) != H5I_GROUP) {
+        missing = at + "/" + parts[i + 1];
+        return std::nullopt;
+      }
+      cur = std::move(next);
+      here = at;
+    }
+    return Place{std::move(cur), file};
+  }
+
+  // Records the mappings of a virtual dataset and the files of external raw storage, and
+  // follows each source.
+  void dataset(const Place& d, const std::string& path, int parent, int depth) {
+    if (H5Iget_type(d.object.id()) != H5I_DATASET) return;
+    Handle dcpl(check_id(H5Dget_create_plist(d.object.id()), "creation properties of " + path),
+                H5Pclose);
+    const std::vector<int64_t> dims = shape(d.object);
+    if (H5Pget_layout(dcpl.id()) == H5D_VIRTUAL) {
+      size_t n = 0;
+      check(H5Pget_virtual_count(dcpl.id(), &n), "mappings of " + path);
+      for (size_t i = 0; i < n; ++i) {
+        Dependency s;
+        s.kind = DependencyKind::virtual_source;
+        s.parent = parent;
+        s.holder = d.file;
+        s.object = path;
+        s.name = text(H5Pget_virtual_filename, dcpl.id(), i, "mapping file name");
+        s.target = text(H5Pget_virtual_dsetname, dcpl.id(), i, "mapping dataset name");
+        s.virtual_dims = dims;
+        const Handle vspace = space(H5Pget_virtual_vspace(dcpl.id(), i));
+        const Handle sspace = space(H5Pget_virtual_srcspace(dcpl.id(), i));
+        if (unlimited(vspace) || unlimited(sspace) || has_block_number(s.name) ||
+            has_block_number(s.target)) {
+          s.status = Status::unlimited;
+          deps.push_back(std::move(s));
+          continue;
+        }
+        bounds(vspace, s.mapped_first, s.mapped_last);
+        s.mapped_values = H5Sget_select_npoints(vspace.id());
+        // A whole source is stored as "all" with no extent: it is the source's own when read.
+        s.selects_all = H5Sget_select_type(sspace.id()) == H5S_SEL_ALL;
+        if (!s.selects_all) bounds(sspace, s.selected_first, s.selected_last);
+        s.name = unescape_percent(s.name);
+        s.target = unescape_percent(s.target);
+        const std::string target = s.target;
+        int index = -1;
+        const std::optional<Place> source = open_target(std::move(s), depth, index);
+        if (!source) continue;
+        Dependency& found = deps[size_t(index)];
+        if (H5Iget_type(source->object.id()) != H5I_DATASET) {
+          found.status = Status::not_dataset;
+          continue;
+        }
+        found.source_dims = shape(source->object);
+        found.source_type = type_class(source->object);
+        found.source_type_name = type_name(source->object);
+        dataset(*source, target, index, depth + 1);
+      }
+      return;
+    }
+    const int n = H5Pget_external_count(dcpl.id());
+    if (n <= 0) {
+      H5Eclear2(H5E_DEFAULT);
+      return;
+    }
+    // The values fill the files' extents in order; only the extents that hold some are read.
+    int64_t left = int64_t(value_size(d.object)) *
+                   std::accumulate(dims.begin(), dims.end(), int64_t(1), std::multiplies<>());
+    for (int i = 0; i < n && left > 0; ++i) {
+      char name[PATH_MAX + 1] = {};
+      off_t offset = 0;
+      hsize_t size = 0;
+      check(H5Pget_external(dcpl.id(), unsigned(i), sizeof name - 1, name, &offset, &size),
+            "external storage of " + path);
+      Dependency f;
+      f.kind = DependencyKind::external_file;
+      f.parent = parent;
+      f.holder = d.file;
+      f.object = path;
+      f.name = name;
+      f.offset = offset;
+      f.bytes = size == H5F_UNLIMITED ? left : std::min(left, int64_t(size));
+      left -= f.bytes;
+      look_up(f);
+      struct stat st {};
+      if (f.status == Status::ok && ::stat(f.path.c_str(), &st) == 0) f.file_bytes = st.st_size;
+      deps.push_back(std::move(f));
+    }
+  }
+
+  std::vector<Dependency> deps;
+
+ private:
+  // Records `d` (an external link or a virtual source) as deps[index], finds its file and opens
+  // its target there. Nothing when that fails (the dependency, or one found through it, says
+  // why).
+  std::optional<Place> open_target(Dependency d, int depth, int& index) {
+    index = int(deps.size());
+    deps.push_back(std::move(d));
+    Dependency& dep = deps.back();
+    if (depth >= max_depth_) {
+      dep.status = Status::too_deep;
+      return std::nullopt;
+    }
+    if (dep.kind == DependencyKind::virtual_source && dep.name == ".")
+      dep.path = dep.holder;
+    else
+      look_up(dep);
+    if (dep.status != Status::ok) return std::nullopt;
+    const std::string path = dep.path, target = dep.target;
+    const size_t before = deps.size();
+    std::string lost;
+    std::optional<Place> p;
+    try {
+      // The file stays open while an object of it is (HDF5's weak close), and no longer: a
+      // virtual dataset over thousands of files does not hold them all open.
+      const Handle f = open_file(path);
+      p = follow(f.id(), path, target.starts_with('/') ? target : "/" + target, "", index,
+                 depth + 1, lost);
+    } catch (const Failure& e) {
+      deps[size_t(index)].status = Status::failed;
+      deps[size_t(index)].error = e.what();
+      return std::nullopt;
+    }
+    if (!p) {
+      const bool deeper_failed = std::any_of(deps.begin() + std::ptrdiff_t(before), deps.end(),
+                                             [](const Dependency& x) { return x.status != Status::ok; });
+      if (!deeper_failed) {
+        deps[size_t(index)].status = Status::no_object;
+        deps[size_t(index)].missing = lost;
+      }
+    }
+    return p;
+  }
+
+  void look_up(Dependency& d) {
+    for (const std::string& c : candidates(d.kind, d.holder, d.name)) {
+      if (std::find(d.tried.begin(), d.tried.end(), c) != d.tried.end()) continue;
+      d.tried.push_back(c);
+      if (!opens(c)) continue;
+      d.path = c;
+      if (d.kind != DependencyKind::external_file && !is_hdf5(c)) d.status = Status::not_hdf5;
+      return;
+    }
+    d.status = Status::no_file;
+  }
+
+  int max_depth_;
+};
+
+}  // namespace
+
+std::vector<std::string> candidates(DependencyKind kind, const std::string& holder,
+                                    const std::string& name) {
+  if (kind == DependencyKind::external_file) {  // H5D__efl_read: one place, no search
+    const std::optional<std::string> prefix = file_prefix("HDF5_EXTFILE_PREFIX", holder);
+    return {!prefix || name.starts_with('/') ? name : build_name(*prefix, name)};
+  }
+  const bool vds = kind == DependencyKind::virtual_source;
+  std::vector<std::string> out;
+  // An absolute name as it is; then its last component is looked for like a relative name.
+  std::string file = name;
+  if (name.starts_with('/')) {
+    out.push_back(name);
+    file = name.substr(name.rfind('/') + 1);
+  }
+  // Each directory of the variable's ':'-separated list.
+  if (const char* list = std::getenv(vds ? "HDF5_VDS_PREFIX" : "HDF5_EXT_PREFIX")) {
+    const std::string dirs = list;
+    for (size_t at = 0; at < dirs.size();) {
+      size_t end = dirs.find(':', at);
+      if (end == std::string::npos) end = dirs.size();
+      if (end > at) out.push_back(build_name(dirs.substr(at, end - at), file));
+      at = end + 1;
+    }
+  }
+  // The access property list's prefix: for virtual sources HDF5_VDS_PREFIX again, whole, with
+  // ${ORIGIN} expanded (H5D__build_file_prefix); for links only H5Pset_elink_prefix's.
+  if (vds)
+    if (const std::optional<std::string> prefix = file_prefix("HDF5_VDS_PREFIX", holder))
+      out.push_back(build_name(*prefix, file));
+  // The directory of the file that names it, as opened.
+  if (const std::string dir = extpath(holder); !dir.empty()) out.push_back(build_name(dir, file));
+  // The name itself, from the current directory.
+  out.push_back(file);
+  // The directory of that file with a symbolic link in its name resolved.
+  const std::string actual = actual_name(holder);
+  if (const size_t slash = actual.rfind('/'); slash != std::string::npos)
+    out.push_back(build_name(actual.substr(0, slash), file));
+  return out;
+}
+
+std::vector<Dependency> dependencies(const std::string& file, const std::string& path,
+                                     int max_depth) {
+  const Guard guard;
+  quiet_once();
+  Walker walker(max_depth);
+  std::string missing;
+  const Handle f = open_file(file);
+  const std::optional<Walker::Place> place = walker.follow(f.id(), file, path, "", -1, 0, missing);
+  if (place) walker.dataset(*place, path, -1, 0);
+  return std::move(walker.deps);
 }
 
 }  // namespace aetrain::h5

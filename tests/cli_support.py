@@ -17,14 +17,14 @@ ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIR
 MPIRUN = ["mpirun", "--map-by", ":OVERSUBSCRIBE", "--bind-to", "none"]
 
 
-def run(args, ranks=1, timeout=300, **env):
-    """Runs aetrain (under mpirun unless ranks == 0), with `env` added to the environment, and
-    returns (code, stdout, stderr)."""
+def run(args, ranks=1, timeout=300, cwd=None, **env):
+    """Runs aetrain (under mpirun unless ranks == 0) in `cwd` (this directory if None), with
+    `env` added to the environment, and returns (code, stdout, stderr)."""
     cmd = [AETRAIN] + args
     if ranks:
         cmd = MPIRUN + ["-n", str(ranks), "--timeout", str(timeout)] + cmd
     p = subprocess.run(cmd, capture_output=True, text=True, env=dict(ENV, **env),
-                       timeout=timeout + 30)
+                       timeout=timeout + 30, cwd=cwd)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -119,9 +119,9 @@ class BinaryTest(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def assert_fails(self, args, code, needle, ranks=2, **env):
+    def assert_fails(self, args, code, needle, ranks=2, cwd=None, **env):
         """The run exits with `code` and prints one error line (not one per rank) with `needle`."""
-        rc, out, err = run(args, ranks, **env)
+        rc, out, err = run(args, ranks, cwd=cwd, **env)
         self.assertEqual(rc, code, err)
         lines = our_errors(err)
         self.assertEqual(len(lines), 1, err)

@@ -91,6 +91,67 @@ int64_t chunk_rows(const Handle& dataset);
 /// "1.10.8 (parallel)".
 std::string library_version();
 
+/// The three ways a dataset's values can live outside the object itself.
+enum class DependencyKind {
+  external_link,   // a link on the dataset's path names another file
+  virtual_source,  // a mapping of a virtual dataset names a source file and dataset
+  external_file,   // a dataset's raw storage is in a plain file
+};
+
+/// Where the library looks for a file named in a file's metadata, in its own order (HDF5 1.10.8
+/// and 1.14: H5F_prefix_open_file for links and virtual sources, H5D__build_file_prefix and
+/// H5D__efl_read for raw files), with the environment as it is now. `holder` is the file that
+/// names it, as it was opened; `name` the name as stored. The first candidate that opens is the
+/// file; a candidate that exists but is not HDF5 ends the search (1.14 stops there with an error).
+std::vector<std::string> candidates(DependencyKind kind, const std::string& holder,
+                                    const std::string& name);
+
+/// What a dataset depends on, found by following its path and metadata from its file.
+struct Dependency {
+  enum class Status {
+    ok,
+    no_file,      // no candidate exists (`tried` lists them)
+    not_hdf5,     // `path` exists but is not an HDF5 file
+    no_object,    // the file has no object `missing`
+    not_dataset,  // a virtual source names a group
+    unlimited,    // a printf-style (%b) or unlimited mapping: not followed
+    too_deep,     // links and virtual datasets nest deeper than the limit
+    failed,       // HDF5 failed while looking (`error` says how)
+  };
+  DependencyKind kind = DependencyKind::external_link;
+  Status status = Status::ok;
+  int parent = -1;      // the dependency this one was found through; -1: the dataset asked for
+  std::string holder;   // the file that names it, as opened
+  std::string object;   // in holder: the external link, or the dataset with the mapping or raw file
+  std::string name;     // the file name as stored ("." for the holder itself)
+  std::string target;   // the object named in that file (empty for raw files)
+  std::vector<std::string> tried;  // the candidates looked at, in order
+  std::string path;     // the file found (or the candidate that is not HDF5)
+  std::string missing;  // no_object: the path in `path` that does not exist
+  std::string error;    // failed: HDF5's reason
+  // Virtual sources: the mapping's bounding boxes (first and last index in each dimension) in
+  // the virtual dataset (whose dimensions follow) and in the source, or all of the source (whose
+  // dimensions are then whatever they are when it is read), the values the mapping fills, and
+  // what the source is.
+  std::vector<int64_t> mapped_first, mapped_last, virtual_dims;
+  std::vector<int64_t> selected_first, selected_last, source_dims;
+  bool selects_all = false;
+  int64_t mapped_values = 0;
+  TypeClass source_type = TypeClass::other;
+  std::string source_type_name;
+  // Raw files: the bytes [offset, offset + bytes) of the file hold some of the values; the
+  // file's size (-1: none).
+  int64_t offset = 0, bytes = 0, file_bytes = -1;
+};
+
+/// Every external link, virtual source and raw file that reading `path` of the file `file`
+/// (named as it is opened) goes through, found as HDF5 would find them, depth first. Sources
+/// that are themselves virtual or reached through links are followed to `max_depth` levels. A
+/// dependency that fails is not followed further. Empty when `path` leads nowhere without
+/// crossing an external link (the caller reports that as a missing dataset).
+std::vector<Dependency> dependencies(const std::string& file, const std::string& path,
+                                     int max_depth);
+
 /// Writes a table of sources (file, dataset, first_row, rows) as a new 1-D compound dataset.
 /// Collective in a parallel file: every rank calls it, `write_values` on one of them.
 void write_sources(const Handle& loc, const std::string& name,

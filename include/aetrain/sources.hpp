@@ -45,7 +45,8 @@ struct Sources {
   int64_t stored_row_bytes = 0;  // one row as the first file stores it
   std::string name;             // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
   // Every file that reading this data opens, as named: the @lists, the data files, and the
-  // files their datasets reach into. No output may be written over one of them.
+  // files their datasets reach into (external links, virtual sources, external raw files, as
+  // HDF5 finds them). No output may be written over one of them.
   std::vector<std::string> inputs;
 };
 
@@ -57,7 +58,9 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
                                       std::vector<std::string>* lists = nullptr);
 
 /// Expands `src` and checks every file: an HDF5 file with a 2-D dataset of numbers `accept`
-/// takes, the columns of the first file. Rank 0 looks and broadcasts the table; an error names
+/// takes, the columns of the first file, and every file the dataset reaches into as HDF5 would
+/// find it (external links on its path, each virtual source, external raw files), present and
+/// covering what the dataset reads. Rank 0 looks and broadcasts the table; an error names
 /// the first file that is missing or differs (Error(data), the same on every rank). Collective.
 Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = Accept::floats);
 
