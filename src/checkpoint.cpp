@@ -200,8 +200,8 @@ const std::string kSignature = "\x89HDF\r\n\x1a\n";
 // A file with a checksum block: HDF5's signature after it (or a damaged file that says so).
 bool sealed(const std::string& image) {
   return image.starts_with(kSealTag) ||
-         (image.size() > kSealBytes && image.compare(kSealBytes, kSignature.size(), kSignature) == 0 &&
-          !image.starts_with(kSignature));
+         (image.size() > kSealBytes && !image.starts_with(kSignature) &&
+          image.compare(kSealBytes, kSignature.size(), kSignature) == 0);
 }
 
 // Names what is damaged in a file whose checksum does not match: what HDF5's own checksums
@@ -383,7 +383,8 @@ Checkpoint parse(const std::string& path, const std::string& image) {
     if (version >= 5 && !checksummed)
       bad(path, "format version " + std::to_string(version) +
                     " without its checksum block (the first 512 bytes: \"" +
-                    std::string(kSealTag) + "...\"); was it copied by another program?");
+                    std::string(kSealTag) + "...\"): a copy made by another program? Use "
+                    "aetrain's own file, or label the copy format_version 4");
     c.created_by = h5::has_attribute(root, "created_by")
                        ? h5::read_string_attribute(root, "created_by")
                        : "";

@@ -1,7 +1,6 @@
 #include "aetrain/h5.hpp"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <exception>
 #include <utility>

@@ -345,15 +345,14 @@ std::string bits(const T* data, size_t n) {
 // Everything read_checkpoint returns, as text: equal texts, equal contents (every bit).
 struct Describe {
   std::string& out;
-  void operator()(const char* name, int64_t v) const { out += name + (": " + std::to_string(v)) + "\n"; }
-  void operator()(const char* name, uint64_t v) const { out += name + (": " + std::to_string(v)) + "\n"; }
-  void operator()(const char* name, double v) const { out += name + (": " + bits(&v, 1)) + "\n"; }
-  void operator()(const char* name, const std::string& v) const { out += name + (": " + v) + "\n"; }
-  void operator()(const char* name, Activation v) const {
-    out += name + (": " + std::string(activation_name(v))) + "\n";
-  }
+  void line(const char* name, const std::string& text) const { out += name + (": " + text) + "\n"; }
+  void operator()(const char* name, int64_t v) const { line(name, std::to_string(v)); }
+  void operator()(const char* name, uint64_t v) const { line(name, std::to_string(v)); }
+  void operator()(const char* name, double v) const { line(name, bits(&v, 1)); }
+  void operator()(const char* name, const std::string& v) const { line(name, v); }
+  void operator()(const char* name, Activation v) const { line(name, activation_name(v)); }
   void operator()(const char* name, const std::vector<int64_t>& v) const {
-    out += name + (": " + bits(v.data(), v.size())) + "\n";
+    line(name, bits(v.data(), v.size()));
   }
 };
 
@@ -457,7 +456,8 @@ TEST_F(Checksums, EveryDatasetIsChunkedWithFletcher32AndTheFileIsInTheV18Format)
         return 0;
       },
       &datasets);
-  EXPECT_EQ(datasets, 3 * 8 + 2 + 1);  // 4 layers of kernel and bias, thrice; normalization; sources
+  // 4 layers of kernel and bias, thrice; the normalization's 2; the sources table.
+  EXPECT_EQ(datasets, 3 * 8 + 2 + 1);
 }
 
 TEST_F(Checksums, ChunksSplitOnlyPastHdf5sLimit) {
@@ -502,9 +502,9 @@ TEST_F(Checksums, AFlippedByteInAStringAttributeIsRefused) {
   const std::string path = dir_ + "/ck.h5";
   write(path, sample());
   const std::string bytes = test::file_bytes(path);
-  expect_refused(path, only_place(bytes, "epochs = 9") + 3, "");             // /train config
-  expect_refused(path, only_place(bytes, "sigmoid") + 1, "");                // /model output_activation
-  expect_refused(path, only_place(bytes, "aetrain-checkpoint") + 8, "");     // / format
+  expect_refused(path, only_place(bytes, "epochs = 9") + 3, "");          // /train config
+  expect_refused(path, only_place(bytes, "sigmoid") + 1, "");             // output_activation
+  expect_refused(path, only_place(bytes, "aetrain-checkpoint") + 8, "");  // / format
   // The heap's own bookkeeping: the size of the first string ("aetrain-checkpoint", 18 bytes),
   // which HDF5 1.10 would trust and copy that many bytes past its buffer.
   expect_refused(path, only_place(bytes, "aetrain-checkpoint") - 8, "");

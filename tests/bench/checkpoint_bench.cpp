@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
     }
   }
   if (dir.empty()) {
-    std::fprintf(stderr, "usage: checkpoint_bench --dir DIR [--input N] [--layers A,B,C] [--rounds R]\n");
+    std::fprintf(stderr,
+                 "usage: checkpoint_bench --dir DIR [--input N] [--layers A,B,C] [--rounds R]\n");
     return 2;
   }
   h5::quiet_errors();
