@@ -1,5 +1,7 @@
 #include "aetrain/checkpoint.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -181,6 +183,14 @@ std::string seal_block(uint32_t crc) {
 
 // Writes the checksum block of a file that HDF5 has written and closed.
 void seal(const std::string& path) {
+#ifdef __linux__
+  // The disk starts writing the file (publish_file's fsync waits for it) while the CRC is
+  // computed from the page cache.
+  if (const int fd = ::open(path.c_str(), O_RDONLY); fd >= 0) {
+    ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    ::close(fd);
+  }
+#endif
   std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
   std::vector<char> piece(size_t(8) << 20);
   uint32_t crc = 0;

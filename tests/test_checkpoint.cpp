@@ -22,6 +22,7 @@
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/pca.hpp"
+#include "aetrain/rng.hpp"
 #include "support.hpp"
 
 namespace aetrain {
@@ -322,7 +323,8 @@ PcaModel sample_pca() {
   pca.components = Eigen::MatrixXd::Zero(6, 2);
   pca.components.col(0) << 0.6, 0.8, 0, 0, 0, 0;
   pca.components.col(1) << 0, 0, 0.28, 0.96, 0, 0;
-  pca.explained_variance = Eigen::Vector2d(4.5, 1.25);
+  pca.explained_variance = Eigen::VectorXd(2);
+  pca.explained_variance << 4.5, 1.25;
   pca.total_variance = 7.0;
   return pca;
 }
@@ -458,6 +460,51 @@ TEST_F(Checksums, EveryDatasetIsChunkedWithFletcher32AndTheFileIsInTheV18Format)
       &datasets);
   // 4 layers of kernel and bias, thrice; the normalization's 2; the sources table.
   EXPECT_EQ(datasets, 3 * 8 + 2 + 1);
+}
+
+// HDF5's own Fletcher-32 loop (H5_checksum_fletcher32 in H5checksum.c), for comparison.
+uint32_t hdf5_fletcher32(const unsigned char* data, size_t bytes) {
+  size_t len = bytes / 2;
+  uint32_t sum1 = 0, sum2 = 0;
+  while (len) {
+    size_t tlen = len > 360 ? 360 : len;
+    len -= tlen;
+    do {
+      sum1 += uint32_t(data[0]) << 8 | data[1];
+      data += 2;
+      sum2 += sum1;
+    } while (--tlen);
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  if (bytes % 2) {
+    sum1 += uint32_t(*data) << 8;
+    sum2 += sum1;
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  }
+  sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+  sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+  return sum2 << 16 | sum1;
+}
+
+TEST_F(Checksums, Fletcher32IsHdf5s) {
+  // (Every read of a dataset that aetrain wrote also checks its sums with HDF5's own filter.)
+  std::vector<unsigned char> bytes(100000);
+  SplitMix64 rng(5);
+  for (unsigned char& b : bytes) b = static_cast<unsigned char>(rng.next());
+  for (size_t n : {0, 1, 2, 3, 719, 720, 721, 1441, 99999, 100000})
+    EXPECT_EQ(h5::fletcher32(bytes.data(), n), hdf5_fletcher32(bytes.data(), n)) << n;
+  // Sums that are nonzero multiples of 65535 (0xFFFF in HDF5's folding), and zeros.
+  for (int fill : {0x00, 0xFF, 0x01, 0x80})
+    for (size_t n : {1, 2, 720, 721, 65536, 131071}) {
+      const std::vector<unsigned char> same(n, static_cast<unsigned char>(fill));
+      EXPECT_EQ(h5::fletcher32(same.data(), n), hdf5_fletcher32(same.data(), n))
+          << fill << " x " << n;
+    }
+  std::vector<unsigned char> one(2 * 65535, 0);
+  one[1] = 1;  // sum1 = 1, sum2 = 65535
+  EXPECT_EQ(h5::fletcher32(one.data(), one.size()), hdf5_fletcher32(one.data(), one.size()));
 }
 
 TEST_F(Checksums, ChunksSplitOnlyPastHdf5sLimit) {
