@@ -68,8 +68,8 @@ Handle open_file(const std::string& path);
 /// Opens the image of a file held in memory, read-only (HDF5 copies the bytes).
 Handle open_image(const std::string& bytes);
 /// Creates (truncates) a file for writing by this process alone, in HDF5's 1.8 file format:
-/// its superblock, object headers (and the numeric attributes in them), group indexes and
-/// attribute heaps carry checksums that HDF5 verifies on every read. HDF5 1.8 and later read it.
+/// its superblock and object headers (with every attribute: they stay in the header) carry
+/// checksums that HDF5 verifies on every read. HDF5 1.8 and later read it.
 /// The first `userblock` bytes (0, or a power of 2 from 512 on) are left to the caller: HDF5
 /// and its readers skip them.
 Handle create_file(const std::string& path, int64_t userblock = 0);
