@@ -1,12 +1,18 @@
 #include "aetrain/checkpoint.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
 #include <algorithm>
+#include <charconv>
 #include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 
 #include "aetrain/fault.hpp"
 #include "aetrain/files.hpp"
@@ -103,6 +109,8 @@ std::vector<float> read_tree(const std::string& path, const h5::Handle& file,
       std::vector<float> values;
       try {
         values = h5::read_dataset(file, g + name, dims);
+      } catch (const h5::Damaged& e) {
+        bad(path, e.what());
       } catch (const h5::Failure& e) {
         bad(path, std::string(e.what()) + " (this architecture needs " + g + name + " of shape " +
                       (dims.size() == 2 ? std::to_string(dims[0]) + "x" + std::to_string(dims[1])
@@ -147,13 +155,107 @@ void keep_previous(const std::string& path, int64_t keep) {
   for (size_t i = 0; i + size_t(keep - 1) < old.size(); ++i) fs::remove(old[i].second, ec);
 }
 
+// Format version 5 keeps a CRC-32 (zlib's) of the file in its first 512 bytes, an HDF5 user
+// block, which HDF5 and its readers skip: "aetrain crc32 1a2b3c4d\n", then zeros, over every
+// byte after the block. It is checked before HDF5 parses anything. HDF5 checks its metadata
+// and every chunk of data (Fletcher-32) itself, which names what is damaged, but not the
+// global heap that holds the string attributes' values, the chunk indexes or unused space, and
+// a damaged global heap makes it copy past its buffers.
+constexpr size_t kSealBytes = 512;
+constexpr std::string_view kSealTag = "aetrain crc32 ";
+
+uint32_t crc32_of(uint32_t crc, const char* data, size_t n) {
+  for (size_t at = 0; at < n;) {  // zlib takes 32-bit lengths
+    const size_t piece = std::min<size_t>(n - at, size_t(1) << 30);
+    crc = uint32_t(::crc32(crc, reinterpret_cast<const Bytef*>(data + at), uInt(piece)));
+    at += piece;
+  }
+  return crc;
+}
+
+std::string seal_block(uint32_t crc) {
+  char hex[9];
+  std::snprintf(hex, sizeof hex, "%08x", crc);
+  std::string block = std::string(kSealTag) + hex + "\n";
+  block.resize(kSealBytes, '\0');
+  return block;
+}
+
+// Writes the checksum block of a file that HDF5 has written and closed.
+void seal(const std::string& path) {
+#ifdef __linux__
+  // The disk starts writing the file (publish_file's fsync waits for it) while the CRC is
+  // computed from the page cache.
+  if (const int fd = ::open(path.c_str(), O_RDONLY); fd >= 0) {
+    ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    ::close(fd);
+  }
+#endif
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  std::vector<char> piece(size_t(8) << 20);
+  uint32_t crc = 0;
+  f.seekg(std::streamoff(kSealBytes));
+  while (f.read(piece.data(), std::streamsize(piece.size())) || f.gcount() > 0)
+    crc = crc32_of(crc, piece.data(), size_t(f.gcount()));
+  f.clear();
+  f.seekp(0);
+  const std::string block = seal_block(crc);
+  f.write(block.data(), std::streamsize(block.size()));
+  f.flush();
+  if (!f) throw std::runtime_error("cannot write its checksum block");
+}
+
+const std::string kSignature = "\x89HDF\r\n\x1a\n";
+
+// A file with a checksum block: HDF5's signature after it (or a damaged file that says so).
+bool sealed(const std::string& image) {
+  return image.starts_with(kSealTag) ||
+         (image.size() > kSealBytes && !image.starts_with(kSignature) &&
+          image.compare(kSealBytes, kSignature.size(), kSignature) == 0);
+}
+
+// Names what is damaged in a file whose checksum does not match: what HDF5's own checksums
+// find, else the parts that only the file's checksum covers.
+[[noreturn]] void damaged(const std::string& path, const std::string& image) {
+  h5::Handle file;
+  try {
+    file = h5::open_image(image);
+  } catch (const h5::Damaged& e) {
+    bad(path, e.what());
+  } catch (const h5::Failure& e) {  // not a checksum of HDF5's, but the file's did not match
+    bad(path, h5::Damaged("the superblock or root group", e.what()).what());
+  }
+  const std::string found = h5::find_damage(file);
+  bad(path, !found.empty()
+                ? found
+                : "checksum mismatch: the file is damaged (its bytes differ from the CRC-32 in "
+                  "its first 512 bytes, outside every object header and dataset: in a string "
+                  "attribute's value, a chunk index or unused space), or was changed since "
+                  "aetrain wrote it");
+}
+
+// Checks the checksum block of a file that has one.
+void check_seal(const std::string& path, const std::string& image) {
+  if (image.size() < kSealBytes) bad(path, "truncated HDF5 file (shorter than its checksum block)");
+  const std::string hex = image.substr(kSealTag.size(), 8);
+  uint32_t stored = 0;
+  const auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), stored, 16);
+  if (ec != std::errc() || end != hex.data() + hex.size() ||
+      image.compare(0, kSealBytes, seal_block(stored)) != 0)
+    bad(path, "checksum mismatch: the file is damaged (its first " + std::to_string(kSealBytes) +
+                  " bytes are not the checksum block \"" + std::string(kSealTag) +
+                  "...\" that aetrain writes)");
+  if (crc32_of(0, image.data() + kSealBytes, image.size() - kSealBytes) != stored)
+    damaged(path, image);
+}
+
 // Creates path + ".tmp", lets `fill` write into it, closes, syncs and renames it over `path`.
 template <class Fill>
 void write_atomically(const std::string& path, const std::string& format, Fill fill,
                       int64_t keep = 1) {
   const std::string tmp = path + ".tmp";
   try {
-    h5::Handle file = h5::create_file(tmp);
+    h5::Handle file = h5::create_file(tmp, kSealBytes);
     {
       h5::Handle root = h5::open_group(file, "/");
       h5::write_attribute(root, "format", format);
@@ -163,7 +265,8 @@ void write_atomically(const std::string& path, const std::string& format, Fill f
     }
     h5::flush(file);
     if (!file.reset()) throw h5::Failure("closing the file failed");
-  } catch (const h5::Failure& e) {
+    seal(tmp);
+  } catch (const std::runtime_error& e) {
     std::remove(tmp.c_str());
     bad(tmp, std::string("cannot write: ") + e.what());
   }
@@ -254,16 +357,22 @@ PcaModel read_pca(const h5::Handle& file, const ModelConfig& model) {
       Eigen::Map<Eigen::MatrixXd>(h5::read_dataset_f64(g, "components", {k, d}).data(), d, k);
   pca.explained_variance =
       Eigen::Map<Eigen::VectorXd>(h5::read_dataset_f64(g, "explained_variance", {k}).data(), k);
+  // Read for its checksum alone: the commands compute the ratio from the variances.
+  h5::read_dataset_f64(g, "explained_variance_ratio", {k});
   return pca;
 }
 
 // Parses a model file held in memory (HDF5's core driver over the bytes of the file).
 Checkpoint parse(const std::string& path, const std::string& image) {
-  static const std::string kSignature = "\x89HDF\r\n\x1a\n";
-  if (image.compare(0, kSignature.size(), kSignature) != 0) bad(path, "not an HDF5 file");
+  const bool checksummed = sealed(image);
+  if (checksummed) check_seal(path, image);
+  if (image.compare(checksummed ? kSealBytes : 0, kSignature.size(), kSignature) != 0)
+    bad(path, "not an HDF5 file");
   h5::Handle file;
   try {
     file = h5::open_image(image);
+  } catch (const h5::Damaged& e) {
+    bad(path, e.what());
   } catch (const h5::Failure& e) {
     bad(path, std::string("damaged or truncated HDF5 file (") + e.what() + ")");
   }
@@ -281,6 +390,11 @@ Checkpoint parse(const std::string& path, const std::string& image) {
                     " is newer than this aetrain reads (" +
                     std::to_string(kCheckpointFormatVersion) + "); use a newer aetrain");
     if (version < 1) bad(path, "invalid format_version " + std::to_string(version));
+    if (version >= 5 && !checksummed)
+      bad(path, "format version " + std::to_string(version) +
+                    " without its checksum block (the first 512 bytes: \"" +
+                    std::string(kSealTag) + "...\"): a copy made by another program? Use "
+                    "aetrain's own file, or label the copy format_version 4");
     c.created_by = h5::has_attribute(root, "created_by")
                        ? h5::read_string_attribute(root, "created_by")
                        : "";
@@ -350,7 +464,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
 
     const h5::Handle train = h5::create_group(file, "train");
     train_state_fields(h.train, AttributeWriter{train});
-    h5::write_sources(train, "sources", h.train.sources);
+    h5::write_sources(train, "sources", h.train.sources, h5::Storage::checksummed);
   }, keep);
 }
 

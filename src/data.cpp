@@ -118,7 +118,8 @@ void RowWriter::attribute(const std::string& name, int64_t value) {
 void RowWriter::sources(const std::vector<SourceEntry>& entries) {
   Impl& w = *impl_;
   w.comm.agree([&] {
-    h5::write_sources(w.handle, Impl::table(w.partial), entries, w.comm.rank() == 0);
+    h5::write_sources(w.handle, Impl::table(w.partial), entries, h5::Storage::contiguous,
+                      w.comm.rank() == 0);
     h5::write_attribute(w.data, "sources", Impl::table(w.dataset));
   });
   w.has_sources = true;

@@ -1,9 +1,11 @@
 """Helpers for the tests that run the real aetrain binary under real mpirun."""
+import hashlib
 import json
 import os
 import subprocess
 import tempfile
 import unittest
+import zlib
 
 import h5py
 import numpy as np
@@ -45,6 +47,23 @@ def write(path, name="/train", rows=1000, cols=100, seed=0, dtype=np.float32):
 def metrics(path):
     with open(path) as f:
         return [json.loads(line) for line in f]
+
+
+def reseal(path):
+    """Rewrites a checkpoint's checksum block (its first 512 bytes: "aetrain crc32 XXXXXXXX\\n",
+    zeros, over every byte after them) as aetrain writes it, after a test changed the file on
+    purpose, as another version of aetrain or a user with the same rights would have."""
+    with open(path, "r+b") as f:
+        data = f.read()
+        assert data.startswith(b"aetrain crc32 "), path
+        block = b"aetrain crc32 %08x\n" % zlib.crc32(data[512:])
+        f.seek(0)
+        f.write(block.ljust(512, b"\0"))
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def weights(path):

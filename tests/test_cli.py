@@ -53,7 +53,7 @@ class CommandLine(cli_support.BinaryTest):
         self.assertEqual(rc, 0, err)
         with h5py.File(ck, "r") as f:
             self.assertEqual(f.attrs["format"], "aetrain-checkpoint")
-            self.assertEqual(f.attrs["format_version"], 4)
+            self.assertEqual(f.attrs["format_version"], 5)
             self.assertTrue(f.attrs["created_by"].startswith("aetrain "))
             m = f["model"]
             self.assertEqual(m.attrs["input_dim"], 100)

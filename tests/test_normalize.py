@@ -14,7 +14,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_support  # noqa: E402
-from cli_support import forward, normalization, normalize, our_errors, run, weights  # noqa: E402
+from cli_support import (forward, normalization, normalize, our_errors, reseal, run,  # noqa: E402
+                         weights)
 
 
 def physical(rows, seed, shift=0.0):
@@ -138,7 +139,7 @@ class Normalize(cli_support.BinaryTest):
         self.assertNotIn("the default with", out)
         with h5py.File(ck, "r") as f:
             self.assertEqual(f["model"].attrs["output_activation"], "tanh")
-            self.assertEqual(f.attrs["format_version"], 4)
+            self.assertEqual(f.attrs["format_version"], 5)
 
     def test_encode_and_evaluate_apply_the_models_statistics(self):
         codes, per, rec = self.path("codes.h5"), self.path("per.h5"), self.path("rec.h5")
@@ -395,6 +396,7 @@ class Normalize(cli_support.BinaryTest):
         old, _, _ = self.train(args + ["--epochs", "1"], name="v1.h5")
         with h5py.File(old, "a") as f:  # what aetrain wrote before format version 2
             f.attrs["format_version"] = 1
+        reseal(old)
         whole, _, _ = self.train(args + ["--epochs", "2"], name="v2_whole.h5")
         rc, out, err = run(["train"] + args + ["--epochs", "2", "--checkpoint", old, "--resume"],
                            ranks=2)
@@ -408,11 +410,15 @@ class Normalize(cli_support.BinaryTest):
         self.assert_fails(["train", "--data", self.data, "--layers", "4", "--normalize",
                            "zscore"], 2, "--normalize")
         bad = self.path("bad_norm.h5")
-        with h5py.File(self.model, "r") as src, h5py.File(bad, "w") as dst:
+        # A copy that another writer made (with the checksum block aetrain writes).
+        with h5py.File(self.model, "r") as src, h5py.File(bad, "w", userblock_size=512) as dst:
             for key in src:
                 src.copy(key, dst)
             dst.attrs.update(src.attrs)
             dst["normalization/scale"][3] = -1.0
+        with open(bad, "r+b") as f:
+            f.write(b"aetrain crc32 ")
+        reseal(bad)
         self.assert_fails(["encode", "--model", bad, "--data", self.data, "--out",
                            self.path("o.h5")], 4, "scale that is not positive")
         self.assertFalse(os.path.exists(self.path("o.h5")))

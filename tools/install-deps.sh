@@ -8,7 +8,7 @@
 # A quick no-op when everything is already there. Uses sudo when not run as root.
 set -eu
 # procps: the fault tests find the ranks with pgrep (a minimal Debian lacks it).
-packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
+packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools zlib1g-dev
   libeigen3-dev libblis-openmp-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
   dataset-fashion-mnist procps groff-base"
 [ "${1:-}" = --no-extras ] || packages="$packages munge slurmctld slurmd slurm-client python3-torch libopenblas0-openmp"

@@ -1,5 +1,5 @@
-// The HDF5 checkpoint (design/checkpoint.md; format version 2 adds /normalization): save
-// atomically, load checked.
+// The HDF5 checkpoint (README "Checkpoints"): save atomically, every byte under a checksum;
+// load checked.
 #pragma once
 
 #include <cstdint>
@@ -19,8 +19,10 @@ namespace aetrain {
 
 /// The format this aetrain writes; it reads every version from 1 to this one. Version 2 added
 /// /normalization, version 3 the data layout (/train block_rows, window_rows) and the files
-/// trained on (/train/sources).
-constexpr int64_t kCheckpointFormatVersion = 4;
+/// trained on (/train/sources), version 4 early stopping's state, version 5 checksums (HDF5's
+/// 1.8 format with its metadata checksums, Fletcher-32 on every dataset, the root attribute
+/// string_checksums for the string attributes).
+constexpr int64_t kCheckpointFormatVersion = 5;
 
 /// Where training stands (the /train group): the data cursor and the run that wrote it.
 struct TrainState {
@@ -106,10 +108,10 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
 /// analysis. One process.
 void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm);
 
-/// Reads and checks a model file (format, version, every shape, finite values): a training
-/// checkpoint, a PCA model, or a model alone (/model, and /normalization if any, without
-/// /optimizer and /train). One process. Throws Error(checkpoint) naming the file and what is
-/// wrong.
+/// Reads and checks a model file (checksums, format, version, every shape, finite values): a
+/// training checkpoint, a PCA model, or a model alone (/model, and /normalization if any,
+/// without /optimizer and /train). One process. Throws Error(checkpoint) naming the file and
+/// what is wrong: for a damaged file, "checksum mismatch" and the dataset, group or attribute.
 Checkpoint read_checkpoint(const std::string& path);
 
 /// Rank 0 writes; every rank learns whether it worked. Collective.
