@@ -155,14 +155,24 @@ void keep_previous(const std::string& path, int64_t keep) {
   for (size_t i = 0; i + size_t(keep - 1) < old.size(); ++i) fs::remove(old[i].second, ec);
 }
 
-// Format version 5 keeps a CRC-32 (zlib's) of the file in its first 512 bytes, an HDF5 user
-// block, which HDF5 and its readers skip: "aetrain crc32 1a2b3c4d\n", then zeros, over every
-// byte after the block. It is checked before HDF5 parses anything. HDF5 checks its metadata
-// and every chunk of data (Fletcher-32) itself, which names what is damaged, but not the
-// global heap that holds the string attributes' values, the chunk indexes or unused space, and
-// a damaged global heap makes it copy past its buffers.
-constexpr size_t kSealBytes = 512;
+// Format version 5 keeps a CRC-32 (zlib's) of the file in its first 4096 bytes, an HDF5 user
+// block, which HDF5 and its readers skip. HDF5 checks its metadata and every chunk of data
+// (Fletcher-32) itself, which names what is damaged, but not the global heap that holds the
+// string attributes' values, the chunk indexes or unused space, and a damaged global heap makes
+// it copy past its buffers: so the CRC is checked before HDF5 parses anything. It covers
+// every byte but the chunks, which their Fletcher-32 sums cover (so a write passes over the
+// data once); the block lists them:
+//   aetrain crc32 1a2b3c4d\n
+//   data OFFSET BYTES\n     (each run of adjacent chunks, in file order)
+//   ...zeros to 4096
+// and the CRC is of the block after its first line, then of the file's bytes after the block
+// outside those runs. A file with more runs than the block holds lists its largest runs; the
+// CRC covers the others too.
+constexpr size_t kSealBytes = 4096;
 constexpr std::string_view kSealTag = "aetrain crc32 ";
+constexpr size_t kSealHead = kSealTag.size() + 9;  // the first line: tag, 8 hex digits, \n
+
+using Extents = std::vector<std::pair<uint64_t, uint64_t>>;  // (offset, bytes), in file order
 
 uint32_t crc32_of(uint32_t crc, const char* data, size_t n) {
   for (size_t at = 0; at < n;) {  // zlib takes 32-bit lengths
@@ -173,36 +183,69 @@ uint32_t crc32_of(uint32_t crc, const char* data, size_t n) {
   return crc;
 }
 
-std::string seal_block(uint32_t crc) {
+// The CRC of a file of `size` bytes whose block (after its first line) is `block`, skipping the
+// runs `data`; read(offset, n) gives n bytes of the file.
+template <class Read>
+uint32_t seal_crc(const std::string& block, const Extents& data, uint64_t size, Read read) {
+  uint32_t crc = crc32_of(0, block.data() + kSealHead, block.size() - kSealHead);
+  uint64_t at = kSealBytes;
+  for (size_t i = 0; i <= data.size(); ++i) {
+    const uint64_t end = i < data.size() ? data[i].first : size;
+    if (end > at) crc = crc32_of(crc, read(at, end - at), size_t(end - at));
+    if (i < data.size()) at = data[i].first + data[i].second;
+  }
+  return crc;
+}
+
+std::string seal_head(uint32_t crc) {
   char hex[9];
   std::snprintf(hex, sizeof hex, "%08x", crc);
-  std::string block = std::string(kSealTag) + hex + "\n";
-  block.resize(kSealBytes, '\0');
-  return block;
+  return std::string(kSealTag) + hex + "\n";
 }
 
 // Writes the checksum block of a file that HDF5 has written and closed.
 void seal(const std::string& path) {
-#ifdef __linux__
-  // The disk starts writing the file (publish_file's fsync waits for it) while the CRC is
-  // computed from the page cache.
-  if (const int fd = ::open(path.c_str(), O_RDONLY); fd >= 0) {
-    ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-    ::close(fd);
+  Extents runs;
+  for (const auto& [at, bytes] : h5::chunk_extents(h5::open_file(path))) {
+    if (!runs.empty() && runs.back().first + runs.back().second == at)
+      runs.back().second += bytes;
+    else
+      runs.emplace_back(at, bytes);
   }
-#endif
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  std::vector<char> piece(size_t(8) << 20);
-  uint32_t crc = 0;
-  f.seekg(std::streamoff(kSealBytes));
-  while (f.read(piece.data(), std::streamsize(piece.size())) || f.gcount() > 0)
-    crc = crc32_of(crc, piece.data(), size_t(f.gcount()));
-  f.clear();
-  f.seekp(0);
-  const std::string block = seal_block(crc);
-  f.write(block.data(), std::streamsize(block.size()));
-  f.flush();
-  if (!f) throw std::runtime_error("cannot write its checksum block");
+  // The largest runs that the block holds, in file order.
+  const auto line = [](const std::pair<uint64_t, uint64_t>& r) {
+    return "data " + std::to_string(r.first) + " " + std::to_string(r.second) + "\n";
+  };
+  std::sort(runs.begin(), runs.end(), [](auto& x, auto& y) { return x.second > y.second; });
+  size_t used = kSealHead, kept = 0;
+  while (kept < runs.size() && used + line(runs[kept]).size() <= kSealBytes)
+    used += line(runs[kept++]).size();
+  runs.resize(kept);
+  std::sort(runs.begin(), runs.end());
+  std::string block(kSealHead, '\0');
+  for (const auto& r : runs) block += line(r);
+  block.resize(kSealBytes, '\0');
+
+  const int fd = ::open(path.c_str(), O_RDWR);
+  if (fd < 0) throw std::runtime_error("cannot open it to write its checksum block");
+  std::vector<char> buffer;
+  const auto read = [&](uint64_t at, uint64_t n) {
+    buffer.resize(size_t(n));
+    if (::pread(fd, buffer.data(), size_t(n), off_t(at)) != ssize_t(n))
+      throw std::runtime_error("cannot read it back to checksum it");
+    return buffer.data();
+  };
+  try {
+    const off_t size = ::lseek(fd, 0, SEEK_END);
+    const std::string head = seal_head(seal_crc(block, runs, uint64_t(size), read));
+    block.replace(0, kSealHead, head);
+    if (::pwrite(fd, block.data(), block.size(), 0) != ssize_t(block.size()))
+      throw std::runtime_error("cannot write its checksum block");
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
 }
 
 const std::string kSignature = "\x89HDF\r\n\x1a\n";
@@ -229,24 +272,49 @@ bool sealed(const std::string& image) {
   bad(path, !found.empty()
                 ? found
                 : "checksum mismatch: the file is damaged (its bytes differ from the CRC-32 in "
-                  "its first 512 bytes, outside every object header and dataset: in a string "
+                  "its first 4096 bytes, outside every object header and dataset: in a string "
                   "attribute's value, a chunk index or unused space), or was changed since "
                   "aetrain wrote it");
 }
 
 // Checks the checksum block of a file that has one.
 void check_seal(const std::string& path, const std::string& image) {
+  const auto bad_block = [&](const std::string& why) {
+    bad(path, "checksum mismatch: the file is damaged (its first " + std::to_string(kSealBytes) +
+                  " bytes are not the checksum block \"" + std::string(kSealTag) +
+                  "...\" that aetrain writes: " + why + ")");
+  };
   if (image.size() < kSealBytes) bad(path, "truncated HDF5 file (shorter than its checksum block)");
   const std::string hex = image.substr(kSealTag.size(), 8);
   uint32_t stored = 0;
   const auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), stored, 16);
   if (ec != std::errc() || end != hex.data() + hex.size() ||
-      image.compare(0, kSealBytes, seal_block(stored)) != 0)
-    bad(path, "checksum mismatch: the file is damaged (its first " + std::to_string(kSealBytes) +
-                  " bytes are not the checksum block \"" + std::string(kSealTag) +
-                  "...\" that aetrain writes)");
-  if (crc32_of(0, image.data() + kSealBytes, image.size() - kSealBytes) != stored)
-    damaged(path, image);
+      image.compare(0, kSealHead, seal_head(stored)) != 0)
+    bad_block("its first line");
+  // The runs the CRC skips: "data OFFSET BYTES" lines, in file order, then zeros.
+  Extents runs;
+  size_t at = kSealHead;
+  while (at < kSealBytes && image[at] != '\0') {
+    const size_t eol = image.find('\n', at);
+    if (eol >= kSealBytes || image.compare(at, 5, "data ") != 0) bad_block("a line");
+    uint64_t offset = 0, bytes = 0;
+    const char* p = image.data() + at + 5;
+    const char* stop = image.data() + eol;
+    auto r = std::from_chars(p, stop, offset);
+    if (r.ec != std::errc() || r.ptr == stop || *r.ptr != ' ') bad_block("a line");
+    r = std::from_chars(r.ptr + 1, stop, bytes);
+    if (r.ec != std::errc() || r.ptr != stop) bad_block("a line");
+    const uint64_t after = runs.empty() ? kSealBytes : runs.back().first + runs.back().second;
+    if (offset < after || bytes > image.size() || offset > image.size() - bytes)
+      bad_block("a run out of order or outside the file");
+    runs.emplace_back(offset, bytes);
+    at = eol + 1;
+  }
+  if (image.find_first_not_of('\0', at) < kSealBytes) bad_block("bytes after its lines");
+  const std::string block = image.substr(0, kSealBytes);
+  const uint32_t crc = seal_crc(block, runs, image.size(),
+                                [&](uint64_t from, uint64_t) { return image.data() + from; });
+  if (crc != stored) damaged(path, image);
 }
 
 // Creates path + ".tmp", lets `fill` write into it, closes, syncs and renames it over `path`.
@@ -392,7 +460,7 @@ Checkpoint parse(const std::string& path, const std::string& image) {
     if (version < 1) bad(path, "invalid format_version " + std::to_string(version));
     if (version >= 5 && !checksummed)
       bad(path, "format version " + std::to_string(version) +
-                    " without its checksum block (the first 512 bytes: \"" +
+                    " without its checksum block (the first 4096 bytes: \"" +
                     std::string(kSealTag) + "...\"): a copy made by another program? Use "
                     "aetrain's own file, or label the copy format_version 4");
     c.created_by = h5::has_attribute(root, "created_by")
@@ -459,8 +527,12 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
     h5::write_attribute(opt, "name", std::string("adam"));
     adam_fields(h.adam, AttributeWriter{opt});
     h5::write_attribute(opt, "step", h.adam_step);
+    // The disk writes each tree while the next is checksummed and written.
+    h5::start_writeback(file);
     write_tree(h5::create_group(opt, "m"), layers, m);
+    h5::start_writeback(file);
     write_tree(h5::create_group(opt, "v"), layers, v);
+    h5::start_writeback(file);
 
     const h5::Handle train = h5::create_group(file, "train");
     train_state_fields(h.train, AttributeWriter{train});
@@ -483,6 +555,8 @@ void write_pca_model(const std::string& path, const PcaModel& pca, const Normali
     h5::write_dataset(g, "explained_variance_ratio", {k}, ratio.data());
   });
 }
+
+void reseal_checkpoint(const std::string& path) { seal(path); }
 
 Checkpoint read_checkpoint(const std::string& path) { return parse(path, read_bytes(path)); }
 

@@ -50,15 +50,25 @@ def metrics(path):
 
 
 def reseal(path):
-    """Rewrites a checkpoint's checksum block (its first 512 bytes: "aetrain crc32 XXXXXXXX\\n",
-    zeros, over every byte after them) as aetrain writes it, after a test changed the file on
-    purpose, as another version of aetrain or a user with the same rights would have."""
+    """Rewrites a checkpoint's checksum block as aetrain writes it, after a test changed the file
+    on purpose, as another version of aetrain or a user with the same rights would have: its
+    first 4096 bytes are "aetrain crc32 XXXXXXXX\\n", then "data OFFSET BYTES\\n" for each run of
+    chunks it skips, then zeros; the CRC-32 is of those bytes after the first line, then of the
+    file after them outside the runs."""
     with open(path, "r+b") as f:
         data = f.read()
         assert data.startswith(b"aetrain crc32 "), path
-        block = b"aetrain crc32 %08x\n" % zlib.crc32(data[512:])
+        block = data[:4096]
+        head = len(b"aetrain crc32 ") + 9
+        runs = [tuple(map(int, line.split()[1:])) for line in
+                block[head:].rstrip(b"\0").decode().splitlines()]
+        crc = zlib.crc32(block[head:])
+        at = 4096
+        for offset, size in runs + [(len(data), 0)]:
+            crc = zlib.crc32(data[at:offset], crc)
+            at = offset + size
         f.seek(0)
-        f.write(block.ljust(512, b"\0"))
+        f.write(b"aetrain crc32 %08x\n" % crc)
 
 
 def sha256(path):

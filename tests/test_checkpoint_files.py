@@ -132,7 +132,7 @@ class CheckpointFiles(BinaryTest):
         flip(bad, [at + 3])
         self.assert_refused(self.args + ["--epochs", "2", "--checkpoint", bad, "--resume"], bad,
                             "checksum mismatch: the file is damaged (its bytes differ from the "
-                            "CRC-32 in its first 512 bytes")
+                            "CRC-32 in its first 4096 bytes")
 
     def test_h5py_and_h5dump_read_the_files(self):
         for path in (self.ck, self.pca):
@@ -146,7 +146,7 @@ class CheckpointFiles(BinaryTest):
             with h5py.File(path, "r") as f:
                 self.assertEqual(f.attrs["format_version"], 5)
                 self.assertIsInstance(f["model"].attrs["activation"], str)  # not bytes
-                self.assertEqual(f.userblock_size, 512)
+                self.assertEqual(f.userblock_size, 4096)
                 f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
             with h5py.File(path, "r") as src, h5py.File(self.path("copy.h5"), "w") as dst:
                 for key in src:  # H5Ocopy (HDF5 1.10 crashed on /train's 14 attributes in a heap)

@@ -114,6 +114,10 @@ void write_pca_model(const std::string& path, const PcaModel& pca, const Normali
 /// what is wrong: for a damaged file, "checksum mismatch" and the dataset, group or attribute.
 Checkpoint read_checkpoint(const std::string& path);
 
+/// Rewrites the checksum block of a checkpoint or model file (format 5) that another program
+/// changed on purpose, so that aetrain reads it again. One process.
+void reseal_checkpoint(const std::string& path);
+
 /// Rank 0 writes; every rank learns whether it worked. Collective.
 void save_checkpoint(const std::string& path, const CheckpointHeader& header,
                      std::span<const float> params, std::span<const float> m,

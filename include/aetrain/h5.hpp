@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "aetrain/comm.hpp"
@@ -79,6 +80,13 @@ Handle create_file(const std::string& path, const Comm& comm);
 Handle open_file_rw(const std::string& path, const Comm& comm);
 /// Flushes a file's buffers to the operating system.
 void flush(const Handle& file);
+/// Where the chunks of every chunked dataset of a file lie: (offset in the file, bytes), in
+/// file order.
+std::vector<std::pair<uint64_t, uint64_t>> chunk_extents(const Handle& file);
+/// Asks the operating system to start writing what a file (opened by this process alone) has
+/// written so far to its disk, without waiting: a later fsync then waits for less. Does nothing
+/// where the system cannot.
+void start_writeback(const Handle& file);
 
 /// True if every link along `path` (like "/a/b/c") exists below `loc`. Throws Damaged where a
 /// checksum along the way does not match.
@@ -207,7 +215,7 @@ void write_dataset(const Handle& loc, const std::string& name, const std::vector
 /// (little-endian), computed 20 times faster than HDF5's own loop.
 uint32_t fletcher32(const unsigned char* data, size_t bytes);
 /// The rows of each chunk of a checksummed dataset of these dimensions and bytes per value:
-/// all of them, unless a chunk would pass HDF5's 4 GiB limit; 0 for an empty dataset.
+/// about 1 MiB of them (all of a smaller dataset, one row at least); 0 for an empty dataset.
 int64_t checksummed_chunk_rows(const std::vector<int64_t>& dims, size_t value_size);
 /// Reads a whole float dataset (converted to float32), checking its dimensions. A chunked
 /// dataset must have every chunk in its chunk index (a damaged index loses a chunk, which HDF5
