@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "aetrain/fault.hpp"
-#include "aetrain/files.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
@@ -17,8 +17,8 @@
 namespace aetrain {
 namespace {
 
-constexpr const char* kCheckpoint = "aetrain-checkpoint";
-constexpr const char* kPca = "aetrain-pca";
+constexpr const char* kCheckpoint = kCheckpointFormat;
+constexpr const char* kPca = kPcaFormat;
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw Error(ExitCode::checkpoint, path + ": " + what);
@@ -118,7 +118,8 @@ std::vector<float> read_tree(const std::string& path, const h5::Handle& file,
 }
 
 // Keeps the checkpoint at `path` (about to be replaced) as path.step<N>, and only the newest
-// keep - 1 such files: a hard link, so the checkpoint at `path` never goes missing.
+// keep - 1 such files: a hard link, so the checkpoint at `path` never goes missing. Only files
+// that are aetrain training checkpoints are replaced or pruned.
 void keep_previous(const std::string& path, int64_t keep) {
   namespace fs = std::filesystem;
   if (keep <= 1 || !fs::exists(path)) return;
@@ -130,9 +131,11 @@ void keep_previous(const std::string& path, int64_t keep) {
   }
   const std::string kept = path + ".step" + std::to_string(step);
   std::error_code ec;
-  fs::remove(kept, ec);
-  fs::create_hard_link(path, kept, ec);
-  if (ec) fs::copy_file(path, kept, ec);  // file systems without hard links
+  if (!fs::exists(kept) || holds(kept, FileKind::checkpoint)) {
+    fs::remove(kept, ec);
+    fs::create_hard_link(path, kept, ec);
+    if (ec) fs::copy_file(path, kept, ec);  // file systems without hard links
+  }
   const fs::path dir = fs::absolute(path).parent_path();
   const std::string prefix = fs::path(path).filename().string() + ".step";
   std::vector<std::pair<int64_t, fs::path>> old;
@@ -140,20 +143,34 @@ void keep_previous(const std::string& path, int64_t keep) {
     const std::string name = e.path().filename().string();
     if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
     const std::string digits = name.substr(prefix.size());
-    if (digits.find_first_not_of("0123456789") == std::string::npos)
+    if (digits.find_first_not_of("0123456789") == std::string::npos &&
+        holds(e.path().string(), FileKind::checkpoint))
       old.emplace_back(std::stoll(digits), e.path());
   }
   std::sort(old.begin(), old.end());
   for (size_t i = 0; i + size_t(keep - 1) < old.size(); ++i) fs::remove(old[i].second, ec);
 }
 
-// Creates path + ".tmp", lets `fill` write into it, closes, syncs and renames it over `path`.
+// Builds the file in memory (`fill` writes into it), writes its bytes as path + ".tmp", syncs
+// it and renames it over `path`: a crash at any moment leaves the old file or the new one, and a
+// failed write (a full disk) the old one and no .tmp. Building in memory first means that a
+// failed write is a plain system call's, never HDF5's (whose file close fails on a full disk).
+// `name` is the file's name in messages ("checkpoint") and `point` its fault points' prefix:
+// POINT-tmp-created, POINT-mid-write, POINT-before-rename, POINT-after-rename. Throws
+// Error(write_failed) naming the path and the system's reason.
 template <class Fill>
-void write_atomically(const std::string& path, const std::string& format, Fill fill,
-                      int64_t keep = 1) {
+void write_atomically(const std::string& path, const std::string& format, const std::string& name,
+                      const std::string& point, Fill fill, int64_t keep = 1) {
   const std::string tmp = path + ".tmp";
+  const bool replacing = std::filesystem::exists(path);
+  const auto failed = [&](const std::string& why) {
+    throw Error(ExitCode::write_failed,
+                path + ": cannot write the " + name + ": " + why +
+                    (replacing ? " (the previous " + name + " is kept)" : ""));
+  };
+  std::string image;
   try {
-    h5::Handle file = h5::create_file(tmp);
+    h5::Handle file = h5::create_in_memory();
     {
       h5::Handle root = h5::open_group(file, "/");
       h5::write_attribute(root, "format", format);
@@ -161,20 +178,24 @@ void write_atomically(const std::string& path, const std::string& format, Fill f
       h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
       fill(file);
     }
-    h5::flush(file);
-    if (!file.reset()) throw h5::Failure("closing the file failed");
+    image = h5::file_image(file);
   } catch (const h5::Failure& e) {
-    std::remove(tmp.c_str());
-    bad(tmp, std::string("cannot write: ") + e.what());
+    failed(e.reason());
   }
   try {
+    write_new_file(tmp, image, [&](size_t written) {
+      if (written == 0 && fault(point + "-tmp-created")) std::raise(SIGKILL);
+      if (written > 0 && written < image.size() && fault(point + "-mid-write")) std::raise(SIGKILL);
+    });
+    std::string().swap(image);
     publish_file(tmp, path, [&] {
-      if (fault("checkpoint-before-rename")) std::raise(SIGKILL);
+      if (fault(point + "-before-rename")) std::raise(SIGKILL);
       keep_previous(path, keep);
     });
-  } catch (const std::runtime_error& e) {
-    bad(path, e.what());
+  } catch (const WriteFailure& e) {
+    failed(e.what());
   }
+  if (fault(point + "-after-rename")) std::raise(SIGKILL);
 }
 
 void write_model(const h5::Handle& file, const ModelConfig& config, std::span<const float> params) {
@@ -337,7 +358,7 @@ Json to_json(const TrainState& state) {
 void write_checkpoint(const std::string& path, const CheckpointHeader& h,
                       std::span<const float> params, std::span<const float> m,
                       std::span<const float> v, int64_t keep) {
-  write_atomically(path, kCheckpoint, [&](const h5::Handle& file) {
+  write_atomically(path, kCheckpoint, "checkpoint", "checkpoint", [&](const h5::Handle& file) {
     write_model(file, h.model, params);
     write_normalization(file, h.normalization);
     const std::vector<LayerShape> layers = layer_shapes(h.model);
@@ -355,7 +376,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
 }
 
 void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm) {
-  write_atomically(path, kPca, [&](const h5::Handle& file) {
+  write_atomically(path, kPca, "PCA model", "pca-model", [&](const h5::Handle& file) {
     write_model(file, pca_model_config(pca), pca_model_params(pca));
     write_normalization(file, norm);
     const int64_t d = pca.mean.size(), k = pca.components.cols();

@@ -1,6 +1,7 @@
 #include "aetrain/h5.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <numeric>
@@ -19,23 +20,71 @@ struct Guard {
   std::lock_guard<std::recursive_mutex> lock{library_mutex()};
 };
 
-// HDF5's innermost reason for the last failure (the error stack's deepest entry), then cleared.
-std::string reason() {
-  std::string text;
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_UPWARD,
-      [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
-        if (n == 0 && e->desc) *static_cast<std::string*>(out) = e->desc;
-        return 0;
-      },
-      &text);
-  H5Eclear2(H5E_DEFAULT);
-  return text;
+// Files that HDF5 failed to close (close_library).
+int unclosed_files = 0;
+
+// Text as one line: control characters (the newline of a ctime inside a message) become spaces,
+// runs of spaces one, none at either end.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool space = static_cast<unsigned char>(c) < 0x20 || c == ' ' || c == 0x7f;
+    if (space) {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+// The text between the first `open` after `key` and the next `close`, or "".
+std::string after(const std::string& text, const std::string& key, char open, char close) {
+  const size_t at = text.find(key);
+  if (at == std::string::npos) return "";
+  const size_t start = text.find(open, at + key.size());
+  if (start == std::string::npos) return "";
+  const size_t end = text.find(close, start + 1);
+  return text.substr(start + 1, end == std::string::npos ? std::string::npos : end - start - 1);
+}
+
+// What the error stack says about the last failure, from the innermost entry out.
+struct StackReason {
+  std::string system;     // the system's reason: strerror of an errno that a driver recorded
+  std::string mpi;        // an MPI-IO error string
+  std::string innermost;  // HDF5's deepest description
+};
+
+herr_t read_entry(unsigned n, const H5E_error2_t* e, void* out) {
+  StackReason& r = *static_cast<StackReason*>(out);
+  const std::string desc = e->desc ? e->desc : "";
+  if (n == 0) r.innermost = desc;
+  // The sec2 and core drivers: "... errno = 28, error message = 'No space left on device', ...".
+  if (r.system.empty()) {
+    const size_t at = desc.find("errno = ");
+    if (at != std::string::npos) {
+      const int code = std::atoi(desc.c_str() + at + 8);
+      if (code > 0) r.system = std::strerror(code);
+    }
+  }
+  // The MPI-IO driver: an entry of its own, "MPI error string is '...'" (which may run over
+  // several lines: the first says what went wrong).
+  if (r.mpi.empty() && e->min_num == H5E_MPIERRSTR) {
+    std::string text = after(desc, "error string is", '\'', '\'');
+    r.mpi = text.substr(0, text.find('\n'));
+  }
+  return 0;
 }
 
 [[noreturn]] void fail(const std::string& what) {
-  const std::string why = reason();
-  throw Failure(why.empty() ? what : what + " (" + why + ")");
+  StackReason r;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, read_entry, &r);
+  H5Eclear2(H5E_DEFAULT);
+  const bool system = !r.system.empty() || !r.mpi.empty();
+  throw Failure(what,
+                one_line(!r.system.empty() ? r.system : !r.mpi.empty() ? r.mpi : r.innermost),
+                system);
 }
 
 hid_t check_id(hid_t id, const std::string& what) {
@@ -123,6 +172,7 @@ bool Handle::reset() {
   const Guard guard;
   bool ok = true;
   if (id_ >= 0 && close_) ok = close_(id_) >= 0;
+  if (!ok && close_ == &H5Fclose) ++unclosed_files;
   id_ = H5I_INVALID_HID;
   if (!ok) H5Eclear2(H5E_DEFAULT);
   return ok;
@@ -131,6 +181,12 @@ bool Handle::reset() {
 void quiet_errors() {
   const Guard guard;
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
+bool close_library() {
+  const Guard guard;
+  if (unclosed_files > 0) return false;
+  return H5close() >= 0;
 }
 
 bool is_hdf5(const std::string& path) {
@@ -159,6 +215,28 @@ Handle open_image(const std::string& bytes) {
   check(H5Pset_file_image(fapl.id(), const_cast<char*>(bytes.data()), bytes.size()), "file image");
   return {check_id(H5Fopen("in-memory image", H5F_ACC_RDONLY, fapl.id()), "cannot open"),
           H5Fclose};
+}
+
+Handle create_in_memory() {
+  const Guard guard;
+  quiet_once();
+  static int files = 0;  // the core driver tells open files apart by name
+  Handle fapl = plist(H5P_FILE_ACCESS);
+  check(H5Pset_fapl_core(fapl.id(), 1 << 20, /*backing_store=*/false), "memory file access");
+  const std::string name = "in-memory file " + std::to_string(++files);
+  return {check_id(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()),
+                   "cannot create a file in memory"),
+          H5Fclose};
+}
+
+std::string file_image(const Handle& file) {
+  const Guard guard;
+  check(H5Fflush(file.id(), H5F_SCOPE_LOCAL), "flush");
+  const ssize_t size = H5Fget_file_image(file.id(), nullptr, 0);
+  if (size < 0) fail("file image");
+  std::string bytes(size_t(size), '\0');
+  if (H5Fget_file_image(file.id(), bytes.data(), bytes.size()) != size) fail("file image");
+  return bytes;
 }
 
 Handle create_file(const std::string& path, const Comm& comm) {

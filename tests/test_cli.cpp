@@ -156,7 +156,7 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
       "--lr-step-epochs", "4", "--lr-gamma", "0.3", "--weight-decay", "0.01", "--clip-norm", "2.5",
       "--early-stop", "5", "--min-delta", "0.001", "--noise", "mask:0.25", "--deterministic",
       // Flags steer one run and are not stored: checked apart below.
-      "--resume", "--quiet"};
+      "--resume", "--overwrite", "--quiet"};
   const Command c = parse(args);
   std::string help;
   try {
@@ -188,8 +188,9 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
   std::ofstream(path) << c.config_text;
   TrainConfig back = parse({"train", "--config", path.c_str()}).train;
   EXPECT_FALSE(back.resume);
+  EXPECT_FALSE(back.overwrite);
   EXPECT_FALSE(back.quiet);
-  back.resume = back.quiet = true;
+  back.resume = back.overwrite = back.quiet = true;
   EXPECT_TRUE(back == c.train) << c.config_text;
 }
 

@@ -16,10 +16,23 @@
 
 namespace aetrain::h5 {
 
-/// An HDF5 call failed.
+/// An HDF5 call failed. what() says what we tried and why; reason() says why alone, on one
+/// line: the system's reason where HDF5 recorded one (an errno, an MPI-IO error string), else
+/// HDF5's own innermost message.
 class Failure : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Failure(const std::string& what, const std::string& reason = "",
+                   bool from_system = false)
+      : std::runtime_error(reason.empty() ? what : what + " (" + reason + ")"),
+        reason_(reason.empty() ? what : reason),
+        from_system_(from_system) {}
+  const std::string& reason() const { return reason_; }
+  /// True when reason() is the system's (an errno or an MPI-IO error string), not HDF5's.
+  bool from_system() const { return from_system_; }
+
+ private:
+  std::string reason_;
+  bool from_system_;
 };
 
 /// Owns one HDF5 identifier and closes it with the right H5?close.
@@ -34,6 +47,7 @@ class Handle {
   ~Handle() { reset(); }
   hid_t id() const { return id_; }
   /// Closes now; returns false when HDF5 reports a failure on close (data may not be on disk).
+  /// A file that HDF5 failed to close stays in its tables, half torn down: see close_library.
   bool reset();
 
  private:
@@ -46,6 +60,13 @@ enum class TypeClass { floating, integer, other };
 
 /// Turns off HDF5's printing of its error stack (we report errors ourselves). Call once.
 void quiet_errors();
+/// Closes every object HDF5 still holds and shuts the library down; true when it did. Call once,
+/// at the end, before MPI ends. HDF5 1.10 keeps a file whose close failed (its data or metadata
+/// could not be written) in its tables after tearing most of it down, and its shutdown then
+/// crashes on it: with such a file this returns false and leaves the library alone, and the
+/// caller must end the process without shutting HDF5 down (for MPI: MPI_Abort, never
+/// MPI_Finalize, whose clean-up shuts HDF5 down).
+bool close_library();
 
 /// True if `path` is a readable HDF5 file.
 bool is_hdf5(const std::string& path);
@@ -53,6 +74,11 @@ bool is_hdf5(const std::string& path);
 Handle open_file(const std::string& path);
 /// Opens the image of a file held in memory, read-only (HDF5 copies the bytes).
 Handle open_image(const std::string& bytes);
+/// Creates a file in memory (HDF5's core driver, nothing on disk), to build a file whose bytes
+/// file_image() then gives: building it cannot fail for want of disk space.
+Handle create_in_memory();
+/// The bytes of a file created by create_in_memory(), as the file on disk would hold them.
+std::string file_image(const Handle& file);
 /// Creates (truncates) a file for writing by this process alone.
 Handle create_file(const std::string& path);
 /// Creates (truncates) a file that every rank of comm writes through MPI-IO. Collective.
