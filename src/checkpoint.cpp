@@ -358,7 +358,9 @@ Json to_json(const TrainState& state) {
 void write_checkpoint(const std::string& path, const CheckpointHeader& h,
                       std::span<const float> params, std::span<const float> m,
                       std::span<const float> v, int64_t keep) {
-  write_atomically(path, kCheckpoint, "checkpoint", "checkpoint", [&](const h5::Handle& file) {
+  // CHECKPOINT.best is --early-stop's best model (Trainer::best_path), in messages too.
+  const char* name = path.ends_with(".best") ? "best model" : "checkpoint";
+  write_atomically(path, kCheckpoint, name, "checkpoint", [&](const h5::Handle& file) {
     write_model(file, h.model, params);
     write_normalization(file, h.normalization);
     const std::vector<LayerShape> layers = layer_shapes(h.model);
