@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "aetrain/fault.hpp"
@@ -168,17 +169,19 @@ void write_atomically(const std::string& path, const std::string& format, const 
                 path + ": cannot write the " + name + ": " + why +
                     (replacing ? " (the previous " + name + " is kept)" : ""));
   };
-  std::string image;
+  std::optional<h5::MemoryFile> memory;
+  std::string_view image;
   try {
-    h5::Handle file = h5::create_in_memory();
+    memory.emplace();
     {
+      const h5::Handle& file = memory->file();
       h5::Handle root = h5::open_group(file, "/");
       h5::write_attribute(root, "format", format);
       h5::write_attribute(root, "format_version", kCheckpointFormatVersion);
       h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
       fill(file);
     }
-    image = h5::file_image(file);
+    image = memory->close();
   } catch (const h5::Failure& e) {
     failed(e.reason());
   }
@@ -187,7 +190,7 @@ void write_atomically(const std::string& path, const std::string& format, const 
       if (written == 0 && fault(point + "-tmp-created")) std::raise(SIGKILL);
       if (written > 0 && written < image.size() && fault(point + "-mid-write")) std::raise(SIGKILL);
     });
-    std::string().swap(image);
+    memory.reset();
     publish_file(tmp, path, [&] {
       if (fault(point + "-before-rename")) std::raise(SIGKILL);
       keep_previous(path, keep);

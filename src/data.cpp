@@ -125,9 +125,12 @@ RowWriter::RowWriter(const std::string& file, const std::string& dataset,
     exists = ::stat(file.c_str(), &st) == 0 && st.st_size > 0;
     if (!exists) {
       try {
-        write_new_file(w.tmp(), h5::file_image(h5::create_in_memory()));
+        h5::MemoryFile empty;
+        write_new_file(w.tmp(), empty.close());
       } catch (const WriteFailure& e) {
         w.failed(e.what());
+      } catch (const h5::Failure& e) {
+        w.failed(e.reason());
       }
     }
   });

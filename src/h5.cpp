@@ -217,26 +217,65 @@ Handle open_image(const std::string& bytes) {
           H5Fclose};
 }
 
-Handle create_in_memory() {
+// The core driver's memory, through HDF5's file image callbacks: allocated and grown as usual,
+// but at the file's close kept for its owner instead of freed.
+struct MemoryFile::Buffer {
+  void* taken = nullptr;  // the memory the driver gave up at close
+  size_t size = 0;        // the size of the driver's memory now
+
+  static void* allocate(size_t size, H5FD_file_image_op_t, void* self) {
+    static_cast<Buffer*>(self)->size = size;
+    return std::malloc(size);
+  }
+  static void* copy(void* to, const void* from, size_t size, H5FD_file_image_op_t, void*) {
+    return std::memcpy(to, from, size);
+  }
+  static void* resize(void* at, size_t size, H5FD_file_image_op_t, void* self) {
+    void* grown = std::realloc(at, size);
+    if (grown) static_cast<Buffer*>(self)->size = size;
+    return grown;
+  }
+  static herr_t release(void* at, H5FD_file_image_op_t op, void* self) {
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE)
+      static_cast<Buffer*>(self)->taken = at;
+    else
+      std::free(at);
+    return 0;
+  }
+  static void* share(void* self) { return self; }  // property list copies share the buffer
+  static herr_t keep(void*) { return 0; }
+};
+
+MemoryFile::MemoryFile() : buffer_(std::make_unique<Buffer>()) {
   const Guard guard;
   quiet_once();
   static int files = 0;  // the core driver tells open files apart by name
   Handle fapl = plist(H5P_FILE_ACCESS);
   check(H5Pset_fapl_core(fapl.id(), 1 << 20, /*backing_store=*/false), "memory file access");
+  H5FD_file_image_callbacks_t callbacks = {&Buffer::allocate, &Buffer::copy,  &Buffer::resize,
+                                           &Buffer::release,  &Buffer::share, &Buffer::keep,
+                                           buffer_.get()};
+  check(H5Pset_file_image_callbacks(fapl.id(), &callbacks), "memory file access");
   const std::string name = "in-memory file " + std::to_string(++files);
-  return {check_id(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()),
-                   "cannot create a file in memory"),
-          H5Fclose};
+  file_ = Handle(check_id(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.id()),
+                          "cannot create a file in memory"),
+                 H5Fclose);
 }
 
-std::string file_image(const Handle& file) {
+MemoryFile::~MemoryFile() {
+  file_.reset();
+  std::free(buffer_->taken);
+}
+
+std::string_view MemoryFile::close() {
   const Guard guard;
-  check(H5Fflush(file.id(), H5F_SCOPE_LOCAL), "flush");
-  const ssize_t size = H5Fget_file_image(file.id(), nullptr, 0);
+  check(H5Fflush(file_.id(), H5F_SCOPE_LOCAL), "flush");
+  // The image's size (the end of its allocated space); closing may shrink it (unused space at
+  // the end given back) but never grow it, and the driver's memory never ends before it.
+  const ssize_t size = H5Fget_file_image(file_.id(), nullptr, 0);
   if (size < 0) fail("file image");
-  std::string bytes(size_t(size), '\0');
-  if (H5Fget_file_image(file.id(), bytes.data(), bytes.size()) != size) fail("file image");
-  return bytes;
+  if (!file_.reset() || !buffer_->taken) throw Failure("closing the file in memory failed");
+  return {static_cast<const char*>(buffer_->taken), std::min(size_t(size), buffer_->size)};
 }
 
 Handle create_file(const std::string& path, const Comm& comm) {

@@ -7,8 +7,10 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "aetrain/comm.hpp"
@@ -74,11 +76,25 @@ bool is_hdf5(const std::string& path);
 Handle open_file(const std::string& path);
 /// Opens the image of a file held in memory, read-only (HDF5 copies the bytes).
 Handle open_image(const std::string& bytes);
-/// Creates a file in memory (HDF5's core driver, nothing on disk), to build a file whose bytes
-/// file_image() then gives: building it cannot fail for want of disk space.
-Handle create_in_memory();
-/// The bytes of a file created by create_in_memory(), as the file on disk would hold them.
-std::string file_image(const Handle& file);
+/// A new file built in memory (HDF5's core driver, nothing on disk): building it cannot fail
+/// for want of disk space. close() ends it and gives its bytes as the file on disk would hold
+/// them, in HDF5's own buffer (taken over, not copied: a large checkpoint is in memory once).
+class MemoryFile {
+ public:
+  MemoryFile();
+  ~MemoryFile();
+  MemoryFile(const MemoryFile&) = delete;
+  MemoryFile& operator=(const MemoryFile&) = delete;
+  /// The open file, to write into.
+  const Handle& file() const { return file_; }
+  /// Closes the file and returns its bytes, valid while this object lives.
+  std::string_view close();
+
+ private:
+  struct Buffer;
+  std::unique_ptr<Buffer> buffer_;
+  Handle file_;
+};
 /// Creates (truncates) a file for writing by this process alone.
 Handle create_file(const std::string& path);
 /// Creates (truncates) a file that every rank of comm writes through MPI-IO. Collective.
