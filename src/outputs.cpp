@@ -227,10 +227,11 @@ void check_on_root(const OutputPlan& plan) {
       const Identity id = identify(path);
       for (const auto& [input, input_id] : inputs) {
         if (!id.exists || !input_id.exists || !same_file(id, input_id)) continue;
+        const std::string same =
+            input->path == path ? std::string("this run reads it")
+                                : "is the same file as " + input->path + ", which this run reads";
         refuse(path, o.option,
-               (input->path == path ? std::string("this run reads it")
-                                    : "is the same file as " + input->path + ", which this run reads") +
-                   " (" + input->option + "); writing it would destroy it: " +
+               same + " (" + input->option + "); writing it would destroy it: " +
                    (o.kind == FileKind::data
                         ? "write to another file (an HDF5 external link can make the output "
                           "appear beside the data)"
@@ -355,7 +356,8 @@ void write_new_file(const std::string& path, std::string_view bytes,
   };
   if (progress) progress(0);
   // Pieces of at most 16 MiB, and at least two (so that a file has a middle to fail in).
-  const size_t piece = std::max<size_t>(1, std::min<size_t>(size_t(16) << 20, (bytes.size() + 1) / 2));
+  const size_t piece =
+      std::max<size_t>(1, std::min<size_t>(size_t(16) << 20, (bytes.size() + 1) / 2));
   size_t written = 0;
   while (written < bytes.size()) {
     const ssize_t n =

@@ -13,8 +13,8 @@
 
 #include "aetrain/cli.hpp"
 #include "aetrain/fault.hpp"
-#include "aetrain/outputs.hpp"
 #include "aetrain/layers.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/schedule.hpp"
 
@@ -103,7 +103,8 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
     log_.warn("--batch-size " + std::to_string(config.global_batch) + " is smaller than the " +
               std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
   std::optional<Sources> val;
-  if (!config.val.files.empty()) val = probe_sources(config.val, comm, accepted_by(config.normalize));
+  if (!config.val.files.empty())
+    val = probe_sources(config.val, comm, accepted_by(config.normalize));
   check_outputs(train_outputs(config, sources_, val ? &*val : nullptr), comm);
   start_from_checkpoints();
   // Only now, with the run accepted: a refused run must not truncate an earlier run's metrics.

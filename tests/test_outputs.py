@@ -87,7 +87,8 @@ class Outputs(cli_support.BinaryTest):
             (self.pca_args(link), [link + " (--out): is the same file as " + self.data,
                               "which this run reads (--data)"]),
             (self.pca_args(sym), [sym + " (--out): is the same file as " + self.data]),
-            (self.pca_args("./" + here), ["./" + here + " (--out): is the same file as " + self.data]),
+            (self.pca_args("./" + here),
+             ["./" + here + " (--out): is the same file as " + self.data]),
             # the list itself is read too
             (["pca", "--data", "@" + self.lst, "--components", "2", "--out", self.lst],
              [self.lst + " (--out): this run reads it (--data)"]),
@@ -207,8 +208,9 @@ class Outputs(cli_support.BinaryTest):
             f.attrs["format_version"] = 4
             src.copy("model", f)
         cases = [
-            (self.pca_args(self.model), [self.model + " (--out): is an aetrain training checkpoint; "
-                                                 "only an aetrain PCA model may be replaced"]),
+            (self.pca_args(self.model),
+             [self.model + " (--out): is an aetrain training checkpoint; only an aetrain PCA "
+                           "model may be replaced"]),
             (self.pca_args(self.text), [self.text + " (--out): is neither an HDF5 file nor aetrain "
                                                "metrics; only an aetrain PCA model"]),
             (self.pca_args(h5), [h5 + " (--out): is an HDF5 file; only an aetrain PCA model"]),
