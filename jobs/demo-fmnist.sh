@@ -39,11 +39,12 @@ warmup=$(( 400 * epochs / 15 ))
 aetrain train --data "$work/fmnist.h5" --dataset /train --val-dataset /test \
   --layers 512,128,32 --code-activation linear --batch-size 256 --epochs "$epochs" \
   --lr 7e-3 --beta1 0.95 --beta2 0.99 --lr-schedule cosine --warmup-steps "$warmup" \
-  --checkpoint "$ckpt" --metrics "$work/fmnist-metrics.jsonl"
+  --checkpoint "$ckpt" --metrics "$work/fmnist-metrics.jsonl" --overwrite
 train_time=$(took "$t")
 
 t=$(now)
-aetrain pca --data "$work/fmnist.h5" --dataset /train --components 32 --out "$work/fmnist-pca32.h5"
+aetrain pca --data "$work/fmnist.h5" --dataset /train --components 32 --out "$work/fmnist-pca32.h5" \
+  --overwrite
 pca_time=$(took "$t")
 
 t=$(now)

@@ -18,4 +18,5 @@ data=$work/model-card.h5
 ckpt=$work/model-card-ckpt.h5
 [ ! -e "$ckpt" ] || mv "$ckpt" "$ckpt.previous"
 mpirun -n "$ranks" "$exe" train --data "$data" --layers 50 --batch-size 10 \
-  --epochs "${EPOCHS:-5}" --checkpoint "$ckpt" --metrics "$work/model-card-metrics.jsonl"
+  --epochs "${EPOCHS:-5}" --checkpoint "$ckpt" --metrics "$work/model-card-metrics.jsonl" \
+  --overwrite

@@ -31,7 +31,7 @@ for f in "$ckpt" "$pca"; do [ ! -e "$f" ] || mv "$f" "$f.previous"; done
 echo "--- autoencoder, --normalize standard"
 aetrain train --data "$data" --dataset /train --val-dataset /test --normalize standard \
   --layers 64,32,4 --activation tanh --code-activation linear --batch-size 128 --lr 0.002 \
-  --epochs "$epochs" --checkpoint "$ckpt" --metrics "$work/physical-metrics.jsonl" |
+  --epochs "$epochs" --checkpoint "$ckpt" --metrics "$work/physical-metrics.jsonl" --overwrite |
   awk -v last="$epochs" '!/^epoch / || $2 == "1/" last || $2 == last "/" last'  # first, last epoch
 echo "--- PCA, 4 components, --normalize standard"
 aetrain pca --data "$data" --dataset /train --components 4 --normalize standard --out "$pca"

@@ -9,13 +9,16 @@
 #include <csignal>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
 #include "aetrain/fault.hpp"
-#include "aetrain/files.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
@@ -23,8 +26,8 @@
 namespace aetrain {
 namespace {
 
-constexpr const char* kCheckpoint = "aetrain-checkpoint";
-constexpr const char* kPca = "aetrain-pca";
+constexpr const char* kCheckpoint = kCheckpointFormat;
+constexpr const char* kPca = kPcaFormat;
 
 [[noreturn]] void bad(const std::string& path, const std::string& what) {
   throw Error(ExitCode::checkpoint, path + ": " + what);
@@ -126,7 +129,8 @@ std::vector<float> read_tree(const std::string& path, const h5::Handle& file,
 }
 
 // Keeps the checkpoint at `path` (about to be replaced) as path.step<N>, and only the newest
-// keep - 1 such files: a hard link, so the checkpoint at `path` never goes missing.
+// keep - 1 such files: a hard link, so the checkpoint at `path` never goes missing. Only files
+// that are aetrain training checkpoints are replaced or pruned.
 void keep_previous(const std::string& path, int64_t keep) {
   namespace fs = std::filesystem;
   if (keep <= 1 || !fs::exists(path)) return;
@@ -138,9 +142,11 @@ void keep_previous(const std::string& path, int64_t keep) {
   }
   const std::string kept = path + ".step" + std::to_string(step);
   std::error_code ec;
-  fs::remove(kept, ec);
-  fs::create_hard_link(path, kept, ec);
-  if (ec) fs::copy_file(path, kept, ec);  // file systems without hard links
+  if (!fs::exists(kept) || holds(kept, FileKind::checkpoint)) {
+    fs::remove(kept, ec);
+    fs::create_hard_link(path, kept, ec);
+    if (ec) fs::copy_file(path, kept, ec);  // file systems without hard links
+  }
   const fs::path dir = fs::absolute(path).parent_path();
   const std::string prefix = fs::path(path).filename().string() + ".step";
   std::vector<std::pair<int64_t, fs::path>> old;
@@ -148,7 +154,8 @@ void keep_previous(const std::string& path, int64_t keep) {
     const std::string name = e.path().filename().string();
     if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
     const std::string digits = name.substr(prefix.size());
-    if (digits.find_first_not_of("0123456789") == std::string::npos)
+    if (digits.find_first_not_of("0123456789") == std::string::npos &&
+        holds(e.path().string(), FileKind::checkpoint))
       old.emplace_back(std::stoll(digits), e.path());
   }
   std::sort(old.begin(), old.end());
@@ -227,12 +234,12 @@ void seal(const std::string& path) {
   block.resize(kSealBytes, '\0');
 
   const int fd = ::open(path.c_str(), O_RDWR);
-  if (fd < 0) throw std::runtime_error("cannot open it to write its checksum block");
+  if (fd < 0) throw WriteFailure(std::strerror(errno));
   std::vector<char> buffer;
   const auto read = [&](uint64_t at, uint64_t n) {
     buffer.resize(size_t(n));
     if (::pread(fd, buffer.data(), size_t(n), off_t(at)) != ssize_t(n))
-      throw std::runtime_error("cannot read it back to checksum it");
+      throw WriteFailure(std::strerror(errno));
     return buffer.data();
   };
   try {
@@ -240,7 +247,7 @@ void seal(const std::string& path) {
     const std::string head = seal_head(seal_crc(block, runs, uint64_t(size), read));
     block.replace(0, kSealHead, head);
     if (::pwrite(fd, block.data(), block.size(), 0) != ssize_t(block.size()))
-      throw std::runtime_error("cannot write its checksum block");
+      throw WriteFailure(std::strerror(errno));
   } catch (...) {
     ::close(fd);
     throw;
@@ -317,35 +324,67 @@ void check_seal(const std::string& path, const std::string& image) {
   if (crc != stored) damaged(path, image);
 }
 
-// Creates path + ".tmp", lets `fill` write into it, closes, syncs and renames it over `path`.
+// Writes the file as path + ".tmp", syncs it and renames it over `path`: a crash at any moment
+// leaves the old file or the new one, and a failed write (a full disk) the old one and no .tmp.
+// The .tmp starts as an empty HDF5 file written by a plain system call, with `reserve` bytes of
+// disk reserved behind it, before HDF5 opens it and `fill` writes into it: so a full disk is a
+// system call's plain error, found before HDF5 writes a byte (HDF5 1.10 cannot close a file
+// whose writes failed). Then the checksum block is written (seal). `name` is the file's name in
+// messages ("checkpoint") and `point` its fault points' prefix: POINT-tmp-created,
+// POINT-mid-write (after the first half of what `fill` writes), POINT-before-rename,
+// POINT-after-rename. Throws Error(write_failed) naming the path and the system's reason.
+// The disk space to reserve for a file whose datasets hold `bytes`: theirs, a row of padding
+// a chunk at most, and room for the metadata.
+int64_t reserve_for(int64_t bytes) { return bytes + bytes / 64 + (int64_t(4) << 20); }
+
 template <class Fill>
-void write_atomically(const std::string& path, const std::string& format, Fill fill,
-                      int64_t keep = 1) {
+void write_atomically(const std::string& path, const std::string& format, const std::string& name,
+                      const std::string& point, int64_t reserve, Fill fill, int64_t keep = 1) {
   const std::string tmp = path + ".tmp";
-  try {
-    h5::Handle file = h5::create_file(tmp, kSealBytes);
-    {
-      h5::Handle root = h5::open_group(file, "/");
-      h5::write_attribute(root, "format", format);
-      h5::write_attribute(root, "format_version", kCheckpointFormatVersion);
-      h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
-      fill(file);
-    }
-    h5::flush(file);
-    if (!file.reset()) throw h5::Failure("closing the file failed");
-    seal(tmp);
-  } catch (const std::runtime_error& e) {
+  const bool replacing = std::filesystem::exists(path);
+  const auto failed = [&](const std::string& why) {
     std::remove(tmp.c_str());
-    bad(tmp, std::string("cannot write: ") + e.what());
+    throw Error(ExitCode::write_failed,
+                path + ": cannot write the " + name + ": " + why +
+                    (replacing ? " (the previous " + name + " is kept)" : ""));
+  };
+  try {
+    {
+      h5::MemoryFile empty(kSealBytes, /*checksummed_format=*/true);
+      write_new_file(tmp, empty.close());
+    }
+    if (fault(point + "-tmp-created")) std::raise(SIGKILL);
+    reserve_space(tmp, reserve);
+    {
+      h5::Handle file = h5::open_file_rw(tmp);
+      {
+        h5::Handle root = h5::open_group(file, "/");
+        h5::write_attribute(root, "format", format);
+        h5::write_attribute(root, "format_version", kCheckpointFormatVersion);
+        h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
+        fill(file, [&] {
+          if (fault(point + "-mid-write")) std::raise(SIGKILL);
+        });
+      }
+      h5::flush(file);
+      if (!file.reset()) throw h5::Failure("closing the file failed");
+    }
+    release_space(tmp);
+    seal(tmp);
+  } catch (const h5::Failure& e) {
+    failed(e.reason());
+  } catch (const WriteFailure& e) {
+    failed(e.what());
   }
   try {
     publish_file(tmp, path, [&] {
-      if (fault("checkpoint-before-rename")) std::raise(SIGKILL);
+      if (fault(point + "-before-rename")) std::raise(SIGKILL);
       keep_previous(path, keep);
     });
-  } catch (const std::runtime_error& e) {
-    bad(path, e.what());
+  } catch (const WriteFailure& e) {
+    failed(e.what());
   }
+  if (fault(point + "-after-rename")) std::raise(SIGKILL);
 }
 
 void write_model(const h5::Handle& file, const ModelConfig& config, std::span<const float> params) {
@@ -519,7 +558,13 @@ Json to_json(const TrainState& state) {
 void write_checkpoint(const std::string& path, const CheckpointHeader& h,
                       std::span<const float> params, std::span<const float> m,
                       std::span<const float> v, int64_t keep) {
-  write_atomically(path, kCheckpoint, [&](const h5::Handle& file) {
+  // CHECKPOINT.best is --early-stop's best model (Trainer::best_path), in messages too.
+  const char* name = path.ends_with(".best") ? "best model" : "checkpoint";
+  int64_t bytes = 4 * int64_t(params.size() + m.size() + v.size()) +
+                  16 * h.normalization.offset.size() + int64_t(h.train.config.size());
+  for (const SourceEntry& e : h.train.sources) bytes += 16 + 2 * int64_t(e.file.size() + e.dataset.size());
+  write_atomically(path, kCheckpoint, name, "checkpoint", reserve_for(bytes),
+                   [&](const h5::Handle& file, const auto& halfway) {
     write_model(file, h.model, params);
     write_normalization(file, h.normalization);
     const std::vector<LayerShape> layers = layer_shapes(h.model);
@@ -530,6 +575,7 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
     // The disk writes each tree while the next is checksummed and written.
     h5::start_writeback(file);
     write_tree(h5::create_group(opt, "m"), layers, m);
+    halfway();
     h5::start_writeback(file);
     write_tree(h5::create_group(opt, "v"), layers, v);
     h5::start_writeback(file);
@@ -541,10 +587,14 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
 }
 
 void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm) {
-  write_atomically(path, kPca, [&](const h5::Handle& file) {
+  const int64_t d = pca.mean.size(), k = pca.components.cols();
+  // The linear model's float32 weights, /pca's float64 arrays, the statistics.
+  const int64_t bytes = 4 * (2 * d * k + d + k) + 8 * (d + k * d + 2 * k) + 16 * d;
+  write_atomically(path, kPca, "PCA model", "pca-model", reserve_for(bytes),
+                   [&](const h5::Handle& file, const auto& halfway) {
     write_model(file, pca_model_config(pca), pca_model_params(pca));
+    halfway();
     write_normalization(file, norm);
-    const int64_t d = pca.mean.size(), k = pca.components.cols();
     h5::Handle g = h5::create_group(file, "pca");
     h5::write_attribute(g, "rows", pca.rows);
     h5::write_attribute(g, "total_variance", pca.total_variance);

@@ -439,6 +439,9 @@ void train_rows(Rows& t, Config& c) {
            "steps between checks that every rank holds the same weights; 0: never",
            {.check = integer_from(0), .resume = ResumeRule::free});
   t.flag("--resume", c.resume, "continue from --checkpoint if it exists");
+  t.flag("--overwrite", c.overwrite,
+         "start a new run although --checkpoint exists: its checkpoints, .best and --metrics "
+         "replace the old run's");
   t.option("--init-from", c.init_from,
            "start from this checkpoint's weights (fresh optimizer and data cursor)",
            {.stored = Stored::if_set, .resume = ResumeRule::free});
@@ -492,6 +495,7 @@ void pca_rows(Rows& t, PcaConfig& c) {
   t.option("--components", c.components, "principal components to keep (required)",
            {.check = integer_from(1), .show_default = false});
   t.option("--out", c.out, "model file to write (required)");
+  t.flag("--overwrite", c.overwrite, "replace an existing model file at --out");
 }
 
 template <class Rows>
@@ -586,6 +590,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     for (Sub& sub : subs) {
       if (!sub.app->parsed()) continue;
       chosen = sub.app;
+      cmd.config_file = sub.config_file;
       if (!sub.config_file.empty()) apply_config_file(*sub.app, sub.config_file);
       for (const std::string& name : sub.required)
         if (sub.app->get_option(name)->empty())

@@ -1,60 +1,147 @@
 #include "aetrain/data.hpp"
 
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <limits>
 
-#include "aetrain/h5.hpp"
 #include "aetrain/error.hpp"
-#include "aetrain/files.hpp"
+#include "aetrain/fault.hpp"
+#include "aetrain/h5.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/sampling.hpp"
 
 namespace aetrain {
 
 std::string hdf5_library_version() { return h5::library_version(); }
 
+bool close_io() { return h5::close_library(); }
+
+namespace {
+
+// Room for what HDF5 writes beside the rows: object headers, attributes, the group's links
+// (tens of KiB in practice).
+constexpr int64_t kMetadataRoom = int64_t(256) << 10;
+
+int64_t element_count(const std::vector<int64_t>& dims) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+}  // namespace
+
+// Where a write stands, and how to undo it: the destructor closes every HDF5 object of the file
+// on every rank (collectively: every error on the way is agreed by all ranks), then removes
+// what was written unless it was committed.
 struct RowWriter::Impl {
   const Comm comm;
-  std::string file, dataset, partial;  // partial: where rows go until commit
-  bool new_file = false, replace = false, committed = false, has_sources = false;
+  std::string file, dataset, partial, what;  // partial: where rows go until commit
+  bool new_file = false, opened = false, replace = false, committed = false, has_sources = false;
   h5::Handle handle, data;
 
   explicit Impl(const Comm& c) : comm(c) {}
+  ~Impl() {
+    if (!committed && !new_file && data.id() >= 0) {
+      data.reset();
+      try {
+        h5::remove_link(handle, partial);
+        if (has_sources) h5::remove_link(handle, table(partial));
+      } catch (const h5::Failure&) {
+      }
+    }
+    data.reset();
+    handle.reset();
+    if (comm.rank() != 0) return;
+    if (!committed && new_file) std::remove(tmp().c_str());
+    if (opened && !new_file) release_space(file);
+  }
   std::string tmp() const { return file + ".tmp"; }
+  // The file HDF5 writes: FILE.tmp for a new file, else the file itself.
+  std::string target() const { return new_file ? tmp() : file; }
   // The table of sources beside a dataset.
   static std::string table(const std::string& dataset) { return dataset + "_sources"; }
   // Removes a link if it is there (a stale partial one, or what is being replaced).
   void remove_if_there(const std::string& path) {
     if (h5::exists(handle, path)) h5::remove_link(handle, path);
   }
+  [[noreturn]] void failed(const std::string& why) const {
+    throw Error(ExitCode::write_failed,
+                file + ": cannot write " + what + " (" + dataset + "): " + why);
+  }
+  template <class S>
+  void write(int64_t first, int64_t n, const S* values) {
+    try {
+      h5::write_rows(data, first, n, values);
+    } catch (const h5::Failure& e) {
+      // Open MPI's MPI-IO reports a write cut short by a full disk as a short count, with no
+      // error: HDF5 then knows only that the write failed. The file system knows why.
+      struct statvfs fs;
+      if (!e.from_system() && ::statvfs(target().c_str(), &fs) == 0 &&
+          int64_t(fs.f_bavail) * int64_t(fs.f_frsize) < (int64_t(1) << 20))
+        failed(std::strerror(ENOSPC));
+      failed(e.reason());
+    }
+    if (fault("rows-mid-write")) std::raise(SIGKILL);
+  }
+  // Rank 0 reserves the space of `bytes` more in the file (see RowWriter). Collective.
+  void reserve(int64_t bytes) {
+    comm.root_decides([&] {
+      try {
+        reserve_space(target(), bytes);
+      } catch (const WriteFailure& e) {
+        failed(e.what());
+      }
+    });
+  }
 };
 
 RowWriter::RowWriter(const std::string& file, const std::string& dataset,
                      std::vector<int64_t> dims, bool overwrite, const Comm& comm,
-                     Precision precision)
+                     Precision precision, const std::string& what)
     : impl_(std::make_unique<Impl>(comm)) {
   Impl& w = *impl_;
   w.file = file;
   w.dataset = dataset;
-  // Rank 0 decides what is there; the file system may look different elsewhere.
+  w.what = what;
+  const int64_t bytes =
+      element_count(dims) * int64_t(precision == Precision::float64 ? 8 : 4) + kMetadataRoom;
+  // Rank 0 decides what is there (check_outputs has seen to it: nothing, an empty file or an
+  // HDF5 file that takes datasets). A new file starts as an empty HDF5 file written by rank 0
+  // with plain system calls; then, new or not, rank 0 reserves the space the rows and their
+  // metadata need (reserve_space), so that a full disk is found before HDF5 writes a byte:
+  // HDF5 1.10 cannot close a file whose writes failed (see h5::close_library), and a failure
+  // half-way through adding a dataset could damage an existing file.
   int64_t exists = 0;
   comm.root_decides([&] {
-    if (const std::string why = unwritable_reason(file); !why.empty())
-      throw Error(ExitCode::usage, file + ": " + why);
-    exists = std::filesystem::exists(file);
-    if (exists && !h5::is_hdf5(file))
-      throw Error(ExitCode::usage, file + ": exists and is not an HDF5 file; not touching it");
+    struct stat st;
+    exists = ::stat(file.c_str(), &st) == 0 && st.st_size > 0;
+    if (!exists) {
+      try {
+        h5::MemoryFile empty;
+        write_new_file(w.tmp(), empty.close());
+      } catch (const WriteFailure& e) {
+        w.failed(e.what());
+      } catch (const h5::Failure& e) {
+        w.failed(e.reason());
+      }
+    }
   });
   comm.broadcast(std::span<int64_t>(&exists, 1));
   w.new_file = !exists;
+  w.reserve(bytes);
+  w.opened = true;
   try {
-    w.handle = w.new_file ? h5::create_file(w.tmp(), comm) : h5::open_file_rw(file, comm);
+    w.handle = h5::open_file_rw(w.target(), comm);
   } catch (const h5::Failure& e) {
-    fail_replicated(ExitCode::usage, file + ": " + e.what());  // a collective open
+    fail_replicated(ExitCode::write_failed, file + ": cannot write " + what + ": " + e.reason());
   }
   comm.agree([&] {
     w.replace = h5::exists(w.handle, dataset);
@@ -62,86 +149,97 @@ RowWriter::RowWriter(const std::string& file, const std::string& dataset,
       throw Error(ExitCode::usage,
                   file + ": " + dataset + " exists; pass --overwrite to replace it");
     w.partial = w.new_file ? dataset : dataset + ".partial";
-    if (!w.new_file) {
-      w.remove_if_there(w.partial);
-      w.remove_if_there(Impl::table(w.partial));
+    try {
+      if (!w.new_file) {
+        w.remove_if_there(w.partial);
+        w.remove_if_there(Impl::table(w.partial));
+      }
+      w.data = h5::create_dataset(w.handle, w.partial, dims, precision == Precision::float64);
+    } catch (const h5::Failure& e) {
+      w.failed(e.reason());
     }
-    w.data = h5::create_dataset(w.handle, w.partial, dims, precision == Precision::float64);
   });
 }
 
-RowWriter::~RowWriter() {
-  Impl& w = *impl_;
-  if (!w.committed && !w.new_file && w.data.id() >= 0) {
-    w.data.reset();
-    try {
-      h5::remove_link(w.handle, w.partial);
-      if (w.has_sources) h5::remove_link(w.handle, Impl::table(w.partial));
-    } catch (const h5::Failure&) {
-    }
-  }
-  w.data.reset();
-  w.handle.reset();
-  if (!w.committed && w.new_file && w.comm.rank() == 0) std::remove(w.tmp().c_str());
-}
-
-namespace {
-
-template <class S>
-void write_checked(const h5::Handle& data, const std::string& file, const std::string& dataset,
-                   int64_t first, int64_t n, const S* values) {
-  try {
-    h5::write_rows(data, first, n, values);
-  } catch (const h5::Failure& e) {
-    throw Error(ExitCode::other, file + ": " + dataset + ": " + e.what());
-  }
-}
-
-}  // namespace
+RowWriter::~RowWriter() = default;
 
 void RowWriter::write(int64_t first, int64_t n, const float* values) {
-  write_checked(impl_->data, impl_->file, impl_->dataset, first, n, values);
+  impl_->write(first, n, values);
 }
 
 void RowWriter::write(int64_t first, int64_t n, const double* values) {
-  write_checked(impl_->data, impl_->file, impl_->dataset, first, n, values);
+  impl_->write(first, n, values);
 }
 
 void RowWriter::attribute(const std::string& name, const std::string& value) {
-  h5::write_attribute(impl_->data, name, value);
+  Impl& w = *impl_;
+  w.comm.agree([&] {
+    try {
+      h5::write_attribute(w.data, name, value);
+    } catch (const h5::Failure& e) {
+      w.failed(e.reason());
+    }
+  });
 }
 
 void RowWriter::attribute(const std::string& name, int64_t value) {
-  h5::write_attribute(impl_->data, name, value);
+  Impl& w = *impl_;
+  w.comm.agree([&] {
+    try {
+      h5::write_attribute(w.data, name, value);
+    } catch (const h5::Failure& e) {
+      w.failed(e.reason());
+    }
+  });
 }
 
 void RowWriter::sources(const std::vector<SourceEntry>& entries) {
   Impl& w = *impl_;
+  int64_t bytes = kMetadataRoom;
+  for (const SourceEntry& e : entries)
+    bytes += int64_t(e.file.size() + e.dataset.size()) + 2 * int64_t(sizeof(int64_t));
+  w.reserve(bytes);
   w.comm.agree([&] {
-    h5::write_sources(w.handle, Impl::table(w.partial), entries, h5::Storage::contiguous,
-                      w.comm.rank() == 0);
-    h5::write_attribute(w.data, "sources", Impl::table(w.dataset));
+    try {
+      h5::write_sources(w.handle, Impl::table(w.partial), entries, h5::Storage::contiguous,
+                        w.comm.rank() == 0);
+      h5::write_attribute(w.data, "sources", Impl::table(w.dataset));
+    } catch (const h5::Failure& e) {
+      w.failed(e.reason());
+    }
   });
   w.has_sources = true;
 }
 
 void RowWriter::commit() {
   Impl& w = *impl_;
+  if (fault("rows-before-commit")) std::raise(SIGKILL);
   w.comm.agree([&] {
-    w.data.reset();
-    if (!w.new_file) {
-      if (w.replace) {
-        h5::remove_link(w.handle, w.dataset);
-        w.remove_if_there(Impl::table(w.dataset));
+    try {
+      w.data.reset();
+      if (!w.new_file) {
+        if (w.replace) {
+          h5::remove_link(w.handle, w.dataset);
+          w.remove_if_there(Impl::table(w.dataset));
+        }
+        h5::move_link(w.handle, w.partial, w.dataset);
+        if (w.has_sources)
+          h5::move_link(w.handle, Impl::table(w.partial), Impl::table(w.dataset));
       }
-      h5::move_link(w.handle, w.partial, w.dataset);
-      if (w.has_sources) h5::move_link(w.handle, Impl::table(w.partial), Impl::table(w.dataset));
+      h5::flush(w.handle);
+      if (!w.handle.reset()) throw h5::Failure("closing the file failed");
+    } catch (const h5::Failure& e) {
+      w.failed(e.reason());
     }
-    h5::flush(w.handle);
-    if (!w.handle.reset()) throw h5::Failure("closing " + w.file + " failed");
   });
   w.comm.root_decides([&] {
-    if (w.new_file) publish_file(w.tmp(), w.file);
+    release_space(w.target());
+    if (!w.new_file) return;
+    try {
+      publish_file(w.tmp(), w.file);
+    } catch (const WriteFailure& e) {
+      w.failed(e.what());
+    }
   });
   w.committed = true;
 }

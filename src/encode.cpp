@@ -4,6 +4,7 @@
 #include "aetrain/apply.hpp"
 #include "aetrain/commands.hpp"
 #include "aetrain/fault.hpp"
+#include "aetrain/outputs.hpp"
 
 namespace aetrain {
 
@@ -12,8 +13,14 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   ModelOnData m = load_model(c.model, c.data, c.block_rows, c.threads, comm);
   const Normalization& norm = m.file.header.normalization;
   const int64_t width = m.file.header.model.encoder_widths.back();
-  // The writer opens first: the output may be the input file itself.
-  RowWriter out(c.out, c.out_dataset, {m.sources.rows, width}, c.overwrite, comm);
+  OutputPlan plan;
+  plan.outputs = {{"--out", c.out, FileKind::data}};
+  plan.read("--data", m.sources);
+  plan.read("--model", c.model);
+  plan.read("--config", c.config_file);
+  check_outputs(plan, comm);
+  RowWriter out(c.out, c.out_dataset, {m.sources.rows, width}, c.overwrite, comm,
+                Precision::float32, "the codes");
   {
     SourceReader reader(m.sources);
     comm.agree([&] {

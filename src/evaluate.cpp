@@ -4,24 +4,31 @@
 #include "aetrain/apply.hpp"
 #include "aetrain/commands.hpp"
 #include "aetrain/layers.hpp"
+#include "aetrain/outputs.hpp"
 
 namespace aetrain {
 
 Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
-  if (!c.per_sample.empty() && c.per_sample == c.reconstruct)
-    fail_replicated(ExitCode::usage, "--per-sample and --reconstruct need different files");
   ModelOnData m = load_model(c.model, c.data, c.block_rows, c.threads, comm);
   const Normalization& norm = m.file.header.normalization;
   const int64_t rows = m.sources.rows, cols = m.sources.cols;
+  OutputPlan plan;
+  if (!c.per_sample.empty()) plan.outputs.push_back({"--per-sample", c.per_sample, FileKind::data});
+  if (!c.reconstruct.empty())
+    plan.outputs.push_back({"--reconstruct", c.reconstruct, FileKind::data});
+  plan.read("--data", m.sources);
+  plan.read("--model", c.model);
+  plan.read("--config", c.config_file);
+  check_outputs(plan, comm);
   std::optional<RowWriter> per_sample, reconstruction;
   if (!c.per_sample.empty()) {
     per_sample.emplace(c.per_sample, c.per_sample_dataset, std::vector<int64_t>{rows},
-                       c.overwrite, comm);
+                       c.overwrite, comm, Precision::float32, "the per-sample errors");
     per_sample->attribute("units", std::string(norm.identity() ? "data" : "normalized"));
   }
   if (!c.reconstruct.empty())  // in the data's units, and in float64 for float64 data
     reconstruction.emplace(c.reconstruct, c.reconstruct_dataset, std::vector<int64_t>{rows, cols},
-                           c.overwrite, comm, m.sources.precision);
+                           c.overwrite, comm, m.sources.precision, "the reconstructions");
   // Squared errors summed over rows (each row's mean over its columns): in the data's units,
   // in the model's normalized units; then the row count.
   double sums[3] = {0.0, 0.0, 0.0};

@@ -29,38 +29,85 @@ struct Guard {
   std::lock_guard<std::recursive_mutex> lock{library_mutex()};
 };
 
-// The last failure as HDF5's error stack tells it: the innermost reason, and the one that says a
-// checksum did not match, if any. HDF5 has no error code of its own for that: its messages say
-// "data error detected by Fletcher32 checksum" (a chunk) and "incorrect metadata checksum
-// after all read attempts" (a superblock, object header, heap block or B-tree node).
+// Files that HDF5 failed to close (close_library).
+int unclosed_files = 0;
+
+// Text as one line: control characters (the newline of a ctime inside a message) become spaces,
+// runs of spaces one, none at either end.
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool space = static_cast<unsigned char>(c) < 0x20 || c == ' ' || c == 0x7f;
+    if (space) {
+      if (!out.empty() && out.back() != ' ') out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+// The text between the first `open` after `key` and the next `close`, or "".
+std::string after(const std::string& text, const std::string& key, char open, char close) {
+  const size_t at = text.find(key);
+  if (at == std::string::npos) return "";
+  const size_t start = text.find(open, at + key.size());
+  if (start == std::string::npos) return "";
+  const size_t end = text.find(close, start + 1);
+  return text.substr(start + 1, end == std::string::npos ? std::string::npos : end - start - 1);
+}
+
+// What the error stack says about the last failure, from the innermost entry out. HDF5 has no
+// error code of its own for a checksum that does not match: its messages say "data error
+// detected by Fletcher32 checksum" (a chunk) and "incorrect metadata checksum after all read
+// attempts" (a superblock, object header, heap block or B-tree node).
 struct Reason {
-  std::string innermost, checksum;
+  std::string system;     // the system's reason: strerror of an errno that a driver recorded
+  std::string mpi;        // an MPI-IO error string
+  std::string innermost;  // HDF5's deepest description
+  std::string checksum;   // the description that says a checksum did not match, if any
 };
+
+herr_t read_entry(unsigned n, const H5E_error2_t* e, void* out) {
+  Reason& r = *static_cast<Reason*>(out);
+  const std::string desc = e->desc ? e->desc : "";
+  if (n == 0) r.innermost = desc;
+  if (r.checksum.empty() && desc.find("checksum") != std::string::npos) r.checksum = desc;
+  // The sec2 and core drivers: "... errno = 28, error message = 'No space left on device', ...".
+  if (r.system.empty()) {
+    const size_t at = desc.find("errno = ");
+    if (at != std::string::npos) {
+      const int code = std::atoi(desc.c_str() + at + 8);
+      if (code > 0) r.system = std::strerror(code);
+    }
+  }
+  // The MPI-IO driver: an entry of its own, "MPI error string is '...'" (which may run over
+  // several lines: the first says what went wrong).
+  if (r.mpi.empty() && e->min_num == H5E_MPIERRSTR) {
+    std::string text = after(desc, "error string is", '\'', '\'');
+    r.mpi = text.substr(0, text.find('\n'));
+  }
+  return 0;
+}
 
 // Reads the error stack and clears it.
 Reason reason() {
   Reason r;
-  H5Ewalk2(
-      H5E_DEFAULT, H5E_WALK_UPWARD,
-      [](unsigned n, const H5E_error2_t* e, void* out) -> herr_t {
-        Reason& r = *static_cast<Reason*>(out);
-        if (!e->desc) return 0;
-        if (n == 0) r.innermost = e->desc;
-        if (r.checksum.empty() && std::string_view(e->desc).find("checksum") != std::string::npos)
-          r.checksum = e->desc;
-        return 0;
-      },
-      &r);
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, read_entry, &r);
   H5Eclear2(H5E_DEFAULT);
   return r;
 }
 
 // Throws for the last failure: Damaged naming `object` where a checksum did not match (or
-// naming `what` without an object), else Failure.
+// naming `what` without an object), else Failure with the system's reason where there is one.
 [[noreturn]] void fail(const std::string& what, const std::string& object = "") {
-  const Reason why = reason();
-  if (!why.checksum.empty()) throw Damaged(object.empty() ? what : object, why.checksum);
-  throw Failure(why.innermost.empty() ? what : what + " (" + why.innermost + ")");
+  const Reason r = reason();
+  if (!r.checksum.empty()) throw Damaged(object.empty() ? what : object, one_line(r.checksum));
+  const bool system = !r.system.empty() || !r.mpi.empty();
+  throw Failure(what,
+                one_line(!r.system.empty() ? r.system : !r.mpi.empty() ? r.mpi : r.innermost),
+                system);
 }
 
 // Clears a failure that means "no" (a link or attribute that is not there), but not a damaged
@@ -239,6 +286,7 @@ bool Handle::reset() {
   const Guard guard;
   bool ok = true;
   if (id_ >= 0 && close_) ok = close_(id_) >= 0;
+  if (!ok && close_ == &H5Fclose) ++unclosed_files;
   id_ = H5I_INVALID_HID;
   if (!ok) H5Eclear2(H5E_DEFAULT);
   return ok;
@@ -247,6 +295,12 @@ bool Handle::reset() {
 void quiet_errors() {
   const Guard guard;
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
+bool close_library() {
+  const Guard guard;
+  if (unclosed_files > 0) return false;
+  return H5close() >= 0;
 }
 
 bool is_hdf5(const std::string& path) {
@@ -276,6 +330,89 @@ Handle open_image(const std::string& bytes) {
   return {check_id(H5Fopen("in-memory image", H5F_ACC_RDONLY, fapl.id()), "cannot open",
                    "the superblock or root group"),
           H5Fclose};
+}
+
+// The core driver's memory, through HDF5's file image callbacks: allocated and grown as usual,
+// but at the file's close kept for its owner instead of freed.
+struct MemoryFile::Buffer {
+  void* taken = nullptr;  // the memory the driver gave up at close
+  size_t size = 0;        // the size of the driver's memory now
+
+  static void* allocate(size_t size, H5FD_file_image_op_t, void* self) {
+    static_cast<Buffer*>(self)->size = size;
+    return std::malloc(size);
+  }
+  static void* copy(void* to, const void* from, size_t size, H5FD_file_image_op_t, void*) {
+    return std::memcpy(to, from, size);
+  }
+  static void* resize(void* at, size_t size, H5FD_file_image_op_t, void* self) {
+    void* grown = std::realloc(at, size);
+    if (grown) static_cast<Buffer*>(self)->size = size;
+    return grown;
+  }
+  static herr_t release(void* at, H5FD_file_image_op_t op, void* self) {
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE)
+      static_cast<Buffer*>(self)->taken = at;
+    else
+      std::free(at);
+    return 0;
+  }
+  static void* share(void* self) { return self; }  // property list copies share the buffer
+  static herr_t keep(void*) { return 0; }
+};
+
+namespace {
+
+// The 1.8 format at least (superblock version 2, object headers version 2: checksummed) and at
+// most (the chunk index stays a version-1 B-tree, which HDF5 1.8 reads; the 1.10 format's
+// indexes would not open there).
+void checksummed_format(const Handle& fapl) {
+  check(H5Pset_libver_bounds(fapl.id(), H5F_LIBVER_V18, H5F_LIBVER_V18), "file format");
+}
+
+}  // namespace
+
+MemoryFile::MemoryFile(int64_t userblock, bool checksummed)
+    : buffer_(std::make_unique<Buffer>()) {
+  const Guard guard;
+  quiet_once();
+  static int files = 0;  // the core driver tells open files apart by name
+  Handle fcpl = untimed(H5P_FILE_CREATE);
+  if (userblock > 0) check(H5Pset_userblock(fcpl.id(), hsize_t(userblock)), "user block");
+  Handle fapl = plist(H5P_FILE_ACCESS);
+  if (checksummed) checksummed_format(fapl);
+  check(H5Pset_fapl_core(fapl.id(), 1 << 20, /*backing_store=*/false), "memory file access");
+  H5FD_file_image_callbacks_t callbacks = {&Buffer::allocate, &Buffer::copy,  &Buffer::resize,
+                                           &Buffer::release,  &Buffer::share, &Buffer::keep,
+                                           buffer_.get()};
+  check(H5Pset_file_image_callbacks(fapl.id(), &callbacks), "memory file access");
+  const std::string name = "in-memory file " + std::to_string(++files);
+  file_ = Handle(check_id(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()),
+                          "cannot create a file in memory"),
+                 H5Fclose);
+}
+
+MemoryFile::~MemoryFile() {
+  file_.reset();
+  std::free(buffer_->taken);
+}
+
+std::string_view MemoryFile::close() {
+  const Guard guard;
+  check(H5Fflush(file_.id(), H5F_SCOPE_LOCAL), "flush");
+  // The image's size (the end of its allocated space); closing may shrink it (unused space at
+  // the end given back) but never grow it, and the driver's memory never ends before it.
+  // H5Fget_file_image counts from the end of the user block; the driver's memory holds it.
+  hsize_t userblock = 0;
+  {
+    Handle fcpl(check_id(H5Fget_create_plist(file_.id()), "creation properties"), H5Pclose);
+    check(H5Pget_userblock(fcpl.id(), &userblock), "user block");
+  }
+  const ssize_t image = H5Fget_file_image(file_.id(), nullptr, 0);
+  if (image < 0) fail("file image");
+  const size_t size = size_t(image) + size_t(userblock);
+  if (!file_.reset() || !buffer_->taken) throw Failure("closing the file in memory failed");
+  return {static_cast<const char*>(buffer_->taken), std::min(size, buffer_->size)};
 }
 
 Handle create_file(const std::string& path, const Comm& comm) {
@@ -355,15 +492,22 @@ void move_link(const Handle& loc, const std::string& from, const std::string& to
 Handle create_file(const std::string& path, int64_t userblock) {
   const Guard guard;
   quiet_once();
-  // The 1.8 format at least (superblock version 2, object headers version 2: checksummed) and
-  // at most (the chunk index stays a version-1 B-tree, which HDF5 1.8 reads; the 1.10 format's
-  // indexes would not open there). The root group without times, like every object we create.
+  // The root group without times, like every object we create.
   Handle fcpl = untimed(H5P_FILE_CREATE);
   if (userblock > 0) check(H5Pset_userblock(fcpl.id(), hsize_t(userblock)), "user block");
   Handle fapl = plist(H5P_FILE_ACCESS);
-  check(H5Pset_libver_bounds(fapl.id(), H5F_LIBVER_V18, H5F_LIBVER_V18), "file format");
+  checksummed_format(fapl);
   return {check_id(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.id(), fapl.id()),
                    "cannot create " + path),
+          H5Fclose};
+}
+
+Handle open_file_rw(const std::string& path) {
+  const Guard guard;
+  quiet_once();
+  Handle fapl = plist(H5P_FILE_ACCESS);
+  checksummed_format(fapl);
+  return {check_id(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl.id()), "cannot open " + path),
           H5Fclose};
 }
 
@@ -752,7 +896,11 @@ int64_t checksummed_chunk_rows(const std::vector<int64_t>& dims, size_t value_si
   uint64_t row_bytes = value_size;
   for (size_t i = 1; i < dims.size(); ++i) row_bytes *= uint64_t(dims[i]);
   if (dims[0] == 0 || row_bytes == 0) return 0;
-  return std::min<int64_t>(dims[0], int64_t(std::max<uint64_t>(1, kChunkBytes / row_bytes)));
+  // The fewest chunks of at most about kChunkBytes, with rows spread evenly over them (a last
+  // chunk is stored whole: its rows past the data would be bytes for nothing).
+  const uint64_t rows = uint64_t(dims[0]);
+  const uint64_t chunks = std::min(rows, (rows * row_bytes + kChunkBytes - 1) / kChunkBytes);
+  return int64_t((rows + chunks - 1) / chunks);
 }
 
 std::vector<float> read_dataset(const Handle& loc, const std::string& path,

@@ -1,10 +1,14 @@
 #include "aetrain/log.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 
 namespace aetrain {
@@ -113,15 +117,25 @@ Json Timers::summary(const Comm& comm) const {
 Log::Log(const Comm& comm, bool quiet)
     // mpirun hands every rank a pseudo-terminal as stdout, even in a batch job, but a pipe as
     // stderr: only both together mean a person is watching.
-    : root_(comm.rank() == 0),
+    : comm_(comm),
+      root_(comm.rank() == 0),
       quiet_(quiet),
       terminal_(root_ && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {}
 
+Log::~Log() {
+  if (metrics_fd_ >= 0) ::close(metrics_fd_);
+}
+
 void Log::open_metrics(const std::string& path, bool append, const Comm& comm) {
   comm.root_decides([&] {
-    metrics_.open(path, append ? std::ios::app : std::ios::trunc);
-    if (!metrics_) throw Error(ExitCode::usage, path + ": cannot open the metrics file for writing");
+    metrics_fd_ = ::open(path.c_str(),
+                         O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
+    if (metrics_fd_ < 0)
+      throw Error(ExitCode::usage, path + ": cannot open the metrics file for writing (" +
+                                       std::strerror(errno) + ")");
   });
+  metrics_open_ = true;
+  metrics_path_ = path;
 }
 
 void Log::line(const std::string& text) {
@@ -152,7 +166,23 @@ void Log::warn(const std::string& text) {
 }
 
 void Log::metric(const Json& object) {
-  if (root_ && metrics_.is_open()) metrics_ << object.str() << '\n' << std::flush;
+  if (!metrics_open_) return;
+  comm_.root_decides([&] {
+    const std::string line = object.str() + '\n';
+    struct stat st;
+    const off_t before = ::fstat(metrics_fd_, &st) == 0 ? st.st_size : -1;
+    for (size_t done = 0; done < line.size();) {
+      const ssize_t n = ::write(metrics_fd_, line.data() + done, line.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const std::string why = std::strerror(n == 0 ? ENOSPC : errno);
+        if (before >= 0) (void)::ftruncate(metrics_fd_, before);  // no torn line at the end
+        throw Error(ExitCode::write_failed, metrics_path_ + ": cannot write the metrics: " + why +
+                                                " (the lines written before are kept)");
+      }
+      done += size_t(n);
+    }
+  });
 }
 
 }  // namespace aetrain

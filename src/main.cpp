@@ -6,6 +6,7 @@
 #include "aetrain/cli.hpp"
 #include "aetrain/comm.hpp"
 #include "aetrain/commands.hpp"
+#include "aetrain/data.hpp"
 #include "aetrain/error.hpp"
 #include "aetrain/fault.hpp"
 #include "aetrain/log.hpp"
@@ -52,8 +53,11 @@ int run(Command cmd, const Comm& world) {
 // bug. They all raise it from the same values at the same point, so milliseconds apart.
 constexpr double kReplicatedErrorWait = 10.0;
 
-// One write for the whole line: mpirun's own messages must not land inside it.
-void print_error(const std::string& line) {
+// One write for the whole line: mpirun's own messages must not land inside it. A newline inside
+// a message (a library's text) would make it two lines: it becomes a space.
+void print_error(std::string line) {
+  for (char& c : line)
+    if (c == '\n' || c == '\r') c = ' ';
   std::cerr << "aetrain: error: " + line + "\n" << std::flush;
 }
 
@@ -79,15 +83,14 @@ int report(const Error& e, const Comm& world) {
   world.abort(int(e.code()));
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  MpiSession mpi(argc, argv);
-  const Comm world = Comm::world();
-  arm_faults(world.rank());
+// Parses, runs and reports: the exit code.
+int run_command(int argc, char** argv, const Comm& world) {
   try {
-    const Command cmd = parse_command_line(argc, argv);
-    return run(cmd, world);
+    Command cmd = parse_command_line(argc, argv);
+    for (std::string* file : {&cmd.train.config_file, &cmd.encode.config_file,
+                              &cmd.evaluate.config_file, &cmd.pca.config_file})
+      *file = cmd.config_file;
+    return run(std::move(cmd), world);
   } catch (const HelpRequested& help) {
     if (world.rank() == 0) std::cout << help.what();
     return 0;
@@ -96,4 +99,21 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     return report(Error(ExitCode::other, e.what()), world);
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MpiSession mpi(argc, argv);
+  const Comm world = Comm::world();
+  arm_faults(world.rank());
+  const int code = run_command(argc, argv, world);
+  // Every HDF5 object is closed by now (on every path, errors too): HDF5 shuts down before MPI
+  // does. Should HDF5 hold a file it could not close, its shutdown (ours, or MPI_Finalize's)
+  // would crash: the job ends by MPI_Abort instead, with the exit code of the error reported.
+  if (!close_io()) {
+    if (code == 0) print_error("HDF5 could not close a file that this run wrote");
+    world.abort(code != 0 ? code : int(ExitCode::write_failed));
+  }
+  return code;
 }

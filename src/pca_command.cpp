@@ -4,7 +4,7 @@
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/commands.hpp"
 #include "aetrain/data.hpp"
-#include "aetrain/files.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/sources.hpp"
 
@@ -20,7 +20,12 @@ PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
                                          " columns of " + sources.name);
   if (sources.rows < 2)
     fail_replicated(ExitCode::data, sources.name + ": a PCA needs at least 2 rows");
-  require_writable(c.out, comm);  // before the work, not after
+  OutputPlan plan;  // before the work, not after
+  plan.outputs = {{"--out", c.out, FileKind::pca_model}};
+  plan.read("--data", sources);
+  plan.read("--config", c.config_file);
+  plan.overwrite = c.overwrite;
+  check_outputs(plan, comm);
   // One pass: the moments of the rows give those of the normalized rows exactly.
   const Moments moments = dataset_moments(sources, Scatter::full, c.block_rows, comm);
   int64_t constant = 0;

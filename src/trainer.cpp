@@ -11,8 +11,8 @@
 
 #include "aetrain/cli.hpp"
 #include "aetrain/fault.hpp"
-#include "aetrain/files.hpp"
 #include "aetrain/layers.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/schedule.hpp"
 
@@ -100,7 +100,10 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
   if (config.global_batch < comm.size())
     log_.warn("--batch-size " + std::to_string(config.global_batch) + " is smaller than the " +
               std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
-  if (!config.checkpoint.empty()) require_writable(config.checkpoint, comm);
+  std::optional<Sources> val;
+  if (!config.val.files.empty())
+    val = probe_sources(config.val, comm, accepted_by(config.normalize));
+  check_outputs(train_outputs(config, sources_, val ? &*val : nullptr), comm);
   start_from_checkpoints();
   // Only now, with the run accepted: a refused run must not truncate an earlier run's metrics.
   if (!config.metrics.empty()) log_.open_metrics(config.metrics, /*append=*/resumed_, comm);
@@ -108,17 +111,17 @@ Trainer::Trainer(const TrainConfig& config, const Comm& comm, Log& log)
   if (config.normalize != NormalizeKind::none && norm_.identity()) fit_statistics();
   start_data();
 
-  if (!config.val.files.empty()) {
-    const Sources val = probe_sources(config.val, comm, accepted_by(norm_.kind));
-    if (val.cols != sources_.cols)
-      fail_replicated(ExitCode::data, val.name + ": has " + std::to_string(val.cols) +
+  if (val) {
+    if (val->cols != sources_.cols)
+      fail_replicated(ExitCode::data, val->name + ": has " + std::to_string(val->cols) +
                                           " columns, the training data " +
                                           std::to_string(sources_.cols));
-    val_rows_total_ = val.rows;
-    val_.emplace(val);
+    val_rows_total_ = val->rows;
+    val_.emplace(*val);
     val_batch_.resize(sources_.cols, std::max<Index>(model_.max_batch(), sample_block_));
   }
   check_recipe();
+  remove_previous_run(config_, comm_);  // with --overwrite: the run is accepted
 }
 
 void Trainer::start_data() {
@@ -171,10 +174,6 @@ void Trainer::check_recipe() {
     if (config_.checkpoint.empty())
       fail_replicated(ExitCode::usage,
                       "--early-stop keeps the best model as CHECKPOINT.best: give --checkpoint");
-    if (!resumed_ && root_sees(best_path(), comm_))
-      fail_replicated(ExitCode::usage, best_path() +
-                                           ": a best model is already there; pass --resume to "
-                                           "continue its run, or choose another --checkpoint path");
   }
 }
 
@@ -219,7 +218,7 @@ void Trainer::warn_if_out_of_reach() {
 
 void Trainer::start_from_checkpoints() {
   const bool exists = root_sees(config_.checkpoint, comm_);
-  if (exists && !config_.resume)
+  if (exists && !config_.resume && !config_.overwrite)
     fail_replicated(ExitCode::usage, config_.checkpoint +
                                          ": a checkpoint is already there; pass --resume to "
                                          "continue it, or choose another --checkpoint path");

@@ -158,7 +158,7 @@ const std::vector<const char*>& every_train_option() {
       "--lr-step-epochs", "4", "--lr-gamma", "0.3", "--weight-decay", "0.01", "--clip-norm", "2.5",
       "--early-stop", "5", "--min-delta", "0.001", "--noise", "mask:0.25", "--deterministic",
       // Flags steer one run and are not stored: checked apart below.
-      "--resume", "--quiet"};
+      "--resume", "--overwrite", "--quiet"};
   return args;
 }
 
@@ -195,8 +195,9 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
   std::ofstream(path) << c.config_text;
   TrainConfig back = parse({"train", "--config", path.c_str()}).train;
   EXPECT_FALSE(back.resume);
+  EXPECT_FALSE(back.overwrite);
   EXPECT_FALSE(back.quiet);
-  back.resume = back.quiet = true;
+  back.resume = back.overwrite = back.quiet = true;
   EXPECT_TRUE(back == c.train) << c.config_text;
 }
 
@@ -206,7 +207,7 @@ TEST(Cli, EveryTrainOptionHasItsResumeRule) {
   const Command c = parse(every_train_option());
   const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;
   TrainConfig back = train_config_from_toml(c.config_text);
-  back.resume = back.quiet = true;
+  back.resume = back.overwrite = back.quiet = true;
   EXPECT_TRUE(back == c.train) << c.config_text;
   EXPECT_TRUE(changed_options(c.train, back).empty());
   const std::map<std::string, ResumeRule> rules = {

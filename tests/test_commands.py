@@ -84,14 +84,17 @@ class Commands(cli_support.BinaryTest):
             self.assertEqual(f["codes"].attrs["sources"], "/codes_sources")
             self.assertEqual(len(f["codes_sources"]), 1)
 
-    def test_codes_into_the_input_file_itself(self):
-        data = self.path("same.h5")
-        x = write(data, rows=50, cols=24, seed=4)
-        rc, _, err = run(["encode", "--model", self.model, "--data", data, "--out", data,
+    def test_codes_into_another_file_than_the_input(self):
+        # The input file itself is refused (tests/test_outputs.py); a dataset in a group of
+        # another existing file is fine.
+        out = self.path("derived.h5")
+        with h5py.File(out, "w") as f:
+            f["other"] = np.arange(3)
+        rc, _, err = run(["encode", "--model", self.model, "--data", self.data, "--out", out,
                           "--out-dataset", "/derived/codes"], ranks=2)
         self.assertEqual(rc, 0, err)
-        np.testing.assert_allclose(self.codes(data, "/derived/codes")[0],
-                                   forward(self.model, x, True), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(self.codes(out, "/derived/codes")[0],
+                                   forward(self.model, self.x, True), rtol=1e-5, atol=1e-6)
 
     def test_evaluate_matches_per_sample_errors_and_numpy(self):
         per, rec = self.path("per.h5"), self.path("rec.h5")
@@ -226,7 +229,7 @@ class Commands(cli_support.BinaryTest):
                            self.path("no/dir/o.h5")], 2, "does not exist")
         self.assert_fails(["evaluate", "--model", self.model, "--data", self.data,
                            "--per-sample", self.path("same.h5"), "--reconstruct",
-                           self.path("same.h5")], 2, "different files")
+                           self.path("same.h5")], 2, "each output needs a file of its own")
         pca = self.path("resume_pca.h5")
         rc, _, err = run(["pca", "--data", self.data, "--components", "3", "--out", pca])
         self.assertEqual(rc, 0, err)

@@ -325,7 +325,10 @@ class EarlyStop(cli_support.BinaryTest):
             np.testing.assert_array_equal(after[name], array, err_msg=name)
         # A new run refuses to replace the best model of another.
         os.remove(ck)
-        self.assert_fails(args + ["--checkpoint", ck], 2, "a best model is already there")
+        line = self.assert_fails(args + ["--checkpoint", ck], 2,
+                                 "(--early-stop's best model): an aetrain training checkpoint is "
+                                 "already there")
+        self.assertIn("--overwrite", line)
 
 
 class BadRecipes(cli_support.BinaryTest):

@@ -24,6 +24,10 @@ namespace aetrain {
 /// string_checksums for the string attributes).
 constexpr int64_t kCheckpointFormatVersion = 5;
 
+/// The root attribute `format` of a training checkpoint (or a model alone) and of a PCA model.
+constexpr const char* kCheckpointFormat = "aetrain-checkpoint";
+constexpr const char* kPcaFormat = "aetrain-pca";
+
 /// Where training stands (the /train group): the data cursor and the run that wrote it.
 struct TrainState {
   int64_t epoch = 0;          // epochs completed
@@ -95,10 +99,12 @@ Json to_json(const ModelConfig& model);
 Json to_json(const AdamConfig& adam);
 Json to_json(const TrainState& state);
 
-/// Writes path + ".tmp", flushes it to disk and renames it over `path`, so a crash leaves the
-/// old checkpoint or the new one, never a torn file. With keep > 1 the checkpoint it replaces
+/// Builds the file in memory, writes it as path + ".tmp", flushes it to disk and renames it
+/// over `path`, so a crash leaves the old checkpoint or the new one, never a torn file, and a
+/// failed write (a full disk) the old one and no .tmp. With keep > 1 the checkpoint it replaces
 /// stays as path.step<its global step> (a hard link, made before the rename), and only the
-/// newest keep - 1 of those remain. One process. Throws Error(checkpoint).
+/// newest keep - 1 of those remain. One process. Throws Error(write_failed) naming the path and
+/// the system's reason.
 void write_checkpoint(const std::string& path, const CheckpointHeader& header,
                       std::span<const float> params, std::span<const float> m,
                       std::span<const float> v, int64_t keep = 1);

@@ -24,6 +24,7 @@ struct Command {
   PcaConfig pca;
   InspectConfig inspect;
   std::string config_text;  // train's effective configuration as TOML (readable by --config)
+  std::string config_file;  // the --config file read, if any
 };
 
 /// Parses argv. Throws Error(usage) naming the bad option, or HelpRequested.

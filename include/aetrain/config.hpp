@@ -107,10 +107,12 @@ struct TrainConfig {
   int64_t keep = 1;              // checkpoints kept: the newest at `checkpoint`, older ones beside it
   int64_t check_replicas = 0;    // steps between replica checksums; 0: never
   bool resume = false;
+  bool overwrite = false;  // a new run over an existing --checkpoint and --metrics
   std::string init_from;
   std::string metrics;
   int64_t log_every = 0;  // steps; 0: one line per epoch
   bool quiet = false;
+  std::string config_file;  // the --config file the options came from (read, never written)
   bool operator==(const TrainConfig&) const = default;
 };
 
@@ -122,6 +124,7 @@ struct EncodeConfig {
   int64_t block_rows = 4096;  // rows per rank held at once
   bool overwrite = false;
   int threads = 0;
+  std::string config_file;  // the --config file the options came from
 };
 
 /// `aetrain evaluate`: the reconstruction error, overall and per row.
@@ -133,6 +136,7 @@ struct EvaluateConfig {
   int64_t block_rows = 4096;
   bool overwrite = false;
   int threads = 0;
+  std::string config_file;  // the --config file the options came from
 };
 
 /// `aetrain pca`: an exact PCA of a dataset, written as a model file.
@@ -141,8 +145,10 @@ struct PcaConfig {
   NormalizeKind normalize = NormalizeKind::none;
   int64_t components = 0;
   std::string out;
+  bool overwrite = false;  // replace an existing model file at `out`
   int64_t block_rows = 4096;
   int threads = 0;
+  std::string config_file;  // the --config file the options came from
 };
 
 /// `aetrain inspect`: what a checkpoint or model file holds.

@@ -19,17 +19,26 @@ namespace aetrain {
 /// The HDF5 library, e.g. "1.10.8 (parallel)".
 std::string hdf5_library_version();
 
+/// Closes every HDF5 object still open and shuts HDF5 down: call it at the end, before MPI ends
+/// (MPI_Finalize would do it otherwise, with nobody left to hear of a failure). False when HDF5
+/// holds a file it failed to close, whose shutdown would crash (h5::close_library): the process
+/// must then end without MPI_Finalize (Comm::abort).
+bool close_io();
+
 /// A new float32 (or float64) dataset of `dims` (rows first) that every rank of comm writes its
-/// own rows of,
-/// through MPI-IO. It appears under its final name only when complete: a new file is written as
-/// FILE.tmp and renamed, an existing file gets the dataset as NAME.partial, renamed at the end.
-/// An existing dataset is replaced only with `overwrite` (else Error(usage)), and only then.
-/// Collective to create, commit and destroy.
+/// own rows of, through MPI-IO, into a file that check_outputs has allowed (nothing there, an
+/// empty file, or an HDF5 file that takes datasets). It appears under its final name only when
+/// complete: a new file is written as FILE.tmp and renamed, an existing file gets the dataset as
+/// NAME.partial, renamed at the end. An existing dataset is replaced only with `overwrite` (else
+/// Error(usage)), and only then. The disk space it needs is reserved before HDF5 writes a byte,
+/// so a full disk is Error(write_failed) naming the file, `what` ("the codes") and the system's
+/// reason, with nothing left behind. Collective to create, commit and destroy.
 class RowWriter {
  public:
   RowWriter(const std::string& file, const std::string& dataset, std::vector<int64_t> dims,
-            bool overwrite, const Comm& comm, Precision precision = Precision::float32);
-  /// Without commit(), removes what it wrote.
+            bool overwrite, const Comm& comm, Precision precision = Precision::float32,
+            const std::string& what = "the rows");
+  /// Without commit(), removes what it wrote. Every HDF5 object of the file is closed.
   ~RowWriter();
   /// Writes rows [first, first + n), row-major. Independent.
   void write(int64_t first, int64_t n, const float* values);

@@ -14,6 +14,7 @@ enum class ExitCode : int {
   data = 3,        // bad input data
   checkpoint = 4,  // bad or missing checkpoint
   diverged = 5,    // non-finite loss
+  write_failed = 6,  // an output could not be written (a full disk, a failed device)
   preempted = 75,  // stopped by a signal after writing a checkpoint
 };
 

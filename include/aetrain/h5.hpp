@@ -7,9 +7,11 @@
 #include <hdf5.h>
 
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <string_view>
 #include <vector>
 
 #include "aetrain/comm.hpp"
@@ -17,10 +19,23 @@
 
 namespace aetrain::h5 {
 
-/// An HDF5 call failed.
+/// An HDF5 call failed. what() says what we tried and why; reason() says why alone, on one
+/// line: the system's reason where HDF5 recorded one (an errno, an MPI-IO error string), else
+/// HDF5's own innermost message.
 class Failure : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit Failure(const std::string& what, const std::string& reason = "",
+                   bool from_system = false)
+      : std::runtime_error(reason.empty() ? what : what + " (" + reason + ")"),
+        reason_(reason.empty() ? what : reason),
+        from_system_(from_system) {}
+  const std::string& reason() const { return reason_; }
+  /// True when reason() is the system's (an errno or an MPI-IO error string), not HDF5's.
+  bool from_system() const { return from_system_; }
+
+ private:
+  std::string reason_;
+  bool from_system_;
 };
 
 /// A checksum did not match what was read: the file is damaged. The message reads
@@ -49,6 +64,7 @@ class Handle {
   ~Handle() { reset(); }
   hid_t id() const { return id_; }
   /// Closes now; returns false when HDF5 reports a failure on close (data may not be on disk).
+  /// A file that HDF5 failed to close stays in its tables, half torn down: see close_library.
   bool reset();
 
  private:
@@ -61,6 +77,13 @@ enum class TypeClass { floating, integer, other };
 
 /// Turns off HDF5's printing of its error stack (we report errors ourselves). Call once.
 void quiet_errors();
+/// Closes every object HDF5 still holds and shuts the library down; true when it did. Call once,
+/// at the end, before MPI ends. HDF5 1.10 keeps a file whose close failed (its data or metadata
+/// could not be written) in its tables after tearing most of it down, and its shutdown then
+/// crashes on it: with such a file this returns false and leaves the library alone, and the
+/// caller must end the process without shutting HDF5 down (for MPI: MPI_Abort, never
+/// MPI_Finalize, whose clean-up shuts HDF5 down).
+bool close_library();
 
 /// True if `path` is a readable HDF5 file.
 bool is_hdf5(const std::string& path);
@@ -74,10 +97,33 @@ Handle open_image(const std::string& bytes);
 /// The first `userblock` bytes (0, or a power of 2 from 512 on) are left to the caller: HDF5
 /// and its readers skip them.
 Handle create_file(const std::string& path, int64_t userblock = 0);
+/// A new file built in memory (HDF5's core driver, nothing on disk): building it cannot fail
+/// for want of disk space. close() ends it and gives its bytes as the file on disk would hold
+/// them, in HDF5's own buffer (taken over, not copied: a large checkpoint is in memory once).
+class MemoryFile {
+ public:
+  /// `userblock` and `checksummed` as create_file takes them (a file of the default format
+  /// without).
+  explicit MemoryFile(int64_t userblock = 0, bool checksummed = false);
+  ~MemoryFile();
+  MemoryFile(const MemoryFile&) = delete;
+  MemoryFile& operator=(const MemoryFile&) = delete;
+  /// The open file, to write into.
+  const Handle& file() const { return file_; }
+  /// Closes the file and returns its bytes, valid while this object lives.
+  std::string_view close();
+
+ private:
+  struct Buffer;
+  std::unique_ptr<Buffer> buffer_;
+  Handle file_;
+};
 /// Creates (truncates) a file that every rank of comm writes through MPI-IO. Collective.
 Handle create_file(const std::string& path, const Comm& comm);
 /// Opens an existing file for reading and writing through MPI-IO. Collective.
 Handle open_file_rw(const std::string& path, const Comm& comm);
+/// Opens an existing file of create_file's format for reading and writing by this process alone.
+Handle open_file_rw(const std::string& path);
 /// Flushes a file's buffers to the operating system.
 void flush(const Handle& file);
 /// Where the chunks of every chunked dataset of a file lie: (offset in the file, bytes), in
@@ -215,7 +261,8 @@ void write_dataset(const Handle& loc, const std::string& name, const std::vector
 /// (little-endian), computed 20 times faster than HDF5's own loop.
 uint32_t fletcher32(const unsigned char* data, size_t bytes);
 /// The rows of each chunk of a checksummed dataset of these dimensions and bytes per value:
-/// about 1 MiB of them (all of a smaller dataset, one row at least); 0 for an empty dataset.
+/// the rows spread evenly over the fewest chunks of about 1 MiB (all of a smaller dataset, one
+/// row at least); 0 for an empty dataset.
 int64_t checksummed_chunk_rows(const std::vector<int64_t>& dims, size_t value_size);
 /// Reads a whole float dataset (converted to float32), checking its dimensions. A chunked
 /// dataset must have every chunk in its chunk index (a damaged index loses a chunk, which HDF5

@@ -4,7 +4,6 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -66,6 +65,9 @@ inline double seconds_since(Timers::Clock::time_point since) {
 class Log {
  public:
   Log(const Comm& comm, bool quiet);
+  ~Log();
+  Log(const Log&) = delete;
+  Log& operator=(const Log&) = delete;
   /// Starts (or, when `append`, continues) the metrics file on rank 0. Collective; throws
   /// Error(usage) when the file cannot be opened.
   void open_metrics(const std::string& path, bool append, const Comm& comm);
@@ -79,13 +81,18 @@ class Log {
   void result(const std::string& text);
   /// "aetrain: warning: ..." on stderr, even when quiet.
   void warn(const std::string& text);
-  /// One JSON object as a line of the metrics file.
+  /// One JSON object as a line of the metrics file. Collective when a metrics file is open: a
+  /// line that cannot be written (a full disk) is Error(write_failed) on every rank, and the
+  /// file keeps the lines written before it.
   void metric(const Json& object);
 
  private:
+  Comm comm_;
   bool root_, quiet_, terminal_;
   bool redrawing_ = false;  // a progress line is on screen without its newline
-  std::ofstream metrics_;
+  bool metrics_open_ = false;  // on every rank
+  int metrics_fd_ = -1;        // rank 0's
+  std::string metrics_path_;
 };
 
 }  // namespace aetrain

@@ -24,7 +24,7 @@
 
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/comm.hpp"
-#include "aetrain/files.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
@@ -71,12 +71,6 @@ double write_trees(const std::string& path, const ModelConfig& model,
   return hdf5;
 }
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 }  // namespace
 

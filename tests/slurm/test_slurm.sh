@@ -2,7 +2,8 @@
 # jobs/train.sbatch, jobs/encode.sbatch and jobs/pipeline.sh under a real SLURM controller and
 # node daemon on this machine: a job that finishes; a job preempted by SIGUSR1 to its batch
 # shell, which checkpoints, exits 75, is requeued, resumes and ends with the same weights as
-# the uninterrupted job; and the train -> encode pipeline.
+# the uninterrupted job; a job on a full disk, which exits 6, says so and is not requeued; and
+# the train -> encode pipeline.
 #
 #   tests/slurm/test_slurm.sh path/to/aetrain       (as root; exit 77: skipped)
 set -euo pipefail
@@ -25,7 +26,7 @@ fi
 work=$(mktemp -d /tmp/aetrain-slurm.XXXXXX)
 # shellcheck source=cluster.sh
 source "$here/cluster.sh"
-trap 'slurm_down' EXIT
+trap 'umount -l "$work/full" 2>/dev/null; slurm_down' EXIT
 slurm_up "$work/slurm"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 AETRAIN="$aetrain"
 cd "$work"
@@ -99,6 +100,33 @@ TOML
 job=$(sbatch --parsable --wait "$root/jobs/train.sbatch" broken.toml) && fail "a broken job succeeded"
 grep -q "aetrain exited with 3" "aetrain-aetrain-train-$job.out" || fail "no exit 3 for missing data"
 grep -q "requeueing" "aetrain-aetrain-train-$job.out" && fail "a failed job was requeued"
+
+echo "== a full disk: exit 6, said, not requeued"
+mkdir full
+mount -t tmpfs -o size=256k tmpfs full || fail "cannot mount a tmpfs"
+cat > full.toml <<TOML
+data = "data.h5"
+layers = [256, 32]
+batch-size = 64
+checkpoint = "full/full.h5"
+TOML
+job=$(sbatch --parsable --wait "$root/jobs/train.sbatch" full.toml) && fail "a job on a full disk succeeded"
+out=aetrain-aetrain-train-$job.out
+grep -q "aetrain exited with 6" "$out" || fail "no exit 6 for a full disk"
+grep -q "full/full.h5: cannot write the checkpoint: No space left on device" "$out" ||
+  fail "no line naming the checkpoint and the full disk"
+grep -q "Free space and resubmit" "$out" || fail "train.sbatch did not say what to do"
+grep -q "requeueing" "$out" && fail "a job on a full disk was requeued"
+cat > full_encode.toml <<TOML
+model = "whole.h5"
+data = "data.h5"
+out = "full/codes.h5"
+TOML
+job=$(sbatch --parsable --wait "$root/jobs/encode.sbatch" full_encode.toml) && fail "encode on a full disk succeeded"
+out=aetrain-aetrain-encode-$job.out
+grep -q "aetrain exited with 6" "$out" || fail "encode: no exit 6 for a full disk"
+grep -q "Free space and resubmit" "$out" || fail "encode.sbatch did not say what to do"
+[ -z "$(ls full)" ] || fail "files left on the full disk: $(ls full)"
 
 echo "== train then encode"
 cat > encode.toml <<TOML
