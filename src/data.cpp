@@ -76,6 +76,16 @@ struct RowWriter::Impl {
     throw Error(ExitCode::write_failed,
                 file + ": cannot write " + what + " (" + dataset + "): " + why);
   }
+  template <class T>
+  void attribute(const std::string& name, const T& value) {
+    comm.agree([&] {
+      try {
+        h5::write_attribute(data, name, value);
+      } catch (const h5::Failure& e) {
+        failed(e.reason());
+      }
+    });
+  }
   template <class S>
   void write(int64_t first, int64_t n, const S* values) {
     try {
@@ -172,25 +182,11 @@ void RowWriter::write(int64_t first, int64_t n, const double* values) {
 }
 
 void RowWriter::attribute(const std::string& name, const std::string& value) {
-  Impl& w = *impl_;
-  w.comm.agree([&] {
-    try {
-      h5::write_attribute(w.data, name, value);
-    } catch (const h5::Failure& e) {
-      w.failed(e.reason());
-    }
-  });
+  impl_->attribute(name, value);
 }
 
 void RowWriter::attribute(const std::string& name, int64_t value) {
-  Impl& w = *impl_;
-  w.comm.agree([&] {
-    try {
-      h5::write_attribute(w.data, name, value);
-    } catch (const h5::Failure& e) {
-      w.failed(e.reason());
-    }
-  });
+  impl_->attribute(name, value);
 }
 
 void RowWriter::sources(const std::vector<SourceEntry>& entries) {

@@ -253,16 +253,11 @@ class CommandLine(cli_support.BinaryTest):
         with open(ck, "rb") as f, open(m, "rb") as g:
             self.assertEqual((f.read(), g.read()), before)  # nor its metrics
 
-    def sha256(self, path):
-        import hashlib
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
-
     def test_resume_with_another_architecture_is_refused(self):
         ck = self.path("arch.h5")
         rc, _, err = run(["train", "--data", self.data, "--layers", "8", "--checkpoint", ck])
         self.assertEqual(rc, 0, err)
-        before = self.sha256(ck)
+        before = cli_support.sha256(ck)
         # The command line disagrees with the file: a usage error naming the options, with the
         # values that work (never exit 4, which says the checkpoint itself is bad).
         self.assert_fails(["train", "--data", self.data, "--layers", "9", "--checkpoint", ck,
@@ -276,7 +271,7 @@ class CommandLine(cli_support.BinaryTest):
         write(self.path("wide.h5"), cols=101)
         self.assert_fails(["train", "--data", self.path("wide.h5"), "--layers", "8",
                            "--init-from", ck], 4, "holds a model for rows of 100 columns")
-        self.assertEqual(self.sha256(ck), before)
+        self.assertEqual(cli_support.sha256(ck), before)
 
     def test_every_option_resumes_by_its_rule(self):
         """One check, from the option table: options that must match are refused together in
@@ -287,7 +282,7 @@ class CommandLine(cli_support.BinaryTest):
                 "--checkpoint", ck, "--quiet"]
         rc, _, err = run(base + ["--epochs", "1", "--lr", "0.002"], ranks=2)
         self.assertEqual(rc, 0, err)
-        before = self.sha256(ck)
+        before = cli_support.sha256(ck)
         for option, value, stored in (("--beta1", "0.8", "0.9"), ("--beta2", "0.99", "0.999"),
                                       ("--epsilon", "1e-08", "1e-07"), ("--shuffle", "off", "on"),
                                       ("--seed", "3", "0"), ("--noise", "mask:0.1", "none")):
@@ -300,7 +295,7 @@ class CommandLine(cli_support.BinaryTest):
                           2, f"{ck}: was trained with --beta1 0.9, --seed 0; this run asks for "
                           "--beta1 0.8, --seed 3; resuming needs the same values: pass --beta1 "
                           "0.9 --seed 0")
-        self.assertEqual(self.sha256(ck), before)
+        self.assertEqual(cli_support.sha256(ck), before)
         # The remedy it prints works.
         rc, out, err = run(base[:-1] + ["--epochs", "2", "--resume", "--lr", "0.001",
                                         "--threads", "1", "--log-every", "5"], ranks=2)
@@ -317,7 +312,7 @@ class CommandLine(cli_support.BinaryTest):
         rc, _, err = run(["train", "--data", self.data, "--layers", "8", "--normalize",
                           "standard", "--checkpoint", ck, "--quiet"], ranks=2)
         self.assertEqual(rc, 0, err)
-        before = self.sha256(ck)
+        before = cli_support.sha256(ck)
         for args in (["--checkpoint", ck, "--resume", "--epochs", "2"], ["--init-from", ck]):
             line = self.assert_fails(["train", "--data", self.data, "--layers", "8"] + args, 2,
                                      "--normalize standard; this run asks for --normalize none;")
@@ -326,7 +321,7 @@ class CommandLine(cli_support.BinaryTest):
             rc, _, err = run(["train", "--data", self.data, "--layers", "8", "--normalize",
                               "standard", "--quiet"] + args, ranks=2)
             self.assertEqual(rc, 0, err)
-        self.assertNotEqual(self.sha256(ck), before)  # the remedy resumed it
+        self.assertNotEqual(cli_support.sha256(ck), before)  # the remedy resumed it
 
     def test_init_from(self):
         src, dst = self.path("src.h5"), self.path("dst.h5")

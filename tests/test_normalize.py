@@ -411,7 +411,7 @@ class Normalize(cli_support.BinaryTest):
                            "zscore"], 2, "--normalize")
         bad = self.path("bad_norm.h5")
         # A copy that another writer made (with the checksum block aetrain writes).
-        with h5py.File(self.model, "r") as src, h5py.File(bad, "w", userblock_size=512) as dst:
+        with h5py.File(self.model, "r") as src, h5py.File(bad, "w", userblock_size=4096) as dst:
             for key in src:
                 src.copy(key, dst)
             dst.attrs.update(src.attrs)

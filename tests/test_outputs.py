@@ -8,7 +8,6 @@ rerun without it is refused.
 
     python3 tests/test_outputs.py path/to/aetrain
 """
-import hashlib
 import json
 import os
 import sys
@@ -19,12 +18,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_support  # noqa: E402
-from cli_support import metrics, our_errors, run, write  # noqa: E402
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+from cli_support import metrics, our_errors, run, write, sha256  # noqa: E402
 
 
 class Outputs(cli_support.BinaryTest):

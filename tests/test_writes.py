@@ -22,14 +22,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_support  # noqa: E402
-from cli_support import ENV, metrics, our_errors, run, write  # noqa: E402
+from cli_support import ENV, metrics, our_errors, run, write, sha256  # noqa: E402
 
 FULL = "No space left on device"
-
-
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 class Writes(cli_support.BinaryTest):
@@ -89,13 +84,19 @@ class Writes(cli_support.BinaryTest):
             self.assertNotIn(crash, err)
         return lines[0]
 
-    def test_checkpoint_on_a_full_disk_1_and_2_ranks(self):
+    def checkpoint_on_a_full_disk(self):
+        """A small disk with a checkpoint on it, then filled: (its directory, the checkpoint,
+        its sha256)."""
         where = self.disk()
         ck = os.path.join(where, "run.h5")
         rc, _, err = run(self.training(1) + ["--checkpoint", ck], ranks=2)
         self.assertEqual(rc, 0, err)
         before = sha256(ck)
         self.fill(where)
+        return where, ck, before
+
+    def test_checkpoint_on_a_full_disk_1_and_2_ranks(self):
+        where, ck, before = self.checkpoint_on_a_full_disk()
         for ranks in (1, 2):
             with self.subTest(ranks=ranks):
                 rc, _, err = run(self.training(3) + ["--checkpoint", ck, "--resume"], ranks=ranks)
@@ -112,7 +113,9 @@ class Writes(cli_support.BinaryTest):
     def test_best_model_on_a_full_disk(self):
         where = self.disk()
         ck = os.path.join(where, "run.h5")
-        self.fill(where, leave=200 << 10)  # room for one checkpoint, not for two
+        # Room for one checkpoint (the space its write reserves: its size and about 100 KB for
+        # its metadata), not for two.
+        self.fill(where, leave=os.path.getsize(self.model) + (100 << 10))
         rc, _, err = run(self.training(3) + ["--checkpoint", ck, "--val-dataset", "/train",
                                              "--early-stop", "2"], ranks=2)
         # epoch 1's best model fits; epoch 2's does not beside it
@@ -195,12 +198,7 @@ class Writes(cli_support.BinaryTest):
         self.assertEqual(sorted(os.listdir(where)), ["fill", "pca.h5"])
 
     def test_a_stop_signal_whose_checkpoint_cannot_be_written_ends_with_6(self):
-        where = self.disk()
-        ck = os.path.join(where, "run.h5")
-        rc, _, err = run(self.training(1) + ["--checkpoint", ck], ranks=2)
-        self.assertEqual(rc, 0, err)
-        before = sha256(ck)
-        self.fill(where)
+        where, ck, before = self.checkpoint_on_a_full_disk()
         m = self.path("run.jsonl")  # on a disk with room, to see the run under way
         cmd = cli_support.MPIRUN + ["-n", "2", "--timeout", "300", cli_support.AETRAIN] + \
             self.training(500) + ["--checkpoint", ck, "--resume", "--metrics", m]
