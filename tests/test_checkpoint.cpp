@@ -434,21 +434,25 @@ TEST_F(Checksums, EveryDatasetIsChunkedWithFletcher32AndTheFileIsInTheV18Format)
   }
   EXPECT_EQ(superblock, 2u);  // checksummed (0 and 1 are not)
   int datasets = 0;
-  H5Ovisit(
-      f.id(), H5_INDEX_NAME, H5_ITER_INC,
-      [](hid_t root, const char* name, const H5O_info_t* info, void* count) -> herr_t {
-        if (info->type != H5O_TYPE_DATASET) return 0;
-        h5::Handle d(H5Dopen2(root, name, H5P_DEFAULT), H5Dclose);
-        h5::Handle dcpl(H5Dget_create_plist(d.id()), H5Pclose);
-        EXPECT_EQ(H5Pget_layout(dcpl.id()), H5D_CHUNKED) << name;
-        EXPECT_EQ(H5Pget_nfilters(dcpl.id()), 1) << name;
-        EXPECT_EQ(H5Pget_filter2(dcpl.id(), 0, nullptr, nullptr, nullptr, 0, nullptr, nullptr),
-                  H5Z_FILTER_FLETCHER32)
-            << name;
-        ++*static_cast<int*>(count);
-        return 0;
-      },
-      &datasets);
+  // A generic lambda: HDF5 1.10 passes an H5O_info_t, 1.12 and later an H5O_info2_t.
+  const auto count_dataset = [](hid_t root, const char* name, const auto* info,
+                                void* count) -> herr_t {
+    if (info->type != H5O_TYPE_DATASET) return 0;
+    h5::Handle d(H5Dopen2(root, name, H5P_DEFAULT), H5Dclose);
+    h5::Handle dcpl(H5Dget_create_plist(d.id()), H5Pclose);
+    EXPECT_EQ(H5Pget_layout(dcpl.id()), H5D_CHUNKED) << name;
+    EXPECT_EQ(H5Pget_nfilters(dcpl.id()), 1) << name;
+    EXPECT_EQ(H5Pget_filter2(dcpl.id(), 0, nullptr, nullptr, nullptr, 0, nullptr, nullptr),
+              H5Z_FILTER_FLETCHER32)
+        << name;
+    ++*static_cast<int*>(count);
+    return 0;
+  };
+#if H5_VERSION_GE(1, 12, 0)
+  H5Ovisit3(f.id(), H5_INDEX_NAME, H5_ITER_INC, count_dataset, &datasets, H5O_INFO_BASIC);
+#else
+  H5Ovisit(f.id(), H5_INDEX_NAME, H5_ITER_INC, count_dataset, &datasets);
+#endif
   // 4 layers of kernel and bias, thrice; the normalization's 2; the sources table.
   EXPECT_EQ(datasets, 3 * 8 + 2 + 1);
 }
