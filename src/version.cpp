@@ -32,11 +32,21 @@ std::string cpu_vector_extension() {
 #endif
 }
 
+// How this binary was built: what, besides the sources, decides its results bit for bit.
+std::string build() {
+  std::string text = AETRAIN_BUILD_TYPE;
+#if defined(__SANITIZE_ADDRESS__)
+  text += ", AddressSanitizer and UndefinedBehaviorSanitizer";
+#endif
+  return text;
+}
+
 }  // namespace
 
 std::string version_text() {
   return std::string("aetrain ") + AETRAIN_VERSION + "\n" +
          "compiler: " + compiler() + ", C++" + std::to_string(__cplusplus / 100 % 100) + "\n" +
+         "build:    " + build() + "\n" +
          "MPI:      " + mpi_library_version() + "\n" +
          "HDF5:     " + hdf5_library_version() + "\n" +
          "GEMM:     " + gemm_backend() + "\n" +

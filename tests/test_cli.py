@@ -380,7 +380,15 @@ class CommandLine(cli_support.BinaryTest):
             self.assertEqual(rc, 0, err)
             self.assertEqual(out.count("aetrain 0."), 1, out)  # rank 0 alone prints
         lines = dict(l.split(":", 1) for l in out.splitlines()[1:])
-        self.assertEqual(set(lines), {"compiler", "MPI", "HDF5", "GEMM", "CPU"})
+        self.assertEqual(set(lines), {"compiler", "build", "MPI", "HDF5", "GEMM", "CPU"})
+        cache = os.path.join(os.path.dirname(cli_support.AETRAIN), "CMakeCache.txt")
+        if os.path.exists(cache):  # the build type and the sanitizers, as CMake was told
+            with open(cache) as f:
+                text = f.read()
+            build_type = re.search(r"^CMAKE_BUILD_TYPE:\w+=(.*)$", text, re.M).group(1)
+            self.assertTrue(lines["build"].strip().startswith(build_type), lines["build"])
+            sanitized = re.search(r"^AETRAIN_SANITIZE:BOOL=(ON|TRUE|1)$", text, re.M)
+            self.assertEqual("Sanitizer" in lines["build"], bool(sanitized), lines["build"])
         ompi = subprocess.run(["ompi_info", "--parsable"],
                               capture_output=True, text=True).stdout
         version = re.search(r"ompi:version:full:(\S+)", ompi).group(1)
