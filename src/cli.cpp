@@ -614,7 +614,6 @@ Command parse_command_line(int argc, const char* const* argv) {
   }
   cmd.name = chosen->get_name();
   finish(cmd.train, [&](const char* name) { return train.app.count(name) > 0; });
-  cmd.config_text = to_toml(cmd.train);
   return cmd;
 }
 

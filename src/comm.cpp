@@ -155,7 +155,6 @@ void Comm::broadcast(std::string& text, int root) const {
   impl_->broadcast(std::span<char>(text.data(), text.size()), root);
 }
 
-void Comm::barrier() const { check(MPI_Barrier(impl_->comm), "MPI_Barrier"); }
 
 void Comm::abort(int code) const {
   MPI_Abort(impl_->comm, code);

@@ -41,16 +41,6 @@ BatchPlan::BatchPlan(int64_t rows, int64_t global_batch, int rank, int ranks, in
   in_last_slot_ = rows - (steps_ - 1) * global_batch;
 }
 
-int64_t BatchPlan::shard_rows() const {
-  // All slots but the last are full; the last holds the classes below N - (S-1)B.
-  const int64_t in_last = std::clamp(in_last_slot_ - first_, int64_t(0), classes_);
-  return (steps_ - 1) * classes_ + in_last;
-}
-
-int64_t BatchPlan::file_row(int64_t local) const {
-  return first_ + local % classes_ + batch_ * (local / classes_);
-}
-
 EpochOrder::EpochOrder(const BatchPlan& plan, int64_t max_steps) : plan_(plan) {
   max_steps = std::max(max_steps, plan.steps_per_epoch());
   if (max_steps > int64_t(std::numeric_limits<uint32_t>::max()))

@@ -1,5 +1,6 @@
 #include "support.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -18,6 +19,22 @@ std::string temp_dir(const Comm& comm) {
   }
   comm.broadcast(path);
   return path;
+}
+
+void wait_for_all(const Comm& comm) {
+  double none = 0;
+  comm.allreduce_sum(std::span<double>(&none, 1));
+}
+
+int64_t shard_rows(const BatchPlan& plan) {
+  // All slots but the last are full; the last holds the classes below N - (S-1)B.
+  const int64_t in_last_slot = plan.rows() - (plan.steps_per_epoch() - 1) * plan.global_batch();
+  const int64_t in_last = std::clamp(in_last_slot - plan.first_class(), int64_t(0), plan.classes());
+  return (plan.steps_per_epoch() - 1) * plan.classes() + in_last;
+}
+
+int64_t file_row(const BatchPlan& plan, int64_t local) {
+  return plan.first_class() + local % plan.classes() + plan.global_batch() * (local / plan.classes());
 }
 
 std::vector<float> uniform(size_t n, uint64_t seed) {

@@ -82,7 +82,7 @@ void expect_no_allocation(int threads, int64_t cols, std::vector<int64_t> widths
   const int64_t rows = 5 * batch + 3;  // a short last step each epoch
   if (world.rank() == 0)
     test::write_rows(dir + "/d.h5", "/train", rows, cols, test::uniform(size_t(rows * cols), 4));
-  world.barrier();
+  test::wait_for_all(world);
   TrainConfig c;
   c.data = {{dir + "/d.h5"}, "/train"};
   c.model.encoder_widths = std::move(widths);

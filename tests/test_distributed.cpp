@@ -36,7 +36,7 @@ class Distributed : public ::testing::Test {
         first += kParts[f];
       }
     }
-    world_.barrier();
+    test::wait_for_all(world_);
   }
 
   std::string part(size_t f) const { return dir_ + "/part" + std::to_string(f) + ".h5"; }
@@ -219,9 +219,9 @@ TEST_P(Trajectory, ACheckpointResumedOnAnotherRankCountContinuesTheSameBatches) 
   for (int i = 0; i < 18; ++i) alone.step();
   alone.save(rank_path("one"));
   train_to_end(alone, 3);
-  world_.barrier();
+  test::wait_for_all(world_);
   if (world_.rank() == 0) std::filesystem::copy_file(rank_path("one"), dir_ + "/one_to_p.h5");
-  world_.barrier();
+  test::wait_for_all(world_);
   TrainConfig p = c;
   p.checkpoint = dir_ + "/one_to_p.h5";
   p.resume = true;
@@ -249,7 +249,7 @@ TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
       test::write_rows(paths.back(), "/train", kParts[f], kCols, x);
     }
   }
-  world_.barrier();
+  test::wait_for_all(world_);
   const Sources sources = probe_sources({paths, "/train"}, world_);
   const int64_t batch = 10, epochs = 3;
   for (const DataLayout layout : {DataLayout{7, 30}, DataLayout{10, 40}, DataLayout{3, 20},
@@ -280,7 +280,7 @@ TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
           const int64_t expect = order.step_rows(t - plan.first_step(w), local.data());
           ASSERT_EQ(n, expect) << "epoch " << epoch << " step " << t;
           for (int64_t i = 0; i < n; ++i) {
-            ASSERT_EQ(int64_t(rows(0, i)), ids[size_t(mine.file_row(local[size_t(i)]))])
+            ASSERT_EQ(int64_t(rows(0, i)), ids[size_t(test::file_row(mine, local[size_t(i)]))])
                 << "epoch " << epoch << " step " << t << " row " << i << " window rows "
                 << layout.window_rows << " shuffle " << shuffle;
             ASSERT_EQ(data_rows[size_t(i)], int64_t(rows(0, i)));  // what --noise draws from
@@ -334,7 +334,7 @@ TEST_F(Distributed, ALinearAutoencoderConvergesToPcasError) {
       }
     test::write_rows(dir_ + "/low_rank.h5", "/x", rows, cols, x);
   }
-  world_.barrier();
+  test::wait_for_all(world_);
   const DataSource data{{dir_ + "/low_rank.h5"}, "/x"};
   TrainConfig c = config();
   c.data = data;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "aetrain/sampling.hpp"
+#include "support.hpp"
 
 namespace aetrain {
 namespace {
@@ -21,7 +22,7 @@ std::vector<int64_t> rows_of_step(int64_t n, int64_t b, int p, uint64_t seed, in
     order.set_epoch(seed, epoch, shuffle);
     std::vector<int64_t> local(size_t(std::max<int64_t>(1, plan.classes())));
     const int64_t k = order.step_rows(t, local.data());
-    for (int64_t i = 0; i < k; ++i) rows.push_back(plan.file_row(local[size_t(i)]));
+    for (int64_t i = 0; i < k; ++i) rows.push_back(test::file_row(plan, local[size_t(i)]));
   }
   std::sort(rows.begin(), rows.end());
   return rows;
@@ -99,9 +100,9 @@ TEST(Sampling, ShardsPartitionTheRowsAndAreStridedBlocks) {
       int64_t total = 0;
       for (int r = 0; r < p; ++r) {
         BatchPlan plan(c.n, c.b, r, p);
-        total += plan.shard_rows();
-        for (int64_t i = 0; i < plan.shard_rows(); ++i) {
-          const int64_t row = plan.file_row(i);
+        total += test::shard_rows(plan);
+        for (int64_t i = 0; i < test::shard_rows(plan); ++i) {
+          const int64_t row = test::file_row(plan, i);
           EXPECT_EQ(row % c.b - plan.first_class(), i % plan.classes());  // its class
           all.insert(row);
         }
@@ -156,7 +157,7 @@ std::vector<int64_t> windowed_step(const std::vector<int64_t>& files, int64_t bl
     order.set_epoch(seed, epoch, shuffle, w);
     std::vector<int64_t> local(size_t(std::max<int64_t>(1, rank.classes())));
     const int64_t n = order.step_rows(t - plan.first_step(w), local.data());
-    for (int64_t i = 0; i < n; ++i) rows.push_back(ids[size_t(rank.file_row(local[size_t(i)]))]);
+    for (int64_t i = 0; i < n; ++i) rows.push_back(ids[size_t(test::file_row(rank, local[size_t(i)]))]);
   }
   std::sort(rows.begin(), rows.end());
   return rows;

@@ -23,7 +23,6 @@ struct Command {
   EvaluateConfig evaluate;
   PcaConfig pca;
   InspectConfig inspect;
-  std::string config_text;  // train's effective configuration as TOML (readable by --config)
   std::string config_file;  // the --config file read, if any
 };
 

@@ -63,7 +63,6 @@ class Comm {
   void broadcast(std::span<double> data, int root = 0) const;
   void broadcast(std::span<int64_t> data, int root = 0) const;
   void broadcast(std::string& text, int root = 0) const;
-  void barrier() const;
   /// Ends every rank of the job at once with `code` (for errors only some ranks saw).
   [[noreturn]] void abort(int code) const;
   /// True when every rank calls this within `seconds` of each other; false when some rank did

@@ -40,10 +40,6 @@ class BatchPlan {
   int64_t classes() const { return classes_; }
   /// Rows in class j < B: S for the classes the last (partial) slot reaches, else S - 1.
   int64_t class_rows(int64_t j) const { return j < in_last_slot_ ? steps_ : steps_ - 1; }
-  /// Rows this rank holds.
-  int64_t shard_rows() const;
-  /// The file row of shard row `local`.
-  int64_t file_row(int64_t local) const;
 
  private:
   int64_t rows_, batch_, steps_, first_, classes_;
@@ -68,8 +64,6 @@ class EpochOrder {
   /// Writes the shard rows that step t uses (in class order) to `out` (room for classes());
   /// returns how many.
   int64_t step_rows(int64_t t, int64_t* out) const;
-
-  const BatchPlan& plan() const { return plan_; }
 
  private:
   BatchPlan plan_;
@@ -111,8 +105,6 @@ class EpochPlan {
   int64_t steps() const { return step_start_.back(); }
   /// The window that step t of the epoch belongs to.
   int64_t window_of(int64_t t) const;
-  /// The most rows a window may hold.
-  int64_t window_capacity() const { return capacity_; }
 
  private:
   std::vector<Block> blocks_;
