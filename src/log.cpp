@@ -185,4 +185,10 @@ void Log::metric(const Json& object) {
   });
 }
 
+std::string shortest(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
 }  // namespace aetrain

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "aetrain/commands.hpp"
+#include "aetrain/data.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/trainer.hpp"
 #include "aetrain/training_data.hpp"

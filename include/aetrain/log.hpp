@@ -56,6 +56,9 @@ class Timers {
   std::array<double, kPhaseCount> seconds_{};
 };
 
+/// A number as a person reads it in a message: printf's %g (0.001, 1e-06, 250).
+std::string shortest(double value);
+
 /// Seconds from `since` to now.
 inline double seconds_since(Timers::Clock::time_point since) {
   return std::chrono::duration<double>(Timers::Clock::now() - since).count();
