@@ -60,7 +60,7 @@ def report(label, rc, seconds, line):
 class Faults(cli_support.BinaryTest):
     @classmethod
     def tearDownClass(cls):
-        """The table of faults and inputs tried, for the record (README, issue notes)."""
+        """The table of faults and inputs tried, for the record (docs/faults.md)."""
         print("\n| fault or input | exit | seconds | message |\n|---|---|---|---|")
         for label, rc, seconds, line in sorted(REPORT):
             print(f"| {label} | {rc} | {seconds:.1f} | {line.replace('|', '/')[:140]} |")

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """The training recipe (learning-rate schedules, AdamW, gradient clipping, early stopping,
 denoising): the real binary under real mpirun against PyTorch doing the same steps from the same
-weights on the same batches (and the same noise, drawn here from the README's definition), and
-its bad inputs.
+weights on the same batches (and the same noise, drawn here from the definition in
+docs/training.md), and its bad inputs.
 
     python3 tests/test_recipe.py path/to/aetrain
 """
@@ -63,7 +63,7 @@ def stream_seed(seed, a, b):
 
 
 def corrupt_row(kind, amount, seed, epoch, row, x):
-    """--noise on data row `row` (values x) in `epoch`, as the README defines it: a generator
+    """--noise on data row `row` (values x) in `epoch`, as docs/training.md defines it: a generator
     started at (seed, epoch, row); mask: one uniform per value, zero below P; gaussian: a pair of
     Box-Muller normals per pair of values, added times SIGMA in double, rounded to float."""
     g = SplitMix64(stream_seed(seed ^ 0x6e6f697365, epoch, row))

@@ -1,5 +1,5 @@
 // Which rows each rank holds and which rows form each step: a property of the dataset, the seed
-// and the global batch, never of the number of ranks (design/sampling.md).
+// and the global batch, never of the number of ranks (docs/data.md).
 #pragma once
 
 #include <cstdint>

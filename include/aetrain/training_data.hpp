@@ -1,6 +1,6 @@
 // The training rows, a window at a time (docs/data.md): every epoch cuts the data into windows of
 // blocks drawn from (seed, epoch); the ranks read each window's blocks in turn, each on a reader
-// thread of its own, and exchange the rows into the position-class layout of sampling.md; the
+// thread of its own, and exchange the rows into the position-class layout of sampling.hpp; the
 // next window is read and exchanged while the current one trains. Memory per rank stays within a
 // budget whatever the number of rows, and the batches are those of any other number of ranks.
 #pragma once
