@@ -32,8 +32,8 @@ ckpt=$work/fmnist-ckpt.h5
 [ ! -e "$ckpt" ] || mv "$ckpt" "$ckpt.previous"
 t=$(now)
 # A linear code layer (relu elsewhere, sigmoid output): codes may take any sign. The recipe:
-# the best of those measured in 15 epochs (README, "Codes, reconstruction errors and the PCA
-# baseline"): Adam at 7e-3 (beta1 0.95, beta2 0.99) after a linear warmup over the first ~11%
+# the best of those measured in 15 epochs (docs/performance.md, "Reconstruction error: the
+# Fashion-MNIST demo and its recipe"): Adam at 7e-3 (beta1 0.95, beta2 0.99) after a linear warmup over the first ~11%
 # of the steps (400 of 3525 in 15 epochs), then a cosine down to 0.
 warmup=$(( 400 * epochs / 15 ))
 aetrain train --data "$work/fmnist.h5" --dataset /train --val-dataset /test \

@@ -202,7 +202,7 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
 }
 
 // The stored configuration reads back through the option table as --config reads it, and
-// every option has the resume rule the README gives it.
+// every option has the resume rule docs/checkpoint.md gives it.
 TEST(Cli, EveryTrainOptionHasItsResumeRule) {
   const Command c = parse(every_train_option());
   const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;

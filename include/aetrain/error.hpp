@@ -6,7 +6,7 @@
 
 namespace aetrain {
 
-/// Exit codes of `aetrain` (README, "Exit codes").
+/// Exit codes of `aetrain` (README, "Faults and exit codes"; docs/faults.md).
 enum class ExitCode : int {
   ok = 0,
   other = 1,
