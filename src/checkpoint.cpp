@@ -34,7 +34,7 @@ constexpr const char* kPca = kPcaFormat;
 }
 
 // A field as the checkpoint stores it (and JSON shows it): enums by name, the seed as int64.
-std::string stored(Activation a) { return activation_name(a); }
+std::string stored(Activation a) { return name_of(a); }
 int64_t stored(uint64_t v) { return int64_t(v); }
 template <class T>
 const T& stored(const T& v) {
@@ -70,7 +70,7 @@ struct AttributeReader {
     v = h5::read_int_array_attribute(obj, name);
   }
   void read(const char* name, Activation& v) const {
-    v = activation_from_name(h5::read_string_attribute(obj, name));
+    v = from_name<Activation>(h5::read_string_attribute(obj, name));
   }
 };
 
@@ -401,7 +401,7 @@ void write_model(const h5::Handle& file, const ModelConfig& config, std::span<co
 void write_normalization(const h5::Handle& file, const Normalization& norm) {
   if (norm.identity()) return;
   h5::Handle g = h5::create_group(file, "normalization");
-  h5::write_attribute(g, "kind", std::string(normalize_name(norm.kind)));
+  h5::write_attribute(g, "kind", std::string(name_of(norm.kind)));
   h5::write_attribute(g, "rows", norm.rows);
   const int64_t d = norm.offset.size();
   h5::write_dataset(g, "offset", {d}, norm.offset.data());
@@ -412,7 +412,7 @@ Normalization read_normalization(const h5::Handle& file, int64_t input_dim) {
   Normalization norm;
   if (!h5::exists(file, "/normalization")) return norm;  // version 1, or none
   h5::Handle g = h5::open_group(file, "/normalization");
-  norm.kind = normalize_from_name(h5::read_string_attribute(g, "kind"));
+  norm.kind = from_name<NormalizeKind>(h5::read_string_attribute(g, "kind"));
   if (norm.identity()) return norm;
   norm.rows = h5::read_int_attribute(g, "rows");
   norm.offset = Eigen::Map<Eigen::VectorXd>(

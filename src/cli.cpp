@@ -82,22 +82,10 @@ CLI::Validator noise_spec() {
 }
 
 // Options whose values are words: each type's words, the first one of a value being its name.
-std::vector<std::pair<std::string, Activation>> words(Activation) {
-  std::vector<std::pair<std::string, Activation>> out;
-  for (Activation a : {Activation::relu, Activation::sigmoid, Activation::tanh, Activation::linear})
-    out.emplace_back(activation_name(a), a);
-  return out;
-}
-std::vector<std::pair<std::string, NormalizeKind>> words(NormalizeKind) {
-  std::vector<std::pair<std::string, NormalizeKind>> out;
-  for (NormalizeKind k : {NormalizeKind::none, NormalizeKind::standard, NormalizeKind::minmax})
-    out.emplace_back(normalize_name(k), k);
-  return out;
-}
-std::vector<std::pair<std::string, LrSchedule>> words(LrSchedule) {
-  std::vector<std::pair<std::string, LrSchedule>> out;
-  for (LrSchedule k : {LrSchedule::constant, LrSchedule::cosine, LrSchedule::step})
-    out.emplace_back(lr_schedule_name(k), k);
+template <class E>
+std::vector<std::pair<std::string, E>> words(E) {
+  std::vector<std::pair<std::string, E>> out;
+  for (const auto& [value, name] : EnumNames<E>::table) out.emplace_back(name, value);
   return out;
 }
 std::vector<std::pair<std::string, bool>> words(bool) {

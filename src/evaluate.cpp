@@ -75,7 +75,7 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
                  .add("mse", result.mse)
                  .add("normalized_mse", result.normalized_mse)
                  .add("rows", result.rows)
-                 .add("normalization", normalize_name(norm.kind))
+                 .add("normalization", name_of(norm.kind))
                  .str());
   return result;
 }

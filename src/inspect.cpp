@@ -16,7 +16,7 @@ Json inspect_json(const std::string& path, const Checkpoint& c) {
   j.add("path", path).add("kind", model_kind_name(c.kind)).add("created_by", c.created_by);
   j.add("model", to_json(m).add("parameters", int64_t(parameter_count(m))));
   const Normalization& norm = c.header.normalization;
-  Json normalization = Json().add("kind", normalize_name(norm.kind));
+  Json normalization = Json().add("kind", name_of(norm.kind));
   if (!norm.identity())
     normalization.add("rows", norm.rows)
         .add("offset", std::vector<double>(norm.offset.begin(), norm.offset.end()))
@@ -62,7 +62,7 @@ std::string inspect_text(const std::string& path, const Checkpoint& c) {
     std::snprintf(line, sizeof line,
                   "  normalization: %s, statistics of %lld rows; x_norm = (x - offset) / scale, "
                   "offset in [%g, %g], scale in [%g, %g] (/normalization)\n",
-                  normalize_name(norm.kind), (long long)norm.rows, norm.offset.minCoeff(),
+                  name_of(norm.kind), (long long)norm.rows, norm.offset.minCoeff(),
                   norm.offset.maxCoeff(), norm.scale.minCoeff(), norm.scale.maxCoeff());
     s += line;
   }

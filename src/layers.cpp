@@ -15,25 +15,6 @@ void for_column_slices(Index rows, Index cols, F&& f) {
 
 }  // namespace
 
-Activation activation_from_name(const std::string& name) {
-  if (name == "relu") return Activation::relu;
-  if (name == "sigmoid") return Activation::sigmoid;
-  if (name == "tanh") return Activation::tanh;
-  if (name == "linear") return Activation::linear;
-  throw std::invalid_argument("unknown activation '" + name +
-                              "' (known: relu, sigmoid, tanh, linear)");
-}
-
-const char* activation_name(Activation f) {
-  switch (f) {
-    case Activation::relu: return "relu";
-    case Activation::sigmoid: return "sigmoid";
-    case Activation::tanh: return "tanh";
-    case Activation::linear: return "linear";
-  }
-  return "?";
-}
-
 template <class S>
 void dense_forward(MatrixMap<S> y, ConstMatrixMap<S> w, ConstVectorMap<S> b, ConstMatrixMap<S> x,
                    Gemm<S>& gemm) {

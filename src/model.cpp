@@ -56,8 +56,8 @@ Index parameter_count(const ModelConfig& config) {
 std::string describe(const ModelConfig& m) {
   std::string s = std::to_string(m.input_dim);
   for (int64_t w : m.encoder_widths) s += "-" + std::to_string(w);
-  return s + " (" + activation_name(m.activation) + ", code " + activation_name(m.code_activation) +
-         ", output " + activation_name(m.output_activation) + ")";
+  return s + " (" + name_of(m.activation) + ", code " + name_of(m.code_activation) +
+         ", output " + name_of(m.output_activation) + ")";
 }
 
 template <class S>

@@ -5,22 +5,6 @@
 
 namespace aetrain {
 
-const char* normalize_name(NormalizeKind kind) {
-  switch (kind) {
-    case NormalizeKind::none: return "none";
-    case NormalizeKind::standard: return "standard";
-    case NormalizeKind::minmax: return "minmax";
-  }
-  return "?";
-}
-
-NormalizeKind normalize_from_name(const std::string& name) {
-  for (NormalizeKind k : {NormalizeKind::none, NormalizeKind::standard, NormalizeKind::minmax})
-    if (name == normalize_name(k)) return k;
-  throw std::invalid_argument("unknown normalization '" + name +
-                              "' (none, standard or minmax)");
-}
-
 Normalization fit_normalization(NormalizeKind kind, const Moments& m, int64_t* constant) {
   Normalization n;
   n.kind = kind;
@@ -48,7 +32,7 @@ Normalization fit_normalization(NormalizeKind kind, const Moments& m, int64_t* c
 std::string constant_columns_warning(int64_t constant, int64_t cols, NormalizeKind kind) {
   const bool one = constant == 1;
   return std::to_string(constant) + " of " + std::to_string(cols) + " columns " +
-         (one ? "is" : "are") + " constant: --normalize " + normalize_name(kind) + " shifts " +
+         (one ? "is" : "are") + " constant: --normalize " + name_of(kind) + " shifts " +
          (one ? "it" : "them") + " to 0 and leaves " + (one ? "it" : "them") + " unscaled";
 }
 

@@ -40,7 +40,7 @@ PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
                 "pca: %lld components of %lld rows x %lld columns%s explain %.2f%% of the "
                 "variance -> %s in %.2f s",
                 (long long)c.components, (long long)sources.rows, (long long)sources.cols,
-                norm.identity() ? "" : (std::string(" (normalized: ") + normalize_name(norm.kind) + ")").c_str(),
+                norm.identity() ? "" : (std::string(" (normalized: ") + name_of(norm.kind) + ")").c_str(),
                 100.0 * explained, c.out.c_str(), seconds_since(start));
   log.line(text);
   return pca;

@@ -55,7 +55,7 @@ void Report::start(const Sources& sources, TrainingData& data, const Normalizati
                                    .add("memory_budget_mib", mib(use.budget))
                                    .add("memory_mib", mib(data.memory_bytes())))
                   .add("normalization", Json()
-                                            .add("kind", normalize_name(norm.kind))
+                                            .add("kind", name_of(norm.kind))
                                             .add("rows", norm.rows))
                   .add("loss_units", norm.identity() ? "data" : "normalized")
                   .add("global_step", state.global_step)
@@ -69,7 +69,7 @@ void Report::start(const Sources& sources, TrainingData& data, const Normalizati
             std::to_string(steps) + " steps of " + std::to_string(config_.global_batch) +
             (windows > 1 ? " in epoch " + std::to_string(epoch + 1) : " per epoch") +
             (norm.identity() ? ""
-                              : "; normalization " + std::string(normalize_name(norm.kind)) +
+                              : "; normalization " + std::string(name_of(norm.kind)) +
                                     ", losses in normalized units"));
   char text[320];
   const std::string budget = (config_.data_memory > 0 ? "--data-memory " : "") +
@@ -150,8 +150,8 @@ void Report::data_range(const std::string& name, const TrainingData& data,
   log_.warn(name + ": the training data spans " +
             (data.in_memory() ? "" : "(in its first window) ") + "[" + shortest(range[0]) +
             ", " + shortest(-range[1]) + "]" +
-            (norm.identity() ? "" : std::string(" after --normalize ") + normalize_name(norm.kind)) +
-            ", but a " + activation_name(out) + " output produces only [" + shortest(lo) + ", " +
+            (norm.identity() ? "" : std::string(" after --normalize ") + name_of(norm.kind)) +
+            ", but a " + name_of(out) + " output produces only [" + shortest(lo) + ", " +
             shortest(hi) + "], so the model cannot fit it: " + fix);
 }
 

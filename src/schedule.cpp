@@ -7,22 +7,6 @@
 
 namespace aetrain {
 
-LrSchedule lr_schedule_from_name(const std::string& name) {
-  for (LrSchedule k : {LrSchedule::constant, LrSchedule::cosine, LrSchedule::step})
-    if (name == lr_schedule_name(k)) return k;
-  throw std::invalid_argument("unknown learning-rate schedule '" + name +
-                              "' (known: constant, cosine, step)");
-}
-
-const char* lr_schedule_name(LrSchedule kind) {
-  switch (kind) {
-    case LrSchedule::constant: return "constant";
-    case LrSchedule::cosine: return "cosine";
-    case LrSchedule::step: return "step";
-  }
-  return "?";
-}
-
 double scheduled_lr(const ScheduleConfig& s, double lr, int64_t step, int64_t epoch,
                     int64_t total_steps) {
   const int64_t w = s.warmup_steps;

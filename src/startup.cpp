@@ -204,7 +204,7 @@ void fit_statistics(RunStart& s, const Comm& comm, Log& log) {
               constant_columns_warning(constant, s.sources.cols, s.config.normalize));
   char text[256];
   std::snprintf(text, sizeof text, "normalization: %s statistics of %lld rows x %lld columns in %.2f s",
-                normalize_name(s.norm.kind), (long long)moments.rows, (long long)s.sources.cols,
+                name_of(s.norm.kind), (long long)moments.rows, (long long)s.sources.cols,
                 seconds_since(start));
   log.line(text);
 }

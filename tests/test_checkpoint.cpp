@@ -343,7 +343,7 @@ struct Describe {
   void operator()(const char* name, uint64_t v) const { line(name, std::to_string(v)); }
   void operator()(const char* name, double v) const { line(name, bits(&v, 1)); }
   void operator()(const char* name, const std::string& v) const { line(name, v); }
-  void operator()(const char* name, Activation v) const { line(name, activation_name(v)); }
+  void operator()(const char* name, Activation v) const { line(name, name_of(v)); }
   void operator()(const char* name, const std::vector<int64_t>& v) const {
     line(name, bits(v.data(), v.size()));
   }
@@ -354,7 +354,7 @@ std::string describe(const Checkpoint& c) {
   const CheckpointHeader& h = c.header;
   const Describe d{out};
   model_fields(h.model, d);
-  d("normalization", std::string(normalize_name(h.normalization.kind)));
+  d("normalization", std::string(name_of(h.normalization.kind)));
   d("normalization rows", h.normalization.rows);
   out += bits(h.normalization.offset.data(), size_t(h.normalization.offset.size()));
   out += bits(h.normalization.scale.data(), size_t(h.normalization.scale.size()));

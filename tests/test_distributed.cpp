@@ -121,7 +121,7 @@ INSTANTIATE_TEST_SUITE_P(
                       TrajectoryCase{NormalizeKind::none, true},
                       TrajectoryCase{NormalizeKind::standard, true}),
     [](const auto& info) {
-      return std::string(normalize_name(info.param.normalize)) +
+      return std::string(name_of(info.param.normalize)) +
              (info.param.windows ? "_windows" : "");
     });
 

@@ -50,11 +50,11 @@ TEST(Layers, ActivationsMatchTheirFormulas) {
                             : f == Activation::sigmoid ? 1.0 / (1.0 + std::exp(-v))
                             : f == Activation::tanh    ? std::tanh(v)
                                                        : v;
-      EXPECT_NEAR(a(0, i), expect, 1e-15) << activation_name(f) << " at " << v;
+      EXPECT_NEAR(a(0, i), expect, 1e-15) << name_of(f) << " at " << v;
     }
   }
-  EXPECT_EQ(activation_from_name("tanh"), Activation::tanh);
-  EXPECT_THROW(activation_from_name("softmax"), std::invalid_argument);
+  EXPECT_EQ(from_name<Activation>("tanh"), Activation::tanh);
+  EXPECT_THROW(from_name<Activation>("softmax"), std::invalid_argument);
 }
 
 // The loss of input x against target t summed over samples, written from the definition with
@@ -156,7 +156,7 @@ TEST_P(GradientPerActivation, DenoisingAlphaPositive) {
 INSTANTIATE_TEST_SUITE_P(Activations, GradientPerActivation,
                          ::testing::Values(Activation::relu, Activation::sigmoid,
                                            Activation::tanh, Activation::linear),
-                         [](const auto& info) { return std::string(activation_name(info.param)); });
+                         [](const auto& info) { return std::string(name_of(info.param)); });
 
 TEST(Gradient, ThreeLayerEncoderMixedActivations) {
   check_gradient(config_with(7, {6, 4, 3}, Activation::tanh, Activation::linear,

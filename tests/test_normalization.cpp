@@ -128,8 +128,8 @@ TEST(Normalization, ValidateRefusesWhatCannotBeApplied) {
   n.scale(1) = 1;
   n.offset(2) = std::nan("");
   EXPECT_THROW(validate(n, 3), std::invalid_argument);
-  EXPECT_EQ(normalize_from_name("minmax"), NormalizeKind::minmax);
-  EXPECT_THROW(normalize_from_name("zscore"), std::invalid_argument);
+  EXPECT_EQ(from_name<NormalizeKind>("minmax"), NormalizeKind::minmax);
+  EXPECT_THROW(from_name<NormalizeKind>("zscore"), std::invalid_argument);
 }
 
 }  // namespace

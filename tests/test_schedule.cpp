@@ -51,8 +51,8 @@ TEST(Schedule, StepMultipliesByGammaEveryStepEpochs) {
 
 TEST(Schedule, NamesRoundTrip) {
   for (LrSchedule k : {LrSchedule::constant, LrSchedule::cosine, LrSchedule::step})
-    EXPECT_EQ(lr_schedule_from_name(lr_schedule_name(k)), k);
-  EXPECT_THROW(lr_schedule_from_name("linear"), std::invalid_argument);
+    EXPECT_EQ(from_name<LrSchedule>(name_of(k)), k);
+  EXPECT_THROW(from_name<LrSchedule>("linear"), std::invalid_argument);
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 // behaviour lives here.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace aetrain {
@@ -56,6 +59,61 @@ void adam_fields(A& a, F&& f) {
 
 /// How the learning rate moves over a run (schedule.hpp).
 enum class LrSchedule { constant, cosine, step };
+
+/// Each enum's names, one table per enum: the command line, TOML, checkpoints, JSON and
+/// messages all spell its values from here, in this order.
+template <class E>
+struct EnumNames;
+template <>
+struct EnumNames<Activation> {
+  static constexpr const char* what = "activation";
+  static constexpr std::array<std::pair<Activation, const char*>, 4> table{
+      {{Activation::relu, "relu"},
+       {Activation::sigmoid, "sigmoid"},
+       {Activation::tanh, "tanh"},
+       {Activation::linear, "linear"}}};
+};
+template <>
+struct EnumNames<NormalizeKind> {
+  static constexpr const char* what = "normalization";
+  static constexpr std::array<std::pair<NormalizeKind, const char*>, 3> table{
+      {{NormalizeKind::none, "none"},
+       {NormalizeKind::standard, "standard"},
+       {NormalizeKind::minmax, "minmax"}}};
+};
+template <>
+struct EnumNames<LrSchedule> {
+  static constexpr const char* what = "learning-rate schedule";
+  static constexpr std::array<std::pair<LrSchedule, const char*>, 3> table{
+      {{LrSchedule::constant, "constant"},
+       {LrSchedule::cosine, "cosine"},
+       {LrSchedule::step, "step"}}};
+};
+
+/// The name of `value`.
+template <class E>
+constexpr const char* name_of(E value) {
+  for (const auto& [v, name] : EnumNames<E>::table)
+    if (v == value) return name;
+  return "?";
+}
+
+/// Every name of E, "relu, sigmoid, tanh, linear".
+template <class E>
+std::string known_names() {
+  std::string out;
+  for (const auto& entry : EnumNames<E>::table) out += (out.empty() ? "" : ", ") + std::string(entry.second);
+  return out;
+}
+
+/// The value named `name`; throws std::invalid_argument naming the known ones.
+template <class E>
+E from_name(const std::string& name) {
+  for (const auto& [v, n] : EnumNames<E>::table)
+    if (name == n) return v;
+  throw std::invalid_argument("unknown " + std::string(EnumNames<E>::what) + " '" + name +
+                              "' (known: " + known_names<E>() + ")");
+}
 
 /// The learning-rate schedule: warmup, then constant, cosine or step decay.
 struct ScheduleConfig {

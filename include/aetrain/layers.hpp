@@ -9,10 +9,6 @@
 
 namespace aetrain {
 
-/// The activation named `name` ("relu", "sigmoid", "tanh", "linear"); throws std::invalid_argument.
-Activation activation_from_name(const std::string& name);
-/// The name of `f`, as the command line and checkpoints spell it.
-const char* activation_name(Activation f);
 
 /// y (out,n) = w (out,in) x (in,n) + b (out): a dense layer before its activation.
 template <class S>

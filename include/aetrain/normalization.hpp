@@ -12,10 +12,6 @@
 
 namespace aetrain {
 
-/// "none", "standard" or "minmax", as the command line and checkpoints spell it.
-const char* normalize_name(NormalizeKind kind);
-/// The kind named `name`; throws std::invalid_argument.
-NormalizeKind normalize_from_name(const std::string& name);
 
 /// x_norm = (x - offset) / scale, per column; the identity for kind none (offset and scale
 /// empty).

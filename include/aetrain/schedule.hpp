@@ -8,10 +8,6 @@
 
 namespace aetrain {
 
-/// The schedule named `name` ("constant", "cosine", "step"); throws std::invalid_argument.
-LrSchedule lr_schedule_from_name(const std::string& name);
-/// The name of `kind`, as the command line and configuration files spell it.
-const char* lr_schedule_name(LrSchedule kind);
 
 /// The learning rate of global step `step` (counted from 1), which belongs to epoch `epoch`
 /// (counted from 0), in a run of `total_steps` steps, from the base rate `lr`:
