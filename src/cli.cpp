@@ -543,7 +543,15 @@ Command parse_command_line(int argc, const char* const* argv) {
   CLI::App app{"aetrain: data-parallel autoencoders on HDF5 data (run under mpirun -n P)"};
   app.require_subcommand(1, 1);
   app.set_version_flag("--version", version_text);
-  Command cmd;
+  // Every subcommand's options, bound to CLI11's rows; the one chosen becomes the Command.
+  struct {
+    TrainConfig train;
+    EncodeConfig encode;
+    EvaluateConfig evaluate;
+    PcaConfig pca;
+    InspectConfig inspect;
+  } cmd;
+  std::string config_file;
   // Every subcommand: its options, a --config file, the options it cannot do without.
   struct Sub {
     CLI::App* app;
@@ -578,7 +586,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     for (Sub& sub : subs) {
       if (!sub.app->parsed()) continue;
       chosen = sub.app;
-      cmd.config_file = sub.config_file;
+      config_file = sub.config_file;
       if (!sub.config_file.empty()) apply_config_file(*sub.app, sub.config_file);
       for (const std::string& name : sub.required)
         if (sub.app->get_option(name)->empty())
@@ -600,9 +608,19 @@ Command parse_command_line(int argc, const char* const* argv) {
                                          (chosen ? chosen->get_name() + " " : std::string()) +
                                          "--help)");
   }
-  cmd.name = chosen->get_name();
-  finish(cmd.train, [&](const char* name) { return train.app.count(name) > 0; });
-  return cmd;
+  const std::string name = chosen->get_name();
+  const auto with_file = [&](auto options) -> Command {
+    options.config_file = config_file;
+    return options;
+  };
+  if (name == "train") {
+    finish(cmd.train, [&](const char* option) { return train.app.count(option) > 0; });
+    return with_file(std::move(cmd.train));
+  }
+  if (name == "encode") return with_file(std::move(cmd.encode));
+  if (name == "evaluate") return with_file(std::move(cmd.evaluate));
+  if (name == "pca") return with_file(std::move(cmd.pca));
+  return cmd.inspect;
 }
 
 TrainConfig train_config_from_toml(const std::string& text) {

@@ -2,6 +2,7 @@
 // `aetrain: error:` line and a documented exit code on every rank.
 #include <iostream>
 #include <string>
+#include <variant>
 
 #include "aetrain/cli.hpp"
 #include "aetrain/comm.hpp"
@@ -17,35 +18,38 @@ using namespace aetrain;
 
 namespace {
 
-int run(Command cmd, const Comm& world) {
-  if (cmd.name == "inspect") {
-    run_inspect(cmd.inspect, world);
-    return 0;
-  }
-  if (cmd.name == "train") {
-    TrainConfig& config = cmd.train;
-    Log log(world, config.quiet);
-    config.threads = set_up_threads(config.threads, world, log);
-    catch_stop_signals();
-    Trainer trainer(config, world, log);
-    if (trainer.run() == RunEnd::finished) return 0;
-    if (config.checkpoint.empty())
-      fail_replicated(ExitCode::other,
-                      "stopped by a signal; no --checkpoint was given, so nothing was saved");
-    return int(ExitCode::preempted);
-  }
-  // evaluate's stdout is its JSON result alone, for scripts.
-  Log log(world, /*quiet=*/cmd.name == "evaluate");
-  if (cmd.name == "encode") {
-    cmd.encode.threads = set_up_threads(cmd.encode.threads, world, log);
-    run_encode(cmd.encode, world, log);
-  } else if (cmd.name == "evaluate") {
-    cmd.evaluate.threads = set_up_threads(cmd.evaluate.threads, world, log);
-    run_evaluate(cmd.evaluate, world, log);
-  } else if (cmd.name == "pca") {
-    cmd.pca.threads = set_up_threads(cmd.pca.threads, world, log);
-    run_pca(cmd.pca, world, log);
-  }
+// Each subcommand, run on every rank: the exit code.
+int run(TrainConfig& config, const Comm& world) {
+  Log log(world, config.quiet);
+  config.threads = set_up_threads(config.threads, world, log);
+  catch_stop_signals();
+  Trainer trainer(config, world, log);
+  if (trainer.run() == RunEnd::finished) return 0;
+  if (config.checkpoint.empty())
+    fail_replicated(ExitCode::other,
+                    "stopped by a signal; no --checkpoint was given, so nothing was saved");
+  return int(ExitCode::preempted);
+}
+int run(EncodeConfig& config, const Comm& world) {
+  Log log(world, /*quiet=*/false);
+  config.threads = set_up_threads(config.threads, world, log);
+  run_encode(config, world, log);
+  return 0;
+}
+int run(EvaluateConfig& config, const Comm& world) {
+  Log log(world, /*quiet=*/true);  // evaluate's stdout is its JSON result alone, for scripts
+  config.threads = set_up_threads(config.threads, world, log);
+  run_evaluate(config, world, log);
+  return 0;
+}
+int run(PcaConfig& config, const Comm& world) {
+  Log log(world, /*quiet=*/false);
+  config.threads = set_up_threads(config.threads, world, log);
+  run_pca(config, world, log);
+  return 0;
+}
+int run(InspectConfig& config, const Comm& world) {
+  run_inspect(config, world);
   return 0;
 }
 
@@ -87,10 +91,7 @@ int report(const Error& e, const Comm& world) {
 int run_command(int argc, char** argv, const Comm& world) {
   try {
     Command cmd = parse_command_line(argc, argv);
-    for (std::string* file : {&cmd.train.config_file, &cmd.encode.config_file,
-                              &cmd.evaluate.config_file, &cmd.pca.config_file})
-      *file = cmd.config_file;
-    return run(std::move(cmd), world);
+    return std::visit([&](auto& options) { return run(options, world); }, cmd);
   } catch (const HelpRequested& help) {
     if (world.rank() == 0) std::cout << help.what();
     return 0;

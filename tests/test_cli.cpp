@@ -18,6 +18,11 @@ Command parse(std::vector<const char*> args) {
   return parse_command_line(int(args.size()), args.data());
 }
 
+// The train options of a command line that must be train's.
+TrainConfig parse_train(std::vector<const char*> args) {
+  return std::get<TrainConfig>(parse(std::move(args)));
+}
+
 ExitCode exit_code_of(std::vector<const char*> args) {
   try {
     parse(std::move(args));
@@ -38,8 +43,8 @@ TEST(Cli, EveryTrainOption) {
                            "--checkpoint", "c.h5", "--checkpoint-every", "50", "--resume",
                            "--init-from", "i.h5", "--metrics", "m.jsonl", "--log-every", "10",
                            "--quiet"});
-  const TrainConfig& t = c.train;
-  EXPECT_EQ(c.name, "train");
+  const TrainConfig& t = std::get<TrainConfig>(c);
+  EXPECT_TRUE(std::holds_alternative<TrainConfig>(c));
   EXPECT_EQ(t.data.files, std::vector<std::string>{"d.h5"});
   EXPECT_EQ(t.data.dataset, "/x");
   EXPECT_EQ(t.model.encoder_widths, (std::vector<int64_t>{512, 128, 32}));
@@ -67,7 +72,7 @@ TEST(Cli, EveryTrainOption) {
 }
 
 TEST(Cli, DefaultsFollowTheModelCardThenKeras) {
-  const TrainConfig t = parse({"train", "--data", "d.h5", "--layers", "50"}).train;
+  const TrainConfig t = parse_train({"train", "--data", "d.h5", "--layers", "50"});
   EXPECT_EQ(t.data.dataset, "/train");
   EXPECT_EQ(t.model.activation, Activation::relu);
   EXPECT_EQ(t.model.code_activation, Activation::relu);  // follows --activation
@@ -83,17 +88,15 @@ TEST(Cli, DefaultsFollowTheModelCardThenKeras) {
   EXPECT_EQ(t.threads, 0);
   EXPECT_TRUE(t.val.files.empty());
   EXPECT_FALSE(t.resume);
-  EXPECT_EQ(parse({"train", "--data", "d.h5", "--layers", "8", "--activation", "tanh"})
-                .train.model.code_activation,
+  EXPECT_EQ(parse_train({"train", "--data", "d.h5", "--layers", "8", "--activation", "tanh"}).model.code_activation,
             Activation::tanh);
 }
 
 TEST(Cli, ValidationDataDefaults) {
-  TrainConfig t = parse({"train", "--data", "d.h5", "--layers", "8", "--val-dataset", "/test"}).train;
+  TrainConfig t = parse_train({"train", "--data", "d.h5", "--layers", "8", "--val-dataset", "/test"});
   EXPECT_EQ(t.val.files, std::vector<std::string>{"d.h5"});
   EXPECT_EQ(t.val.dataset, "/test");
-  t = parse({"train", "--data", "d.h5", "--dataset", "/a", "--layers", "8", "--val-data", "v.h5"})
-          .train;
+  t = parse_train({"train", "--data", "d.h5", "--dataset", "/a", "--layers", "8", "--val-data", "v.h5"});
   EXPECT_EQ(t.val.files, std::vector<std::string>{"v.h5"});
   EXPECT_EQ(t.val.dataset, "/a");
 }
@@ -112,7 +115,7 @@ TEST(Cli, TomlFileAndFlagsOverridingIt) {
                          "resume = true\n"
                          "checkpoint = \"ck.h5\"\n";
   const TrainConfig t =
-      parse({"train", "--config", path.c_str(), "--epochs", "3", "--layers", "100,10"}).train;
+      parse_train({"train", "--config", path.c_str(), "--epochs", "3", "--layers", "100,10"});
   EXPECT_EQ(t.data.files, std::vector<std::string>{"f.h5"});
   EXPECT_EQ(t.epochs, 3);  // the flag wins
   EXPECT_EQ(t.model.encoder_widths, (std::vector<int64_t>{100, 10}));
@@ -121,7 +124,7 @@ TEST(Cli, TomlFileAndFlagsOverridingIt) {
   EXPECT_FALSE(t.shuffle);
   EXPECT_TRUE(t.resume);
   EXPECT_EQ(t.checkpoint, "ck.h5");
-  const TrainConfig from_file = parse({"train", "--config", path.c_str()}).train;
+  const TrainConfig from_file = parse_train({"train", "--config", path.c_str()});
   EXPECT_EQ(from_file.model.encoder_widths, (std::vector<int64_t>{784, 64}));
   EXPECT_EQ(from_file.epochs, 15);
 }
@@ -132,12 +135,12 @@ TEST(Cli, EffectiveConfigurationRoundTripsThroughToml) {
                            "--val-dataset", "/v", "--checkpoint", "c.h5", "--threads", "2"});
   const std::string dir = test::temp_dir(Comm::self());
   const std::string path = dir + "/effective.toml";
-  std::ofstream(path) << to_toml(c.train);
+  std::ofstream(path) << to_toml(std::get<TrainConfig>(c));
   const Command back = parse({"train", "--config", path.c_str()});
-  EXPECT_EQ(to_toml(back.train), to_toml(c.train));
-  EXPECT_EQ(back.train.data.files, std::vector<std::string>{"d \"quoted\".h5"});
-  EXPECT_DOUBLE_EQ(back.train.adam.learning_rate, 0.0003);
-  EXPECT_EQ(back.train.seed, 99u);
+  EXPECT_EQ(to_toml(std::get<TrainConfig>(back)), to_toml(std::get<TrainConfig>(c)));
+  EXPECT_EQ(std::get<TrainConfig>(back).data.files, std::vector<std::string>{"d \"quoted\".h5"});
+  EXPECT_DOUBLE_EQ(std::get<TrainConfig>(back).adam.learning_rate, 0.0003);
+  EXPECT_EQ(std::get<TrainConfig>(back).seed, 99u);
 }
 
 // Every option of `train --help`, set to a value other than its default, survives the effective
@@ -184,32 +187,34 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
         << name << " is in --help but not in this test";
   }
   EXPECT_GE(options, 28);  // the help text was read
-  EXPECT_EQ(c.train.data.files, (std::vector<std::string>{"d.h5", "runs/*.h5", "@more.txt"}));
-  EXPECT_EQ(c.train.data_memory, int64_t(1536) << 20);
-  const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;
-  EXPECT_NE(c.train.model, defaults.model);
-  EXPECT_NE(c.train.adam, defaults.adam);
-  EXPECT_NE(c.train.schedule, defaults.schedule);
+  EXPECT_EQ(std::get<TrainConfig>(c).data.files, (std::vector<std::string>{"d.h5", "runs/*.h5", "@more.txt"}));
+  EXPECT_EQ(std::get<TrainConfig>(c).data_memory, int64_t(1536) << 20);
+  const TrainConfig defaults = parse_train({"train", "--data", "d.h5", "--layers", "8"});
+  EXPECT_NE(std::get<TrainConfig>(c).model, defaults.model);
+  EXPECT_NE(std::get<TrainConfig>(c).adam, defaults.adam);
+  EXPECT_NE(std::get<TrainConfig>(c).schedule, defaults.schedule);
   const std::string dir = test::temp_dir(Comm::self());
   const std::string path = dir + "/every.toml";
-  std::ofstream(path) << to_toml(c.train);
-  TrainConfig back = parse({"train", "--config", path.c_str()}).train;
+  std::ofstream(path) << to_toml(std::get<TrainConfig>(c));
+  TrainConfig back = parse_train({"train", "--config", path.c_str()});
   EXPECT_FALSE(back.resume);
   EXPECT_FALSE(back.overwrite);
   EXPECT_FALSE(back.quiet);
+  EXPECT_EQ(back.config_file, path);  // where they came from
+  back.config_file.clear();
   back.resume = back.overwrite = back.quiet = true;
-  EXPECT_TRUE(back == c.train) << to_toml(c.train);
+  EXPECT_TRUE(back == std::get<TrainConfig>(c)) << to_toml(std::get<TrainConfig>(c));
 }
 
 // The stored configuration reads back through the option table as --config reads it, and
 // every option has the resume rule docs/checkpoint.md gives it.
 TEST(Cli, EveryTrainOptionHasItsResumeRule) {
   const Command c = parse(every_train_option());
-  const TrainConfig defaults = parse({"train", "--data", "d.h5", "--layers", "8"}).train;
-  TrainConfig back = train_config_from_toml(to_toml(c.train));
+  const TrainConfig defaults = parse_train({"train", "--data", "d.h5", "--layers", "8"});
+  TrainConfig back = train_config_from_toml(to_toml(std::get<TrainConfig>(c)));
   back.resume = back.overwrite = back.quiet = true;
-  EXPECT_TRUE(back == c.train) << to_toml(c.train);
-  EXPECT_TRUE(changed_options(c.train, back).empty());
+  EXPECT_TRUE(back == std::get<TrainConfig>(c)) << to_toml(std::get<TrainConfig>(c));
+  EXPECT_TRUE(changed_options(std::get<TrainConfig>(c), back).empty());
   const std::map<std::string, ResumeRule> rules = {
       {"--data", ResumeRule::must_match},          {"--dataset", ResumeRule::must_match},
       {"--layers", ResumeRule::model},             {"--activation", ResumeRule::model},
@@ -230,22 +235,22 @@ TEST(Cli, EveryTrainOptionHasItsResumeRule) {
   // Every option differs from its default in `c`: those with a rule are reported with it, the
   // free ones (threads, memory, paths, cadences, logging) never.
   std::map<std::string, ResumeRule> reported;
-  for (const OptionChange& o : changed_options(defaults, c.train)) {
+  for (const OptionChange& o : changed_options(defaults, std::get<TrainConfig>(c))) {
     EXPECT_FALSE(o.stored.empty()) << o.option;
     EXPECT_NE(o.stored, o.now) << o.option;
     reported[o.option] = o.rule;
   }
   EXPECT_EQ(reported, rules);
   // A kept option that this run leaves unset takes the file's value: not a change.
-  TrainConfig unset = c.train;
+  TrainConfig unset = std::get<TrainConfig>(c);
   unset.window_rows = unset.data_block_rows = 0;
-  for (const OptionChange& o : changed_options(c.train, unset))
+  for (const OptionChange& o : changed_options(std::get<TrainConfig>(c), unset))
     ADD_FAILURE() << o.option << " reported although left to the file";
   // Values read as a person types them.
-  TrainConfig other = c.train;
+  TrainConfig other = std::get<TrainConfig>(c);
   other.model.encoder_widths = {30, 20, 5};
   other.deterministic = false;
-  const std::vector<OptionChange> two = changed_options(c.train, other);
+  const std::vector<OptionChange> two = changed_options(std::get<TrainConfig>(c), other);
   ASSERT_EQ(two.size(), 2u);
   EXPECT_EQ(two[0].option + " " + two[0].stored + " -> " + two[0].now, "--layers 30,20,10 -> 30,20,5");
   EXPECT_EQ(two[1].option + " " + two[1].stored + " -> " + two[1].now, "--deterministic on -> off");
@@ -281,8 +286,7 @@ TEST(Cli, DatasetOptionsNameADataset) {
 
 TEST(Cli, SizesTakeUnits) {
   const auto memory = [](const char* size) {
-    return parse({"train", "--data", "d.h5", "--layers", "8", "--data-memory", size})
-        .train.data_memory;
+    return parse_train({"train", "--data", "d.h5", "--layers", "8", "--data-memory", size}).data_memory;
   };
   EXPECT_EQ(memory("4096"), 4096);
   EXPECT_EQ(memory("512MiB"), int64_t(512) << 20);

@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <variant>
 
 #include "aetrain/config.hpp"
 #include "aetrain/options.hpp"
@@ -15,16 +16,9 @@ class HelpRequested : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-/// A parsed command line.
-struct Command {
-  std::string name;  // the subcommand: train, encode, evaluate, pca or inspect
-  TrainConfig train;
-  EncodeConfig encode;
-  EvaluateConfig evaluate;
-  PcaConfig pca;
-  InspectConfig inspect;
-  std::string config_file;  // the --config file read, if any
-};
+/// A parsed command line: the options of the subcommand it chose (train, encode, evaluate, pca
+/// or inspect), with the --config file they came from.
+using Command = std::variant<TrainConfig, EncodeConfig, EvaluateConfig, PcaConfig, InspectConfig>;
 
 /// Parses argv. Throws Error(usage) naming the bad option, or HelpRequested.
 Command parse_command_line(int argc, const char* const* argv);
