@@ -149,6 +149,10 @@ struct CliRows {
           help);
       o->check(CLI::IsMember(allowed));
       if (extra.show_default) o->default_str(word_of(field));
+    } else if constexpr (std::is_same_v<T, Noise>) {  // parsed once, here
+      o = app.add_option_function<std::string>(
+          name, [&field](const std::string& text) { field = parse_noise(text); }, help);
+      if (extra.show_default) o->default_str(noise_text(field));
     } else {
       o = app.add_option(name, field, help);
       if constexpr (std::is_arithmetic_v<T>) {
@@ -205,6 +209,8 @@ std::string toml_value(const T& field) {
     return toml_string(word_of(field));
   } else if constexpr (std::is_same_v<T, std::string>) {
     return toml_string(field);
+  } else if constexpr (std::is_same_v<T, Noise>) {
+    return toml_string(noise_text(field));
   } else if constexpr (std::is_same_v<T, std::vector<int64_t>> ||
                        std::is_same_v<T, std::vector<std::string>>) {
     std::string value;
@@ -229,6 +235,8 @@ std::string shown_value(const T& field) {
     return word_of(field);
   } else if constexpr (std::is_same_v<T, std::string>) {
     return field.empty() ? "''" : field;
+  } else if constexpr (std::is_same_v<T, Noise>) {
+    return noise_text(field);
   } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
     std::string value;
     for (int64_t x : field) value += (value.empty() ? "" : ",") + std::to_string(x);

@@ -40,6 +40,13 @@ Noise parse_noise(const std::string& spec) {
   return {Noise::Kind::mask, value};
 }
 
+std::string noise_text(const Noise& noise) {
+  if (noise.kind == Noise::Kind::none) return "none";
+  char number[32];
+  const auto [end, ec] = std::to_chars(number, number + sizeof number, noise.amount);
+  return (noise.kind == Noise::Kind::gaussian ? "gaussian:" : "mask:") + std::string(number, end);
+}
+
 void corrupt(const Noise& noise, uint64_t seed, int64_t epoch, const int64_t* rows,
              ConstMatrixMap<float> clean, MatrixMap<float> noisy) {
   const Index cols = clean.rows();

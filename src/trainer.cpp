@@ -47,7 +47,7 @@ Trainer::Trainer(RunStart&& start, const Comm& comm, Log& log)
                                             sample_block_).classes())),
       model_(config_.model, batch_.cols(), config_.threads, config_.alpha),
       adam_(config_.adam, model_.params().size(), config_.weight_decay, kernel_ranges(model_)),
-      noise_(parse_noise(config_.noise)),
+      noise_(config_.noise),
       gradient_sum_(config_.deterministic
                         ? exact_gradient_sum(model_, comm_, config_.threads, config_.alpha,
                                              config_.global_batch, sample_block_, batch_.cols())

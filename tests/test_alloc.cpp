@@ -89,7 +89,7 @@ void expect_no_allocation(int threads, int64_t cols, std::vector<int64_t> widths
   c.global_batch = batch;
   c.epochs = 100;
   c.threads = threads;
-  c.noise = noise;
+  c.noise = parse_noise(noise);
   c.deterministic = deterministic;
   if (window_rows > 0) {
     c.window_rows = window_rows;

@@ -115,6 +115,14 @@ E from_name(const std::string& name) {
                               "' (known: " + known_names<E>() + ")");
 }
 
+/// What --noise asks for (noise.hpp): denoising, the model seeing corrupted rows.
+struct Noise {
+  enum class Kind { none, gaussian, mask };
+  Kind kind = Kind::none;
+  double amount = 0;  // gaussian: the standard deviation; mask: the probability of a zero
+  bool operator==(const Noise&) const = default;
+};
+
 /// The learning-rate schedule: warmup, then constant, cosine or step decay.
 struct ScheduleConfig {
   LrSchedule kind = LrSchedule::constant;
@@ -143,7 +151,7 @@ struct TrainConfig {
   double clip_norm = 0.0;     // the averaged gradient's L2 norm at most this; 0: no clipping
   int64_t early_stop = 0;     // epochs without a better val_loss before stopping; 0: never
   double min_delta = 0.0;     // what counts as better: below the best by more than this
-  std::string noise = "none";  // denoising: none, gaussian:SIGMA or mask:P (noise.hpp)
+  Noise noise;  // denoising: none, gaussian:SIGMA or mask:P
   bool deterministic = false;  // order-invariant gradient sums over fixed sample blocks
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
   // line makes the output linear by default with `standard`; `default_output` says it chose.

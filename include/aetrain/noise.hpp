@@ -7,20 +7,16 @@
 #include <cstdint>
 #include <string>
 
+#include "aetrain/config.hpp"
 #include "aetrain/matrix.hpp"
 
 namespace aetrain {
 
-/// What --noise asks for.
-struct Noise {
-  enum class Kind { none, gaussian, mask };
-  Kind kind = Kind::none;
-  double amount = 0;  // gaussian: the standard deviation; mask: the probability of a zero
-};
-
 /// "none", "gaussian:SIGMA" (SIGMA > 0) or "mask:P" (0 < P < 1); throws std::invalid_argument
 /// saying what is wrong.
 Noise parse_noise(const std::string& spec);
+/// The text parse_noise reads back as `noise` (the number in its shortest exact form).
+std::string noise_text(const Noise& noise);
 
 /// `noisy` = `clean` corrupted (both (cols, n), column i the data row `rows[i]`), the values as
 /// the model sees them (after normalization): gaussian adds sigma * z to each value, z standard
