@@ -82,7 +82,7 @@ void Report::start(const Sources& sources, TrainingData& data, const Normalizati
     std::snprintf(text, sizeof text,
                   "data: %lld windows of at most %lld rows in epoch %lld, blocks of %lld rows, "
                   "read while training: %s per rank of %s",
-                  (long long)windows, (long long)layout.window_rows, (long long)(epoch + 1),
+                  (long long)windows, (long long)layout.window_rows, (long long)epoch + 1,
                   (long long)layout.block_rows, format_mib(data.memory_bytes()).c_str(),
                   budget.c_str());
   log_.line(text);
@@ -100,7 +100,7 @@ void Report::epoch(int64_t epoch, double loss, int64_t rows, double seconds, dou
   log_.metric(j);
   char text[256];
   std::snprintf(text, sizeof text, "epoch %lld/%lld  loss %.6f%s  %.0f samples/s  %.2f s",
-                (long long)(epoch + 1), (long long)config_.epochs, loss,
+                (long long)epoch + 1, (long long)config_.epochs, loss,
                 validated ? ("  val_loss " + std::to_string(val)).c_str() : "",
                 double(rows) / seconds, seconds);
   log_.line(text);
@@ -124,7 +124,7 @@ void Report::step(const StepResult& r, const TrainState& state, int64_t epoch, i
     const double elapsed = seconds_since(epoch_start);
     char text[160];
     std::snprintf(text, sizeof text, "epoch %lld/%lld  %3.0f%%  loss %.6f  ETA %.0f s",
-                  (long long)(epoch + 1), (long long)config_.epochs,
+                  (long long)epoch + 1, (long long)config_.epochs,
                   100.0 * double(steps) / double(steps_left), loss_so_far,
                   elapsed / double(steps) * double(steps_left - steps));
     log_.progress(text);

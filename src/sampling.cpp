@@ -15,8 +15,8 @@ int64_t first_class(int64_t global_batch, int64_t sample_block, int rank, int ra
 }
 
 int64_t deterministic_block_rows(int64_t global_batch) {
-  const int64_t blocks =
-      std::min(global_batch, std::max<int64_t>(4, (global_batch + 127) / 128));
+  const int64_t blocks = std::max<int64_t>(
+      1, std::min(global_batch, std::max<int64_t>(4, (global_batch + 127) / 128)));
   return (global_batch + blocks - 1) / blocks;
 }
 

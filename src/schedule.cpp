@@ -18,8 +18,10 @@ double scheduled_lr(const ScheduleConfig& s, double lr, int64_t step, int64_t ep
           std::min(1.0, double(step - w) / double(std::max<int64_t>(1, total_steps - w)));
       return s.min_lr + (lr - s.min_lr) * (1.0 + std::cos(std::numbers::pi * progress)) / 2.0;
     }
-    case LrSchedule::step:
-      return lr * std::pow(s.gamma, double(epoch / std::max<int64_t>(1, s.step_epochs)));
+    case LrSchedule::step: {
+      const int64_t decays = epoch / std::max<int64_t>(1, s.step_epochs);  // whole periods
+      return lr * std::pow(s.gamma, double(decays));
+    }
   }
   return lr;
 }
