@@ -2,10 +2,10 @@
 """Bit-identical results across changes of the code's shape: a fixed set of runs (train on 1, 2
 and 3 ranks with and without --deterministic, in windows, with each recipe option, resumed;
 encode, evaluate, pca, inspect) whose numbers are hashed and compared with the hashes recorded
-in tests/same_results.json for this build.
+in tests/e2e/same_results.json for this build.
 
-    python3 tests/test_same_results.py path/to/aetrain            # compare (exit 77: no record)
-    python3 tests/test_same_results.py path/to/aetrain --record   # record this build's hashes
+    python3 tests/e2e/test_same_results.py path/to/aetrain            # compare (exit 77: no record)
+    python3 tests/e2e/test_same_results.py path/to/aetrain --record   # record this build's hashes
 
 Results depend on the kernels the build runs (the CPU's vector instructions, the GEMM backend),
 the compiler and the MPI library: the record is keyed by `aetrain --version` (less the version

@@ -233,7 +233,7 @@ TEST_P(Trajectory, ACheckpointResumedOnAnotherRankCountContinuesTheSameBatches) 
   EXPECT_TRUE(replicas_identical(resumed, world_));
 }
 
-// TrainingData against the scheme (the plans alone, as tests/test_sampling.cpp checks them): on
+// TrainingData against the scheme (the plans alone, as tests/unit/test_sampling.cpp checks them): on
 // every rank, every step of every epoch holds exactly the rows the scheme gives that rank, in
 // its order, however the rows travelled (read by another rank, exchanged, filed); from the
 // start and from the middle of a window, in windows and in memory, shuffled or not; and each

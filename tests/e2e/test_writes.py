@@ -5,7 +5,7 @@ PCA model ends with exit 6 and one line naming the file and "No space left on de
 previous file intact (sha256) and nothing half-written left; kill -9 at every step of a write
 leaves the previous file intact and a state that loads and resumes.
 
-    python3 tests/test_writes.py path/to/aetrain
+    python3 tests/e2e/test_writes.py path/to/aetrain
 """
 import errno
 import hashlib

@@ -9,11 +9,11 @@
 #     find_package(aetrain), links aetrain::aetrain, builds, reads that checkpoint and runs the
 #     model forward; `aetrain evaluate` on the same rows must give the same error.
 #
-#   tests/test_install.sh CMAKE BUILD_DIR CONFIG VERSION C_COMPILER CXX_COMPILER GENERATOR
+#   tests/install/test_install.sh CMAKE BUILD_DIR CONFIG VERSION C_COMPILER CXX_COMPILER GENERATOR
 set -euo pipefail
 cmake=$1 build=$2 config=$3 version=$4 cc=$5 cxx=$6 generator=$7
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/.." && pwd)
+src=$(cd "$here/../.." && pwd)
 python=/usr/bin/python3  # Debian's, with python3-h5py
 tmp=$(mktemp -d /tmp/aetrain-install-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -99,7 +99,7 @@ print("inspect --json: 100-50, 2 epochs on 2 ranks, step", c["train"]["global_st
 
 step "a project of its own: find_package(aetrain), aetrain::aetrain"
 consumer=$tmp/consumer
-quietly "$cmake" -S "$here/install/consumer" -B "$consumer" -G "$generator" \
+quietly "$cmake" -S "$here/consumer" -B "$consumer" -G "$generator" \
   -DCMAKE_C_COMPILER="$cc" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_PREFIX_PATH="$prefix" \
   -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
 found=$(grep '^aetrain_DIR:' "$consumer/CMakeCache.txt" | cut -d= -f2-)

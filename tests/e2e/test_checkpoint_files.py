@@ -5,7 +5,7 @@ line naming the file and the damaged dataset) and never replaced; h5py and h5dum
 (and h5py refuses a damaged chunk too); a version-4 file without checksums still loads and
 resumes exactly.
 
-    tests/test_checkpoint_files.py build/aetrain
+    tests/e2e/test_checkpoint_files.py build/aetrain
 """
 import os
 import shutil

@@ -2,7 +2,7 @@
 """The real aetrain binary under real mpirun: exit codes, messages, h5py's view of checkpoints,
 resuming, configuration files, float64 data.
 
-    python3 tests/test_cli.py path/to/aetrain
+    python3 tests/e2e/test_cli.py path/to/aetrain
 """
 import os
 import re
@@ -344,7 +344,7 @@ class CommandLine(cli_support.BinaryTest):
                            self.path("no/such/dir/c.h5")], 2, "does not exist")
 
     def test_mpirun_scripts(self):
-        jobs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jobs")
+        jobs = os.path.join(cli_support.ROOT, "jobs")
         toml = self.path("hybrid.toml")
         with open(toml, "w") as f:
             f.write(f'data = "{self.data}"\nlayers = [10]\ncheckpoint = "{self.path("h.h5")}"\n')

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """encode, evaluate, pca and inspect: the real binary under real mpirun, checked against numpy.
 
-    python3 tests/test_commands.py path/to/aetrain
+    python3 tests/e2e/test_commands.py path/to/aetrain
 """
 import json
 import os
@@ -85,7 +85,7 @@ class Commands(cli_support.BinaryTest):
             self.assertEqual(len(f["codes_sources"]), 1)
 
     def test_codes_into_another_file_than_the_input(self):
-        # The input file itself is refused (tests/test_outputs.py); a dataset in a group of
+        # The input file itself is refused (tests/e2e/test_outputs.py); a dataset in a group of
         # another existing file is fine.
         out = self.path("derived.h5")
         with h5py.File(out, "w") as f:
@@ -189,7 +189,7 @@ class Commands(cli_support.BinaryTest):
         self.assertNotIn("train", info)
 
     def test_pictures(self):
-        jobs = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jobs")
+        jobs = os.path.join(cli_support.ROOT, "jobs")
         metrics, codes = self.path("m.jsonl"), self.path("codes.h5")
         rc, _, err = run(["train", "--data", self.data, "--layers", "8,2", "--epochs", "3",
                           "--val-dataset", "/train", "--log-every", "5", "--metrics", metrics,

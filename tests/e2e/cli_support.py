@@ -10,6 +10,9 @@ import zlib
 import h5py
 import numpy as np
 
+# The repository this suite belongs to (tests/e2e/ is two levels down).
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 AETRAIN = os.environ.get("AETRAIN", "aetrain")
 # Loopback-only TCP: Open MPI 5 otherwise prints a line per pair of ranks on hosts with IPv6
 # addresses, which can land inside ours (jobs/one-machine.sh says more).

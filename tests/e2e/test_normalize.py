@@ -2,7 +2,7 @@
 """--normalize, integer and half-precision data, range warnings and model-only files: the real
 binary under real mpirun, checked against numpy.
 
-    python3 tests/test_normalize.py path/to/aetrain
+    python3 tests/e2e/test_normalize.py path/to/aetrain
 """
 import json
 import os

@@ -5,7 +5,7 @@ opened, by HDF5's own rules (checked against the library by reading the same fil
 under the same environment), and a missing or bad one is refused with one line (exit 3) by
 train, encode, evaluate and pca alike, leaving every file as it was.
 
-    python3 tests/test_sources.py path/to/aetrain
+    python3 tests/e2e/test_sources.py path/to/aetrain
 """
 import hashlib
 import os

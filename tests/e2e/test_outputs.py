@@ -6,7 +6,7 @@ without --overwrite. Each refusal checks the exit code, the one error line and t
 every file that must not change; the happy paths check that --overwrite replaces and that a
 rerun without it is refused.
 
-    python3 tests/test_outputs.py path/to/aetrain
+    python3 tests/e2e/test_outputs.py path/to/aetrain
 """
 import json
 import os
