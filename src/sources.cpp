@@ -12,7 +12,7 @@
 #include <numeric>
 
 #include "aetrain/error.hpp"
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 
 namespace aetrain {
 namespace {
