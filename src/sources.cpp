@@ -270,7 +270,6 @@ Sources probe_all(const DataSource& src, Accept accept) {
     }
     const bool float64 = p.type == h5::TypeClass::floating && p.value_size > sizeof(float);
     if (float64) s.precision = Precision::float64;
-    if (p.type != h5::TypeClass::floating || p.value_size != sizeof(float)) s.float32 = false;
     p.entry.first_row = s.rows;
     s.rows += p.entry.rows;
     s.files.push_back(p.entry);
@@ -288,7 +287,7 @@ Sources probe_all(const DataSource& src, Accept accept) {
 // The table as text, for the broadcast: fields separated by NUL, which no path holds.
 std::string pack(const Sources& s) {
   std::string out;
-  for (int64_t v : {s.rows, s.cols, int64_t(s.precision), int64_t(s.float32), s.chunk_rows,
+  for (int64_t v : {s.rows, s.cols, int64_t(s.precision), s.chunk_rows,
                     s.stored_row_bytes, int64_t(s.files.size()), int64_t(s.inputs.size())})
     out += std::to_string(v) + '\0';
   out += s.name + '\0';
@@ -312,7 +311,6 @@ Sources unpack(const std::string& text) {
   s.rows = number();
   s.cols = number();
   s.precision = Precision(number());
-  s.float32 = number() != 0;
   s.chunk_rows = number();
   s.stored_row_bytes = number();
   s.files.resize(size_t(number()));
@@ -356,14 +354,6 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
   }
   if (out.empty()) throw Error(ExitCode::data, "no data files given");
   return out;
-}
-
-std::string describe(const DataSource& src) {
-  if (src.files.empty()) return src.dataset;
-  const std::string more = src.files.size() > 1
-                               ? " and " + std::to_string(src.files.size() - 1) + " more"
-                               : "";
-  return src.files.front() + more + ":" + src.dataset;
 }
 
 Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept) {

@@ -40,7 +40,6 @@ struct Sources {
   std::vector<SourceEntry> files;
   int64_t rows = 0, cols = 0;
   Precision precision = Precision::float32;  // float64 when some file holds 64-bit floats
-  bool float32 = true;          // every file stores 32-bit floats (read without conversion)
   int64_t chunk_rows = 0;       // the first file's chunk rows; 0 when it is not chunked
   int64_t stored_row_bytes = 0;  // one row as the first file stores it
   std::string name;             // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
@@ -63,9 +62,6 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
 /// covering what the dataset reads. Rank 0 looks and broadcasts the table; an error names
 /// the first file that is missing or differs (Error(data), the same on every rank). Collective.
 Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = Accept::floats);
-
-/// "a.h5:/train" or "a.h5 and 7 more files:/train", for messages before the files are probed.
-std::string describe(const DataSource& src);
 
 /// Reads rows of the concatenated data through HDF5's default (serial) driver: each process
 /// reads what it needs, when it needs it, with no collective open, so any rank (or a thread of
