@@ -356,13 +356,15 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
   return out;
 }
 
+std::string name_of_files(const std::string& first, size_t count) {
+  return count > 1 ? first + " and " + std::to_string(count - 1) + " more files" : first;
+}
+
 Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept) {
   std::string packed;
   comm.root_decides([&] {
     Sources s = probe_all(src, accept);
-    s.name = s.files.size() == 1 ? s.files[0].file + ":" + src.dataset
-                                 : s.files[0].file + " and " + std::to_string(s.files.size() - 1) +
-                                       " more files:" + src.dataset;
+    s.name = name_of_files(s.files[0].file, s.files.size()) + ":" + src.dataset;
     packed = pack(s);
   });
   comm.broadcast(packed);

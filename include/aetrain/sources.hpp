@@ -63,6 +63,10 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
 /// the first file that is missing or differs (Error(data), the same on every rank). Collective.
 Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = Accept::floats);
 
+/// `count` files named by the first, for messages: "a.h5", or "a.h5 and 7 more files" (`first`
+/// may carry the dataset: "a.h5:/train and 7 more files").
+std::string name_of_files(const std::string& first, size_t count);
+
 /// Reads rows of the concatenated data through HDF5's default (serial) driver: each process
 /// reads what it needs, when it needs it, with no collective open, so any rank (or a thread of
 /// it) may read any rows at any time. Keeps one file open at a time.
