@@ -35,7 +35,8 @@ struct SourceEntry {
 };
 
 /// The files behind a DataSource, in order, and what their datasets hold. The same on every
-/// rank (rank 0 looks, the others are told).
+/// rank (rank 0 looks, the others are told: a new field goes into sources_fields in
+/// src/sources.cpp).
 struct Sources {
   std::vector<SourceEntry> files;
   int64_t rows = 0, cols = 0;
