@@ -19,7 +19,7 @@
 
 #include "aetrain/fault.hpp"
 #include "aetrain/outputs.hpp"
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
 

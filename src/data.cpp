@@ -14,7 +14,7 @@
 
 #include "aetrain/error.hpp"
 #include "aetrain/fault.hpp"
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 #include "aetrain/outputs.hpp"
 #include "aetrain/sampling.hpp"
 

@@ -1,4 +1,4 @@
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>

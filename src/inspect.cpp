@@ -82,9 +82,7 @@ std::string inspect_text(const std::string& path, const Checkpoint& c) {
     s += line;
     int64_t rows = 0;
     for (const SourceEntry& e : t.sources) rows += e.rows;
-    s += "  data:         " + t.data_file + ":" + t.dataset +
-         (t.sources.size() > 1 ? " and " + std::to_string(t.sources.size() - 1) + " more files"
-                               : "") +
+    s += "  data:         " + name_of_files(t.data_file + ":" + t.dataset, t.sources.size()) +
          (rows >= 0 ? ", " + std::to_string(rows) + " rows" : "") + "\n";
     if (t.window_rows > 0)
       s += "  layout:       blocks of " + std::to_string(t.block_rows) +

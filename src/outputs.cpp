@@ -16,7 +16,7 @@
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/error.hpp"
 #include "aetrain/fault.hpp"
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 
 namespace aetrain {
 namespace fs = std::filesystem;

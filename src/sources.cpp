@@ -12,7 +12,7 @@
 #include <numeric>
 
 #include "aetrain/error.hpp"
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 
 namespace aetrain {
 namespace {
@@ -270,7 +270,6 @@ Sources probe_all(const DataSource& src, Accept accept) {
     }
     const bool float64 = p.type == h5::TypeClass::floating && p.value_size > sizeof(float);
     if (float64) s.precision = Precision::float64;
-    if (p.type != h5::TypeClass::floating || p.value_size != sizeof(float)) s.float32 = false;
     p.entry.first_row = s.rows;
     s.rows += p.entry.rows;
     s.files.push_back(p.entry);
@@ -285,48 +284,64 @@ Sources probe_all(const DataSource& src, Accept accept) {
   return s;
 }
 
-// The table as text, for the broadcast: fields separated by NUL, which no path holds.
-std::string pack(const Sources& s) {
-  std::string out;
-  for (int64_t v : {s.rows, s.cols, int64_t(s.precision), int64_t(s.float32), s.chunk_rows,
-                    s.stored_row_bytes, int64_t(s.files.size()), int64_t(s.inputs.size())})
-    out += std::to_string(v) + '\0';
-  out += s.name + '\0';
-  for (const std::string& input : s.inputs) out += input + '\0';
-  for (const SourceEntry& e : s.files)
-    out += e.file + '\0' + e.dataset + '\0' + std::to_string(e.first_row) + '\0' +
-           std::to_string(e.rows) + '\0';
-  return out;
+// Every field of the table, in one order: what the broadcast carries.
+template <class F>
+void sources_fields(Sources& s, F&& f) {
+  f(s.files);
+  f(s.rows);
+  f(s.cols);
+  f(s.precision);
+  f(s.chunk_rows);
+  f(s.stored_row_bytes);
+  f(s.name);
+  f(s.inputs);
 }
 
-Sources unpack(const std::string& text) {
-  size_t at = 0;
-  const auto next = [&] {
-    const size_t end = text.find('\0', at);
-    std::string field = text.substr(at, end - at);
-    at = end + 1;
-    return field;
-  };
-  const auto number = [&] { return std::stoll(next()); };
-  Sources s;
-  s.rows = number();
-  s.cols = number();
-  s.precision = Precision(number());
-  s.float32 = number() != 0;
-  s.chunk_rows = number();
-  s.stored_row_bytes = number();
-  s.files.resize(size_t(number()));
-  s.inputs.resize(size_t(number()));
-  s.name = next();
-  for (std::string& input : s.inputs) input = next();
-  for (SourceEntry& e : s.files) {
-    e.file = next();
-    e.dataset = next();
-    e.first_row = number();
-    e.rows = number();
+// The fields as bytes, for the broadcast: one visitor writes them (rank 0) and reads them back
+// (the other ranks), field by field in the same order.
+class Wire {
+ public:
+  enum Direction { write, read };
+  Wire(std::string& bytes, Direction direction) : bytes_(bytes), writing_(direction == write) {}
+  void operator()(int64_t& v) { raw(&v, sizeof v); }
+  void operator()(Precision& p) {
+    int64_t v = int64_t(p);
+    (*this)(v);
+    p = Precision(v);
   }
-  return s;
-}
+  void operator()(std::string& text) {
+    int64_t n = int64_t(text.size());
+    (*this)(n);
+    text.resize(size_t(n));
+    raw(text.data(), text.size());
+  }
+  void operator()(SourceEntry& e) {
+    (*this)(e.file);
+    (*this)(e.dataset);
+    (*this)(e.first_row);
+    (*this)(e.rows);
+  }
+  template <class T>
+  void operator()(std::vector<T>& items) {
+    int64_t n = int64_t(items.size());
+    (*this)(n);
+    items.resize(size_t(n));
+    for (T& item : items) (*this)(item);
+  }
+
+ private:
+  void raw(void* data, size_t n) {
+    if (writing_) {
+      bytes_.append(static_cast<const char*>(data), n);
+    } else {
+      std::memcpy(data, bytes_.data() + at_, n);
+      at_ += n;
+    }
+  }
+  std::string& bytes_;
+  bool writing_;
+  size_t at_ = 0;
+};
 
 }  // namespace
 
@@ -358,25 +373,21 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
   return out;
 }
 
-std::string describe(const DataSource& src) {
-  if (src.files.empty()) return src.dataset;
-  const std::string more = src.files.size() > 1
-                               ? " and " + std::to_string(src.files.size() - 1) + " more"
-                               : "";
-  return src.files.front() + more + ":" + src.dataset;
+std::string name_of_files(const std::string& first, size_t count) {
+  return count > 1 ? first + " and " + std::to_string(count - 1) + " more files" : first;
 }
 
 Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept) {
-  std::string packed;
+  Sources s;
+  std::string bytes;
   comm.root_decides([&] {
-    Sources s = probe_all(src, accept);
-    s.name = s.files.size() == 1 ? s.files[0].file + ":" + src.dataset
-                                 : s.files[0].file + " and " + std::to_string(s.files.size() - 1) +
-                                       " more files:" + src.dataset;
-    packed = pack(s);
+    s = probe_all(src, accept);
+    s.name = name_of_files(s.files[0].file, s.files.size()) + ":" + src.dataset;
+    sources_fields(s, Wire(bytes, Wire::write));
   });
-  comm.broadcast(packed);
-  return unpack(packed);
+  comm.broadcast(bytes);
+  if (comm.rank() != 0) sources_fields(s, Wire(bytes, Wire::read));
+  return s;
 }
 
 int64_t rows_per_block(int64_t cols) {

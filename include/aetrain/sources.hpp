@@ -35,12 +35,12 @@ struct SourceEntry {
 };
 
 /// The files behind a DataSource, in order, and what their datasets hold. The same on every
-/// rank (rank 0 looks, the others are told).
+/// rank (rank 0 looks, the others are told: a new field goes into sources_fields in
+/// src/sources.cpp).
 struct Sources {
   std::vector<SourceEntry> files;
   int64_t rows = 0, cols = 0;
   Precision precision = Precision::float32;  // float64 when some file holds 64-bit floats
-  bool float32 = true;          // every file stores 32-bit floats (read without conversion)
   int64_t chunk_rows = 0;       // the first file's chunk rows; 0 when it is not chunked
   int64_t stored_row_bytes = 0;  // one row as the first file stores it
   std::string name;             // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
@@ -64,8 +64,9 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
 /// the first file that is missing or differs (Error(data), the same on every rank). Collective.
 Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = Accept::floats);
 
-/// "a.h5:/train" or "a.h5 and 7 more files:/train", for messages before the files are probed.
-std::string describe(const DataSource& src);
+/// `count` files named by the first, for messages: "a.h5", or "a.h5 and 7 more files" (`first`
+/// may carry the dataset: "a.h5:/train and 7 more files").
+std::string name_of_files(const std::string& first, size_t count);
 
 /// Reads rows of the concatenated data through HDF5's default (serial) driver: each process
 /// reads what it needs, when it needs it, with no collective open, so any rank (or a thread of

@@ -25,7 +25,7 @@
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/comm.hpp"
 #include "aetrain/outputs.hpp"
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
 

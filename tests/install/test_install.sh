@@ -55,6 +55,11 @@ fi
 if readelf -d "$prefix/bin/aetrain" | grep -i -e rpath -e runpath | grep -q -F "$build"; then
   fail "the installed binary's RPATH points into the build tree"
 fi
+# The HDF5 wrapper is the library's own: not installed, and no installed header includes HDF5's.
+[ ! -e "$prefix/include/aetrain/h5.hpp" ] || fail "installed: include/aetrain/h5.hpp (private to the library)"
+if grep -l -E '#include *[<"](hdf5[^>"]*|.*h5\.hpp)[>"]' "$prefix"/include/aetrain/*.hpp; then
+  fail "installed headers include HDF5's headers or the private wrapper (above)"
+fi
 echo "installed $(cd "$prefix" && find . -type f | wc -l) files; package in ${package#"$prefix"/}"
 
 step "the installed binary and man page"

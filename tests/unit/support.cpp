@@ -5,7 +5,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 #include "aetrain/rng.hpp"
 
 namespace aetrain::test {

@@ -18,7 +18,7 @@
 #include <zlib.h>
 
 #include "aetrain/checkpoint.hpp"
-#include "aetrain/h5.hpp"
+#include "h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/pca.hpp"

@@ -1,7 +1,9 @@
 // A thin, checked RAII layer over the HDF5 C API. Every call that can fail is checked once here
 // and becomes an h5::Failure naming what we tried and HDF5's innermost reason.
-// Only the HDF5 modules (sources, data, checkpoint) and tests include this header. Every
-// function takes a process-wide lock: this HDF5 is not thread-safe, and a reader thread uses it.
+// Private to the library's I/O layer (the HDF5 input format, the row writer, the model and
+// checkpoint files, the output checks) and its tests: it is not installed, and no installed
+// header includes HDF5's. Every function takes a process-wide lock: this HDF5 is not
+// thread-safe, and a reader thread uses it.
 #pragma once
 
 #include <hdf5.h>
