@@ -10,10 +10,10 @@ ModelOnData load_model(const std::string& path, const DataSource& data, int64_t 
   // Integer data is fine for a model that normalizes its input.
   Sources sources = probe_sources(data, comm, accepted_by(file.header.normalization.kind));
   if (file.header.model.input_dim != sources.cols)
-    fail_replicated(ExitCode::checkpoint,
-                    path + ": the model takes rows of " +
-                        std::to_string(file.header.model.input_dim) + " columns; " +
-                        sources.name + " has " + std::to_string(sources.cols));
+    fail_replicated(ExitCode::checkpoint, path + ": the model takes rows of " +
+                                              std::to_string(file.header.model.input_dim) +
+                                              " columns; " + sources.name + " has " +
+                                              std::to_string(sources.cols));
   // Rows held at once: --block-rows, but no more than this rank's share.
   const RowRange share = even_split(sources.rows, comm.rank(), comm.size());
   const int64_t block = std::max<int64_t>(1, std::min(block_rows, share.end - share.begin));

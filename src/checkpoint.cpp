@@ -5,12 +5,12 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -18,10 +18,10 @@
 #include <string_view>
 
 #include "aetrain/fault.hpp"
-#include "aetrain/outputs.hpp"
-#include "h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
+#include "aetrain/outputs.hpp"
+#include "h5.hpp"
 
 namespace aetrain {
 namespace {
@@ -105,10 +105,9 @@ std::vector<float> read_tree(const std::string& path, const h5::Handle& file,
   std::vector<float> flat(size_t(parameter_count(model)));
   for (const LayerShape& l : layers) {
     const std::string g = root + "/" + layer_group(l);
-    for (auto [name, dims, offset] : {std::tuple{"/kernel", std::vector<int64_t>{l.in, l.out},
-                                                 l.kernel_offset},
-                                      std::tuple{"/bias", std::vector<int64_t>{l.out},
-                                                 l.bias_offset}}) {
+    for (auto [name, dims, offset] :
+         {std::tuple{"/kernel", std::vector<int64_t>{l.in, l.out}, l.kernel_offset},
+          std::tuple{"/bias", std::vector<int64_t>{l.out}, l.bias_offset}}) {
       std::vector<float> values;
       try {
         values = h5::read_dataset(file, g + name, dims);
@@ -415,10 +414,10 @@ Normalization read_normalization(const h5::Handle& file, int64_t input_dim) {
   norm.kind = from_name<NormalizeKind>(h5::read_string_attribute(g, "kind"));
   if (norm.identity()) return norm;
   norm.rows = h5::read_int_attribute(g, "rows");
-  norm.offset = Eigen::Map<Eigen::VectorXd>(
-      h5::read_dataset_f64(g, "offset", {input_dim}).data(), input_dim);
-  norm.scale = Eigen::Map<Eigen::VectorXd>(
-      h5::read_dataset_f64(g, "scale", {input_dim}).data(), input_dim);
+  norm.offset =
+      Eigen::Map<Eigen::VectorXd>(h5::read_dataset_f64(g, "offset", {input_dim}).data(), input_dim);
+  norm.scale =
+      Eigen::Map<Eigen::VectorXd>(h5::read_dataset_f64(g, "scale", {input_dim}).data(), input_dim);
   try {
     validate(norm, input_dim);
   } catch (const std::invalid_argument& e) {
@@ -504,11 +503,11 @@ Checkpoint parse(const std::string& path, const std::string& image) {
     if (version >= 5 && !checksummed)
       bad(path, "format version " + std::to_string(version) +
                     " without its checksum block (the first 4096 bytes: \"" +
-                    std::string(kSealTag) + "...\"): a copy made by another program? Use "
+                    std::string(kSealTag) +
+                    "...\"): a copy made by another program? Use "
                     "aetrain's own file, or label the copy format_version 4");
-    c.created_by = h5::has_attribute(root, "created_by")
-                       ? h5::read_string_attribute(root, "created_by")
-                       : "";
+    c.created_by =
+        h5::has_attribute(root, "created_by") ? h5::read_string_attribute(root, "created_by") : "";
     c.header.model = read_model_config(file);
     c.header.normalization = read_normalization(file, c.header.model.input_dim);
     if (format == kCheckpoint) {
@@ -566,29 +565,32 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
   const char* name = path.ends_with(".best") ? "best model" : "checkpoint";
   int64_t bytes = 4 * int64_t(params.size() + m.size() + v.size()) +
                   16 * h.normalization.offset.size() + int64_t(h.train.config.size());
-  for (const SourceEntry& e : h.train.sources) bytes += 16 + 2 * int64_t(e.file.size() + e.dataset.size());
+  for (const SourceEntry& e : h.train.sources)
+    bytes += 16 + 2 * int64_t(e.file.size() + e.dataset.size());
   const int64_t datasets = 3 * 2 * int64_t(layer_shapes(h.model).size()) + 3;
-  write_atomically(path, kCheckpoint, name, "checkpoint", reserve_for(bytes, datasets),
-                   [&](const h5::Handle& file, const auto& halfway) {
-    write_model(file, h.model, params);
-    write_normalization(file, h.normalization);
-    const std::vector<LayerShape> layers = layer_shapes(h.model);
-    h5::Handle opt = h5::create_group(file, "optimizer");
-    h5::write_attribute(opt, "name", std::string("adam"));
-    adam_fields(h.adam, AttributeWriter{opt});
-    h5::write_attribute(opt, "step", h.adam_step);
-    // The disk writes each tree while the next is checksummed and written.
-    h5::start_writeback(file);
-    write_tree(h5::create_group(opt, "m"), layers, m);
-    halfway();
-    h5::start_writeback(file);
-    write_tree(h5::create_group(opt, "v"), layers, v);
-    h5::start_writeback(file);
+  write_atomically(
+      path, kCheckpoint, name, "checkpoint", reserve_for(bytes, datasets),
+      [&](const h5::Handle& file, const auto& halfway) {
+        write_model(file, h.model, params);
+        write_normalization(file, h.normalization);
+        const std::vector<LayerShape> layers = layer_shapes(h.model);
+        h5::Handle opt = h5::create_group(file, "optimizer");
+        h5::write_attribute(opt, "name", std::string("adam"));
+        adam_fields(h.adam, AttributeWriter{opt});
+        h5::write_attribute(opt, "step", h.adam_step);
+        // The disk writes each tree while the next is checksummed and written.
+        h5::start_writeback(file);
+        write_tree(h5::create_group(opt, "m"), layers, m);
+        halfway();
+        h5::start_writeback(file);
+        write_tree(h5::create_group(opt, "v"), layers, v);
+        h5::start_writeback(file);
 
-    const h5::Handle train = h5::create_group(file, "train");
-    train_state_fields(h.train, AttributeWriter{train});
-    h5::write_sources(train, "sources", h.train.sources, h5::Storage::checksummed);
-  }, keep);
+        const h5::Handle train = h5::create_group(file, "train");
+        train_state_fields(h.train, AttributeWriter{train});
+        h5::write_sources(train, "sources", h.train.sources, h5::Storage::checksummed);
+      },
+      keep);
 }
 
 void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm) {
@@ -597,18 +599,18 @@ void write_pca_model(const std::string& path, const PcaModel& pca, const Normali
   const int64_t bytes = 4 * (2 * d * k + d + k) + 8 * (d + k * d + 2 * k) + 16 * d;
   write_atomically(path, kPca, "PCA model", "pca-model", reserve_for(bytes, 10),
                    [&](const h5::Handle& file, const auto& halfway) {
-    write_model(file, pca_model_config(pca), pca_model_params(pca));
-    halfway();
-    write_normalization(file, norm);
-    h5::Handle g = h5::create_group(file, "pca");
-    h5::write_attribute(g, "rows", pca.rows);
-    h5::write_attribute(g, "total_variance", pca.total_variance);
-    h5::write_dataset(g, "mean", {d}, pca.mean.data());
-    h5::write_dataset(g, "components", {k, d}, pca.components.data());
-    h5::write_dataset(g, "explained_variance", {k}, pca.explained_variance.data());
-    const Eigen::VectorXd ratio = pca.explained_variance / pca.total_variance;
-    h5::write_dataset(g, "explained_variance_ratio", {k}, ratio.data());
-  });
+                     write_model(file, pca_model_config(pca), pca_model_params(pca));
+                     halfway();
+                     write_normalization(file, norm);
+                     h5::Handle g = h5::create_group(file, "pca");
+                     h5::write_attribute(g, "rows", pca.rows);
+                     h5::write_attribute(g, "total_variance", pca.total_variance);
+                     h5::write_dataset(g, "mean", {d}, pca.mean.data());
+                     h5::write_dataset(g, "components", {k, d}, pca.components.data());
+                     h5::write_dataset(g, "explained_variance", {k}, pca.explained_variance.data());
+                     const Eigen::VectorXd ratio = pca.explained_variance / pca.total_variance;
+                     h5::write_dataset(g, "explained_variance_ratio", {k}, ratio.data());
+                   });
 }
 
 void reseal_checkpoint(const std::string& path) { seal(path); }

@@ -109,9 +109,9 @@ std::optional<int64_t> parse_size(const std::string& text) {
   const auto [unit, ec] = std::from_chars(text.data(), end, value);
   if (ec != std::errc() || !(value > 0)) return std::nullopt;
   static const std::pair<const char*, double> units[] = {
-      {"", 1},          {"B", 1},        {"K", 0x1p10},  {"KiB", 0x1p10}, {"kB", 1e3},
-      {"KB", 1e3},      {"M", 0x1p20},   {"MiB", 0x1p20}, {"MB", 1e6},    {"G", 0x1p30},
-      {"GiB", 0x1p30},  {"GB", 1e9},     {"T", 0x1p40},  {"TiB", 0x1p40}, {"TB", 1e12}};
+      {"", 1},         {"B", 1},      {"K", 0x1p10},   {"KiB", 0x1p10}, {"kB", 1e3},
+      {"KB", 1e3},     {"M", 0x1p20}, {"MiB", 0x1p20}, {"MB", 1e6},     {"G", 0x1p30},
+      {"GiB", 0x1p30}, {"GB", 1e9},   {"T", 0x1p40},   {"TiB", 0x1p40}, {"TB", 1e12}};
   for (const auto& [name, factor] : units)
     if (std::string_view(unit, size_t(end - unit)) == name && value * factor < 0x1p62)
       return int64_t(value * factor);
@@ -176,8 +176,8 @@ struct CliRows {
             "SIZE"));
   }
 
-  void flag(const std::string& name, bool& field, const std::string& help,
-            Stored = Stored::never, ResumeRule = ResumeRule::free) {
+  void flag(const std::string& name, bool& field, const std::string& help, Stored = Stored::never,
+            ResumeRule = ResumeRule::free) {
     app.add_flag(name, field, help);
   }
 };
@@ -285,7 +285,8 @@ struct TomlRows {
   // Most flags steer one run (--resume, --quiet) and are not configuration.
   void flag(const std::string& name, const bool& field, const std::string&,
             Stored stored = Stored::never, ResumeRule = ResumeRule::free) {
-    if (stored == Stored::always) out << name.substr(2) << " = " << (field ? "true" : "false") << "\n";
+    if (stored == Stored::always)
+      out << name.substr(2) << " = " << (field ? "true" : "false") << "\n";
   }
 };
 
@@ -309,8 +310,8 @@ struct ValueRows {
     option(name, field, help, extra);
   }
 
-  void flag(const std::string& name, const bool& field, const std::string&,
-            Stored = Stored::never, ResumeRule rule = ResumeRule::free) {
+  void flag(const std::string& name, const bool& field, const std::string&, Stored = Stored::never,
+            ResumeRule rule = ResumeRule::free) {
     rows.push_back({name, rule, field ? "true" : "false", field ? "on" : "off", false});
   }
 };
@@ -331,8 +332,7 @@ void train_rows(Rows& t, Config& c) {
            {.check = integer_from(1), .resume = ResumeRule::model});
   t.option("--activation", c.model.activation, "hidden layers' activation",
            {.resume = ResumeRule::model});
-  t.option("--code-activation", c.model.code_activation,
-           "the code layer's (default: --activation)",
+  t.option("--code-activation", c.model.code_activation, "the code layer's (default: --activation)",
            {.show_default = false, .resume = ResumeRule::model});
   t.option("--output-activation", c.model.output_activation,
            "the reconstruction's activation (default: sigmoid; linear with --normalize standard)",
@@ -398,9 +398,12 @@ void train_rows(Rows& t, Config& c) {
   t.option("--threads", c.threads,
            "threads per rank (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, or the cores per "
            "rank)",
-           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
+           {.check = integer_from(1),
+            .stored = Stored::if_set,
+            .show_default = false,
             .resume = ResumeRule::free});
-  t.option("--val-data", c.val.files, "HDF5 file(s) with validation data, as --data (default: --data)",
+  t.option("--val-data", c.val.files,
+           "HDF5 file(s) with validation data, as --data (default: --data)",
            {.stored = Stored::if_set, .resume = ResumeRule::notice});
   t.option("--val-dataset", c.val.dataset, "validation dataset (default: --dataset)",
            {.check = dataset_path("/train"),
@@ -410,13 +413,17 @@ void train_rows(Rows& t, Config& c) {
   t.option("--data-block-rows", c.data_block_rows,
            "rows per block, the unit of reading (default: whole chunks of the first file, about "
            "4 MiB; else about 4 MiB of rows); with --window-rows it decides the batches",
-           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
+           {.check = integer_from(1),
+            .stored = Stored::if_set,
+            .show_default = false,
             .resume = ResumeRule::kept});
   t.option("--window-rows", c.window_rows,
            "the most rows a window holds (default: all rows when they take at most 2 GiB as "
            "float32, else the data in equal windows of about 2 GiB); with --data-block-rows, "
            "the seed and the batch it decides the batches",
-           {.check = integer_from(1), .stored = Stored::if_set, .show_default = false,
+           {.check = integer_from(1),
+            .stored = Stored::if_set,
+            .show_default = false,
             .resume = ResumeRule::kept});
   t.size("--data-memory", c.data_memory,
          "the most memory per rank the training rows may take, e.g. 512MiB or 2GiB (default: "
@@ -579,8 +586,8 @@ Command parse_command_line(int argc, const char* const* argv) {
   train_rows(train, cmd.train);
   CliRows encode = add("encode", "write the code of every row", {"--model", "--data", "--out"});
   encode_rows(encode, cmd.encode);
-  CliRows evaluate = add("evaluate", "print the reconstruction error {\"mse\", \"rows\"}",
-                         {"--model", "--data"});
+  CliRows evaluate =
+      add("evaluate", "print the reconstruction error {\"mse\", \"rows\"}", {"--model", "--data"});
   evaluate_rows(evaluate, cmd.evaluate);
   CliRows pca = add("pca", "fit an exact PCA, usable as a model by encode and evaluate",
                     {"--data", "--components", "--out"});

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 namespace aetrain {
@@ -18,15 +18,25 @@ constexpr size_t kMaxAllreduceBytes = size_t(8) << 20;
 template <class T>
 MPI_Datatype mpi_type();
 template <>
-MPI_Datatype mpi_type<float>() { return MPI_FLOAT; }
+MPI_Datatype mpi_type<float>() {
+  return MPI_FLOAT;
+}
 template <>
-MPI_Datatype mpi_type<double>() { return MPI_DOUBLE; }
+MPI_Datatype mpi_type<double>() {
+  return MPI_DOUBLE;
+}
 template <>
-MPI_Datatype mpi_type<int64_t>() { return MPI_INT64_T; }
+MPI_Datatype mpi_type<int64_t>() {
+  return MPI_INT64_T;
+}
 template <>
-MPI_Datatype mpi_type<uint32_t>() { return MPI_UINT32_T; }
+MPI_Datatype mpi_type<uint32_t>() {
+  return MPI_UINT32_T;
+}
 template <>
-MPI_Datatype mpi_type<char>() { return MPI_CHAR; }
+MPI_Datatype mpi_type<char>() {
+  return MPI_CHAR;
+}
 
 void check(int rc, const char* what) {
   if (rc != MPI_SUCCESS) {
@@ -137,8 +147,8 @@ void Comm::allgather(std::span<float> data, std::span<const int> counts) const {
 void Comm::allreduce_min(std::span<double> data) const { impl_->allreduce(data, MPI_MIN); }
 void Comm::allreduce_max(std::span<double> data) const { impl_->allreduce(data, MPI_MAX); }
 void Comm::allreduce_max(std::span<uint32_t> data) const { impl_->allreduce(data, MPI_MAX); }
-void Comm::alltoallv(const float* send, const int* send_counts, const int* send_displs,
-                     float* recv, const int* recv_counts, const int* recv_displs) const {
+void Comm::alltoallv(const float* send, const int* send_counts, const int* send_displs, float* recv,
+                     const int* recv_counts, const int* recv_displs) const {
   check(MPI_Alltoallv(send, send_counts, send_displs, MPI_FLOAT, recv, recv_counts, recv_displs,
                       MPI_FLOAT, impl_->comm),
         "MPI_Alltoallv");
@@ -154,7 +164,6 @@ void Comm::broadcast(std::string& text, int root) const {
   text.resize(size_t(length));
   impl_->broadcast(std::span<char>(text.data(), text.size()), root);
 }
-
 
 void Comm::abort(int code) const {
   MPI_Abort(impl_->comm, code);

@@ -5,8 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -14,9 +14,9 @@
 
 #include "aetrain/error.hpp"
 #include "aetrain/fault.hpp"
-#include "h5.hpp"
 #include "aetrain/outputs.hpp"
 #include "aetrain/sampling.hpp"
+#include "h5.hpp"
 
 namespace aetrain {
 
@@ -113,9 +113,8 @@ struct RowWriter::Impl {
   }
 };
 
-RowWriter::RowWriter(const std::string& file, const std::string& dataset,
-                     std::vector<int64_t> dims, bool overwrite, const Comm& comm,
-                     Precision precision, const std::string& what)
+RowWriter::RowWriter(const std::string& file, const std::string& dataset, std::vector<int64_t> dims,
+                     bool overwrite, const Comm& comm, Precision precision, const std::string& what)
     : impl_(std::make_unique<Impl>(comm)) {
   Impl& w = *impl_;
   w.file = file;
@@ -185,9 +184,7 @@ void RowWriter::attribute(const std::string& name, const std::string& value) {
   impl_->attribute(name, value);
 }
 
-void RowWriter::attribute(const std::string& name, int64_t value) {
-  impl_->attribute(name, value);
-}
+void RowWriter::attribute(const std::string& name, int64_t value) { impl_->attribute(name, value); }
 
 void RowWriter::sources(const std::vector<SourceEntry>& entries) {
   Impl& w = *impl_;
@@ -219,8 +216,7 @@ void RowWriter::commit() {
           w.remove_if_there(Impl::table(w.dataset));
         }
         h5::move_link(w.handle, w.partial, w.dataset);
-        if (w.has_sources)
-          h5::move_link(w.handle, Impl::table(w.partial), Impl::table(w.dataset));
+        if (w.has_sources) h5::move_link(w.handle, Impl::table(w.partial), Impl::table(w.dataset));
       }
       h5::flush(w.handle);
       if (!w.handle.reset()) throw h5::Failure("closing the file failed");

@@ -24,19 +24,19 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   {
     SourceReader reader(m.sources);
     comm.agree([&] {
-      for_each_block(reader, norm, m.block, comm,
-                     [&](int64_t first, int64_t n, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
-                       out.write(first, n, m.net.encode(x).data());
-                       if (fault("encode-block")) std::raise(SIGKILL);
-                     });
+      for_each_block(
+          reader, norm, m.block, comm,
+          [&](int64_t first, int64_t n, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
+            out.write(first, n, m.net.encode(x).data());
+            if (fault("encode-block")) std::raise(SIGKILL);
+          });
     });
   }
   annotate(out, c.model, m.file, m.sources);
   out.commit();
   log.line("encode: " + std::to_string(m.sources.rows) + " rows of " + m.sources.name + " -> " +
-           c.out + ":" + c.out_dataset + " [" + std::to_string(m.sources.rows) + ", " + std::to_string(width) + "] in " +
-           std::to_string(seconds_since(start)) + " s");
+           c.out + ":" + c.out_dataset + " [" + std::to_string(m.sources.rows) + ", " +
+           std::to_string(width) + "] in " + std::to_string(seconds_since(start)) + " s");
 }
-
 
 }  // namespace aetrain

@@ -22,8 +22,8 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
   check_outputs(plan, comm);
   std::optional<RowWriter> per_sample, reconstruction;
   if (!c.per_sample.empty()) {
-    per_sample.emplace(c.per_sample, c.per_sample_dataset, std::vector<int64_t>{rows},
-                       c.overwrite, comm, Precision::float32, "the per-sample errors");
+    per_sample.emplace(c.per_sample, c.per_sample_dataset, std::vector<int64_t>{rows}, c.overwrite,
+                       comm, Precision::float32, "the per-sample errors");
     per_sample->attribute("units", std::string(norm.identity() ? "data" : "normalized"));
   }
   if (!c.reconstruct.empty())  // in the data's units, and in float64 for float64 data
@@ -39,29 +39,31 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
     const bool narrow = reconstruction && m.sources.precision == Precision::float32;
     Matrix<float> restored_f(cols, narrow ? m.block : 0);
     comm.agree([&] {
-      for_each_block(reader, norm, m.block, comm,
-                     [&](int64_t first, int64_t n, ConstMatrixMap<double> raw, ConstMatrixMap<float> x) {
-        m.net.forward(x);
-        const ConstMatrixMap<float> y = m.net.output();
-        MatrixMap<double> y_data(restored.data(), cols, n);
-        denormalize(norm, y, y_data);
-        for (int64_t i = 0; i < n; ++i) {
-          const double e =
-              squared_error_sum<float>(ConstMatrixMap<float>(y.data() + i * cols, cols, 1),
-                                       ConstMatrixMap<float>(x.data() + i * cols, cols, 1));
-          errors[size_t(i)] = float(e);
-          sums[1] += e;
-        }
-        sums[0] += squared_error_sum<double>(ConstMatrixMap<double>(y_data.data(), cols, n), raw);
-        sums[2] += double(n);
-        if (per_sample) per_sample->write(first, n, errors.data());
-        if (narrow) {
-          MatrixMap<float>(restored_f.data(), cols, n) = y_data.cast<float>();
-          reconstruction->write(first, n, restored_f.data());
-        } else if (reconstruction) {
-          reconstruction->write(first, n, y_data.data());
-        }
-      });
+      for_each_block(
+          reader, norm, m.block, comm,
+          [&](int64_t first, int64_t n, ConstMatrixMap<double> raw, ConstMatrixMap<float> x) {
+            m.net.forward(x);
+            const ConstMatrixMap<float> y = m.net.output();
+            MatrixMap<double> y_data(restored.data(), cols, n);
+            denormalize(norm, y, y_data);
+            for (int64_t i = 0; i < n; ++i) {
+              const double e =
+                  squared_error_sum<float>(ConstMatrixMap<float>(y.data() + i * cols, cols, 1),
+                                           ConstMatrixMap<float>(x.data() + i * cols, cols, 1));
+              errors[size_t(i)] = float(e);
+              sums[1] += e;
+            }
+            sums[0] +=
+                squared_error_sum<double>(ConstMatrixMap<double>(y_data.data(), cols, n), raw);
+            sums[2] += double(n);
+            if (per_sample) per_sample->write(first, n, errors.data());
+            if (narrow) {
+              MatrixMap<float>(restored_f.data(), cols, n) = y_data.cast<float>();
+              reconstruction->write(first, n, restored_f.data());
+            } else if (reconstruction) {
+              reconstruction->write(first, n, y_data.data());
+            }
+          });
     });
   }
   comm.allreduce_sum(std::span<double>(sums));
@@ -79,6 +81,5 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
                  .str());
   return result;
 }
-
 
 }  // namespace aetrain

@@ -68,7 +68,7 @@ void FixedSum::sum_chunk(std::span<const float* const> terms, int unit, int64_t 
   const double scale = std::ldexp(1.0, -unit - 31);
   for (const float* term : terms) {
     const float* __restrict x = term + first;
-    for (int i = 0; i < n; ++i) {  // vectorized
+    for (int i = 0; i < n; ++i) {             // vectorized
       const double t = double(x[i]) * scale;  // below 2^31 in magnitude: exact
       const double high = t + kMagic;
       const double rest = (t - (high - kMagic)) * 0x1p31;  // at most 2^30: exact

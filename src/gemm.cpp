@@ -48,7 +48,8 @@ constexpr double kMinWorkPerThread = 50000.0;
 // computeProductBlockingSizes, general_matrix_matrix_product, packet_traits), which are not a
 // public API and change between releases: checked against 3.4 (Debian 12 and 13 ship 3.4.0).
 #if !EIGEN_VERSION_AT_LEAST(3, 4, 0) || EIGEN_VERSION_AT_LEAST(3, 4, 90)
-#error "src/gemm.cpp calls Eigen 3.4's internal GEMM entry points; check them against this Eigen before building with it"
+#error \
+    "src/gemm.cpp calls Eigen 3.4's internal GEMM entry points; check them against this Eigen before building with it"
 #endif
 
 // Eigen's level-3 blocking, pointed at our preallocated packing buffers.
@@ -103,8 +104,8 @@ void kernel(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index 
             Index ldc, OwnedBlocking<S>& blocking) {
   Eigen::internal::general_matrix_matrix_product<Index, S, LhsOrder, false, S, RhsOrder, false,
                                                  Eigen::ColMajor, 1>::run(m, n, k, a, lda, b, ldb,
-                                                                          c, 1, ldc, S(1),
-                                                                          blocking, nullptr);
+                                                                          c, 1, ldc, S(1), blocking,
+                                                                          nullptr);
 }
 
 // Small products: straight from the operands, no packing. Below kBackendMinWork multiply-adds
@@ -198,8 +199,8 @@ void axpy_columns(Index m, Index k, const S* a, Index lda, const S* b, Index rb,
 
 // c (m,n) = [c +] a (m,k) b (k,n): a column-major, b through strides.
 template <class S>
-void axpy_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index rb,
-                  Index cb, S* c, Index ldc, bool accumulate) {
+void axpy_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, Index rb, Index cb,
+                  S* c, Index ldc, bool accumulate) {
   for (Index j = 0; j < n; j += 4) {
     const S* bj = b + j * cb;
     S* cj = c + j * ldc;
@@ -244,7 +245,8 @@ template <class S, int NC>
 void dot_columns(Index m, Index k, const S* a, Index lda, const S* b, Index ldb, S* c, Index ldc,
                  bool accumulate) {
   Index i = 0;
-  for (; i + 3 <= m; i += 3) dot_tile<S, 3, NC>(k, a + i * lda, lda, b, ldb, c + i, ldc, accumulate);
+  for (; i + 3 <= m; i += 3)
+    dot_tile<S, 3, NC>(k, a + i * lda, lda, b, ldb, c + i, ldc, accumulate);
   for (; i < m; ++i) dot_tile<S, 1, NC>(k, a + i * lda, lda, b, ldb, c + i, ldc, accumulate);
 }
 
@@ -271,8 +273,8 @@ void dot_product(Index m, Index n, Index k, const S* a, Index lda, const S* b, I
 // every call, which costs microseconds and, on one thread, an allocation in libgomp.
 template <class S>
 struct MicroKernel {
-  using Fn = void (*)(dim_t, dim_t, dim_t, const S*, const S*, const S*, const S*, S*, inc_t,
-                      inc_t, const auxinfo_t*, const cntx_t*);
+  using Fn = void (*)(dim_t, dim_t, dim_t, const S*, const S*, const S*, const S*, S*, inc_t, inc_t,
+                      const auxinfo_t*, const cntx_t*);
   const cntx_t* cntx;
   Fn fn;
   Index mr, nr, mc, kc, nc;
@@ -377,9 +379,8 @@ void micro_gemm(const MicroKernel<S>& uk, Index m, Index n, Index k, View<S> a, 
             bli_auxinfo_set_next_a(const_cast<S*>(ir + uk.mr < mc ? a_panel + uk.mr * kc : pa),
                                    &aux);
             bli_auxinfo_set_next_b(const_cast<S*>(b_panel), &aux);
-            uk.fn(std::min(uk.mr, mc - ir), std::min(uk.nr, nc - jr), kc, &one, a_panel,
-                  b_panel, beta, c + (ic + ir) * rs_c + (jc + jr) * cs_c, rs_c, cs_c, &aux,
-                  uk.cntx);
+            uk.fn(std::min(uk.mr, mc - ir), std::min(uk.nr, nc - jr), kc, &one, a_panel, b_panel,
+                  beta, c + (ic + ir) * rs_c + (jc + jr) * cs_c, rs_c, cs_c, &aux, uk.cntx);
           }
         }
       }
@@ -390,8 +391,8 @@ void micro_gemm(const MicroKernel<S>& uk, Index m, Index n, Index k, View<S> a, 
 // c (m,n) = op(a) op(b) (+ c) on column-major storage, one thread. A kernel that prefers rows
 // computes the transposed product c^T = op(b)^T op(a)^T, whose rows are c's columns.
 template <class S>
-void blis_kernel(Index m, Index n, Index k, const S* a, Index lda, Op op_a, const S* b,
-                 Index ldb, Op op_b, S* c, Index ldc, bool accumulate, S* pa, S* pb) {
+void blis_kernel(Index m, Index n, Index k, const S* a, Index lda, Op op_a, const S* b, Index ldb,
+                 Op op_b, S* c, Index ldc, bool accumulate, S* pa, S* pb) {
   const MicroKernel<S>& uk = MicroKernel<S>::get();
   const View<S> av = op_a == Op::none ? View<S>{a, 1, lda} : View<S>{a, lda, 1};
   const View<S> bv = op_b == Op::none ? View<S>{b, 1, ldb} : View<S>{b, ldb, 1};
@@ -427,8 +428,8 @@ void Gemm<S>::reserve(Index m, Index n, Index k) {
 }
 
 template <class S>
-void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatrixMap<S> b,
-                         Op op_b, bool accumulate) {
+void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatrixMap<S> b, Op op_b,
+                         bool accumulate) {
   const Index m = c.rows(), n = c.cols();
   const Index k = op_a == Op::none ? a.cols() : a.rows();
   const Index a_rows = op_a == Op::none ? a.rows() : a.cols();
@@ -451,8 +452,8 @@ void Gemm<S>::operator()(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatr
   }
   const Split sp = split_for<S>(m, n, k, threads_);
 #if defined(AETRAIN_GEMM_BLIS)
-  const bool backend = MicroKernel<S>::get().serves &&
-                       double(m) * double(n) * double(k) >= double(kBackendMinWork);
+  const bool backend =
+      MicroKernel<S>::get().serves && double(m) * double(n) * double(k) >= double(kBackendMinWork);
   if (backend && capacity_b_ < MicroKernel<S>::get().room_b(std::max(m, n)))
     throw std::logic_error("gemm: a product wider than reserve() was told");
 #endif
@@ -513,10 +514,9 @@ void gemm_ref(MatrixMap<S> c, ConstMatrixMap<S> a, Op op_a, ConstMatrixMap<S> b,
 }
 
 std::string gemm_backend() {
-  const std::string eigen = "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." +
-                            std::to_string(EIGEN_MAJOR_VERSION) + "." +
-                            std::to_string(EIGEN_MINOR_VERSION) + " packed kernel, compiled for " +
-                            compiled_simd();
+  const std::string eigen =
+      "Eigen " + std::to_string(EIGEN_WORLD_VERSION) + "." + std::to_string(EIGEN_MAJOR_VERSION) +
+      "." + std::to_string(EIGEN_MINOR_VERSION) + " packed kernel, compiled for " + compiled_simd();
   const std::string direct = "aetrain's unpacked kernel for products under " +
                              std::to_string(kBackendMinWork) + " multiply-adds with B as stored";
 #if defined(AETRAIN_GEMM_BLIS)

@@ -1,8 +1,8 @@
 #include "gradient_sum.hpp"
 
+#include <omp.h>
 #include <algorithm>
 #include <cmath>
-#include <omp.h>
 #include <stdexcept>
 #include <string>
 
@@ -21,8 +21,7 @@ class PlainSum final : public GradientSum {
 
   int64_t* positions() override { return nullptr; }
 
-  void compute(ConstMatrixMap<float> input, ConstMatrixMap<float> target,
-               Timers& timers) override {
+  void compute(ConstMatrixMap<float> input, ConstMatrixMap<float> target, Timers& timers) override {
     Clock::time_point t = Clock::now();
     loss_ = model_.forward(input, target);
     t = timers.lap(Phase::forward, t);
@@ -79,8 +78,7 @@ class ExactSum final : public GradientSum {
 
   int64_t* positions() override { return positions_.data(); }
 
-  void compute(ConstMatrixMap<float> input, ConstMatrixMap<float> target,
-               Timers& timers) override {
+  void compute(ConstMatrixMap<float> input, ConstMatrixMap<float> target, Timers& timers) override {
     const Clock::time_point t = Clock::now();
     const Index n = input.cols(), cols = input.rows();
     const size_t params = model_.params().size();
@@ -90,8 +88,7 @@ class ExactSum final : public GradientSum {
     // any P).
     block_start_.clear();
     for (Index i = 0; i < n; ++i)
-      if (i == 0 ||
-          positions_[size_t(i)] / block_rows_ != positions_[size_t(i) - 1] / block_rows_)
+      if (i == 0 || positions_[size_t(i)] / block_rows_ != positions_[size_t(i) - 1] / block_rows_)
         block_start_.push_back(i);
     const int64_t mine = int64_t(block_start_.size());
     if (size_t(mine) > block_terms_.size())  // the columns come in position order
@@ -188,12 +185,12 @@ class ExactSum final : public GradientSum {
   int64_t block_rows_;
   std::deque<Autoencoder<float>> workers_;  // one per thread
   std::optional<FixedSum> exact_;
-  AlignedVector<float> block_grads_;       // (parameters) a block, for this rank's blocks
-  std::vector<const float*> block_terms_;  // where each of them starts
+  AlignedVector<float> block_grads_;                 // (parameters) a block, for this rank's blocks
+  std::vector<const float*> block_terms_;            // where each of them starts
   std::vector<std::vector<uint32_t>> thread_peaks_;  // each thread's, then
   std::vector<uint32_t> peaks_;                      // this rank's, then all ranks'
-  std::vector<int64_t> positions_;    // each column's position in the global batch
-  std::vector<int64_t> block_start_;  // the step's blocks: first columns, then the end
+  std::vector<int64_t> positions_;                   // each column's position in the global batch
+  std::vector<int64_t> block_start_;         // the step's blocks: first columns, then the end
   std::vector<int64_t> piece_sums_, share_;  // a piece's sums on this rank, and over all ranks
   std::vector<int> share_counts_;            // each rank's share of a piece
   std::vector<double> sums_;                 // the totals, then each block's loss sum
@@ -208,8 +205,7 @@ std::unique_ptr<GradientSum> plain_gradient_sum(Autoencoder<float>& model, const
 std::unique_ptr<GradientSum> exact_gradient_sum(Autoencoder<float>& model, const Comm& comm,
                                                 int threads, double alpha, int64_t global_batch,
                                                 int64_t block_rows, int64_t columns) {
-  return std::make_unique<ExactSum>(model, comm, threads, alpha, global_batch, block_rows,
-                                    columns);
+  return std::make_unique<ExactSum>(model, comm, threads, alpha, global_batch, block_rows, columns);
 }
 
 }  // namespace aetrain

@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <utility>
 #include <mutex>
 #include <numeric>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 namespace aetrain::h5 {
 namespace {
@@ -106,7 +106,9 @@ Reason reason() {
   if (!r.checksum.empty()) throw Damaged(object.empty() ? what : object, one_line(r.checksum));
   const bool system = !r.system.empty() || !r.mpi.empty();
   throw Failure(what,
-                one_line(!r.system.empty() ? r.system : !r.mpi.empty() ? r.mpi : r.innermost),
+                one_line(!r.system.empty() ? r.system
+                         : !r.mpi.empty()  ? r.mpi
+                                           : r.innermost),
                 system);
 }
 
@@ -212,8 +214,7 @@ Handle creation(Storage storage, const std::vector<int64_t>& dims, size_t value_
 // chunks of a 1.8-format file has no checksum, so a damaged key would lose its chunk. Nor may
 // a chunk be marked to skip its filters (the checksum among them).
 void check_chunks(const Handle& dataset, const std::string& object) {
-  Handle dcpl(check_id(H5Dget_create_plist(dataset.id()), "creation properties", object),
-              H5Pclose);
+  Handle dcpl(check_id(H5Dget_create_plist(dataset.id()), "creation properties", object), H5Pclose);
   if (H5Pget_layout(dcpl.id()) != H5D_CHUNKED) return;
   Handle s = space(H5Dget_space(dataset.id()));
   const int rank = H5Sget_simple_extent_ndims(s.id());
@@ -248,10 +249,10 @@ void check_chunks(const Handle& dataset, const std::string& object) {
 
 void write_attr(const Handle& obj, const std::string& name, hid_t file_type, hid_t mem_type,
                 const Handle& where, const void* value) {
-  Handle a(check_id(H5Acreate2(obj.id(), name.c_str(), file_type, where.id(), H5P_DEFAULT,
-                               H5P_DEFAULT),
-                    "create attribute " + name),
-           H5Aclose);
+  Handle a(
+      check_id(H5Acreate2(obj.id(), name.c_str(), file_type, where.id(), H5P_DEFAULT, H5P_DEFAULT),
+               "create attribute " + name),
+      H5Aclose);
   check(H5Awrite(a.id(), mem_type, value), "write attribute " + name);
 }
 
@@ -372,8 +373,7 @@ void checksummed_format(const Handle& fapl) {
 
 }  // namespace
 
-MemoryFile::MemoryFile(int64_t userblock, bool checksummed)
-    : buffer_(std::make_unique<Buffer>()) {
+MemoryFile::MemoryFile(int64_t userblock, bool checksummed) : buffer_(std::make_unique<Buffer>()) {
   const Guard guard;
   quiet_once();
   static int files = 0;  // the core driver tells open files apart by name
@@ -440,8 +440,7 @@ Handle create_dataset(const Handle& loc, const std::string& path, const std::vec
   check(H5Pset_create_intermediate_group(lcpl.id(), 1), "link creation");
   Handle dcpl = untimed(H5P_DATASET_CREATE);
   return {check_id(H5Dcreate2(loc.id(), path.c_str(), float64 ? H5T_IEEE_F64LE : H5T_IEEE_F32LE,
-                              s.id(), lcpl.id(),
-                              dcpl.id(), H5P_DEFAULT),
+                              s.id(), lcpl.id(), dcpl.id(), H5P_DEFAULT),
                    "create dataset " + path),
           H5Dclose};
 }
@@ -576,11 +575,10 @@ Handle open_dataset(const Handle& loc, const std::string& path) {
 Handle open_dataset_to_stream(const Handle& loc, const std::string& path) {
   const Guard guard;
   Handle dapl = plist(H5P_DATASET_ACCESS);
-  check(H5Pset_chunk_cache(dapl.id(), H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0,
-                           H5D_CHUNK_CACHE_W0_DEFAULT),
-        "dataset access");
-  return {check_id(H5Dopen2(loc.id(), path.c_str(), dapl.id()), "open dataset " + path),
-          H5Dclose};
+  check(
+      H5Pset_chunk_cache(dapl.id(), H5D_CHUNK_CACHE_NSLOTS_DEFAULT, 0, H5D_CHUNK_CACHE_W0_DEFAULT),
+      "dataset access");
+  return {check_id(H5Dopen2(loc.id(), path.c_str(), dapl.id()), "open dataset " + path), H5Dclose};
 }
 
 bool is_dataset(const Handle& loc, const std::string& path) {
@@ -630,8 +628,8 @@ std::string type_name(const Handle& dataset) {
   const std::string bits = std::to_string(8 * H5Tget_size(t.id())) + "-bit ";
   switch (H5Tget_class(t.id())) {
     case H5T_FLOAT: return bits + "float";
-    case H5T_INTEGER: return bits + (H5Tget_sign(t.id()) == H5T_SGN_NONE ? "unsigned " : "") +
-                             "integer";
+    case H5T_INTEGER:
+      return bits + (H5Tget_sign(t.id()) == H5T_SGN_NONE ? "unsigned " : "") + "integer";
     case H5T_STRING: return "string";
     case H5T_COMPOUND: return "compound";
     case H5T_ENUM: return "enum";
@@ -801,9 +799,8 @@ void write_typed(const Handle& loc, const std::string& name, const std::vector<i
   // filter.
   const int64_t rows = checksummed_chunk_rows(dims, value_size);
   if (rows > 0 && H5Tequal(file_type, mem_type) > 0) {
-    const size_t row_bytes =
-        value_size * size_t(std::accumulate(dims.begin() + 1, dims.end(), int64_t(1),
-                                            std::multiplies<>()));
+    const size_t row_bytes = value_size * size_t(std::accumulate(dims.begin() + 1, dims.end(),
+                                                                 int64_t(1), std::multiplies<>()));
     thread_local std::vector<unsigned char> chunk;  // kept: no page faults per chunk
     std::vector<hsize_t> origin(dims.size(), 0);
     for (int64_t first = 0; first < dims[0]; first += rows) {
@@ -815,8 +812,7 @@ void write_typed(const Handle& loc, const std::string& name, const std::vector<i
                   bytes);
       std::memset(chunk.data() + bytes, 0, whole - bytes);
       const uint32_t sum = fletcher32(chunk.data(), whole);
-      for (size_t i = 0; i < 4; ++i)
-        chunk[whole + i] = static_cast<unsigned char>(sum >> (8 * i));
+      for (size_t i = 0; i < 4; ++i) chunk[whole + i] = static_cast<unsigned char>(sum >> (8 * i));
       origin[0] = hsize_t(first);
       check(H5Dwrite_chunk(d.id(), H5P_DEFAULT, 0, origin.data(), whole + 4, chunk.data()),
             "write dataset " + name);
@@ -838,7 +834,7 @@ std::vector<T> read_typed(const Handle& loc, const std::string& path,
   std::vector<T> out(static_cast<size_t>(n));
   check_chunks(d, object);
   check(H5Dread(d.id(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()),
-          "read dataset " + path, object);
+        "read dataset " + path, object);
   return out;
 }
 
@@ -1008,7 +1004,6 @@ std::vector<int64_t> read_int_array_attribute(const Handle& obj, const std::stri
   return value;
 }
 
-
 // ---- The files a dataset reaches into ----------------------------------------------------------
 // The rules below follow HDF5 1.10.8 and 1.14 line by line: H5F_prefix_open_file (links and
 // virtual sources), H5D__build_file_prefix and H5_combine_path (raw files), H5_build_extpath
@@ -1175,8 +1170,8 @@ class Walker {
       check(H5Lget_info(cur.id(), part.c_str(), &info, H5P_DEFAULT), "link " + at);
       Handle next;
       if (info.type == H5L_TYPE_HARD) {
-        next = Handle(check_id(H5Oopen(cur.id(), part.c_str(), H5P_DEFAULT), "open " + at),
-                      H5Oclose);
+        next =
+            Handle(check_id(H5Oopen(cur.id(), part.c_str(), H5P_DEFAULT), "open " + at), H5Oclose);
       } else if (info.type == H5L_TYPE_SOFT || info.type == H5L_TYPE_EXTERNAL) {
         std::string value(info.u.val_size, '\0');
         check(H5Lget_val(cur.id(), part.c_str(), value.data(), value.size(), H5P_DEFAULT),
@@ -1335,8 +1330,9 @@ class Walker {
       return std::nullopt;
     }
     if (!p) {
-      const bool deeper_failed = std::any_of(deps.begin() + std::ptrdiff_t(before), deps.end(),
-                                             [](const Dependency& x) { return x.status != Status::ok; });
+      const bool deeper_failed =
+          std::any_of(deps.begin() + std::ptrdiff_t(before), deps.end(),
+                      [](const Dependency& x) { return x.status != Status::ok; });
       if (!deeper_failed) {
         deps[size_t(index)].status = Status::no_object;
         deps[size_t(index)].missing = lost;
@@ -1445,8 +1441,7 @@ herr_t visit_member(hid_t group, const char* name, const H5L_info_t* info, void*
   const std::string parent = walk.path;
   walk.path = (parent == "/" ? "/" : parent + "/") + name;
   try {
-    Handle member(check_id(H5Oopen(group, name, H5P_DEFAULT), "open object", walk.path),
-                  H5Oclose);
+    Handle member(check_id(H5Oopen(group, name, H5P_DEFAULT), "open object", walk.path), H5Oclose);
     walk_object(member.id(), walk);
   } catch (...) {
     walk.error = std::current_exception();
@@ -1461,9 +1456,9 @@ herr_t visit_member(hid_t group, const char* name, const H5L_info_t* info, void*
 // dataset, its members if it is a group. The first failure stops the walk.
 void walk_object(hid_t obj, DamageWalk& walk) {
   hsize_t at = 0;
-  check(H5Aiterate2(obj, H5_INDEX_NAME, H5_ITER_INC, &at,
-                    [](hid_t, const char*, const H5A_info_t*, void*) -> herr_t { return 0; },
-                    nullptr),
+  check(H5Aiterate2(
+            obj, H5_INDEX_NAME, H5_ITER_INC, &at,
+            [](hid_t, const char*, const H5A_info_t*, void*) -> herr_t { return 0; }, nullptr),
         "list attributes", walk.path);
   if (H5Iget_type(obj) == H5I_DATASET) read_all(obj, walk.path);
   if (H5Iget_type(obj) != H5I_GROUP) return;

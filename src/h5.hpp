@@ -12,8 +12,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <utility>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "aetrain/comm.hpp"
@@ -195,15 +195,15 @@ struct Dependency {
   };
   DependencyKind kind = DependencyKind::external_link;
   Status status = Status::ok;
-  int parent = -1;      // the dependency this one was found through; -1: the dataset asked for
-  std::string holder;   // the file that names it, as opened
-  std::string object;   // in holder: the external link, or the dataset with the mapping or raw file
-  std::string name;     // the file name as stored ("." for the holder itself)
-  std::string target;   // the object named in that file (empty for raw files)
+  int parent = -1;     // the dependency this one was found through; -1: the dataset asked for
+  std::string holder;  // the file that names it, as opened
+  std::string object;  // in holder: the external link, or the dataset with the mapping or raw file
+  std::string name;    // the file name as stored ("." for the holder itself)
+  std::string target;  // the object named in that file (empty for raw files)
   std::vector<std::string> tried;  // the candidates looked at, in order
-  std::string path;     // the file found (or the candidate that is not HDF5)
-  std::string missing;  // no_object: the path in `path` that does not exist
-  std::string error;    // failed: HDF5's reason
+  std::string path;                // the file found (or the candidate that is not HDF5)
+  std::string missing;             // no_object: the path in `path` that does not exist
+  std::string error;               // failed: HDF5's reason
   // Virtual sources: the mapping's bounding boxes (first and last index in each dimension) in
   // the virtual dataset (whose dimensions follow) and in the source, or all of the source (whose
   // dimensions are then whatever they are when it is read), the values the mapping fills, and
@@ -278,8 +278,7 @@ std::vector<double> read_dataset_f64(const Handle& loc, const std::string& path,
 void write_attribute(const Handle& obj, const std::string& name, const std::string& value);
 void write_attribute(const Handle& obj, const std::string& name, int64_t value);
 void write_attribute(const Handle& obj, const std::string& name, double value);
-void write_attribute(const Handle& obj, const std::string& name,
-                     const std::vector<int64_t>& value);
+void write_attribute(const Handle& obj, const std::string& name, const std::vector<int64_t>& value);
 /// Throws Damaged where the object's attribute storage is damaged.
 bool has_attribute(const Handle& obj, const std::string& name);
 std::string read_string_attribute(const Handle& obj, const std::string& name);

@@ -48,9 +48,9 @@ Json inspect_json(const std::string& path, const Checkpoint& c) {
 std::string inspect_text(const std::string& path, const Checkpoint& c) {
   const ModelConfig& m = c.header.model;
   std::string s = path + ": " +
-                  (c.kind == ModelKind::pca      ? "PCA model"
-                   : c.has_training_state        ? "autoencoder checkpoint"
-                                                 : "autoencoder model (no training state)") +
+                  (c.kind == ModelKind::pca ? "PCA model"
+                   : c.has_training_state   ? "autoencoder checkpoint"
+                                            : "autoencoder model (no training state)") +
                   (c.created_by.empty() ? "" : " written by " + c.created_by) + "\n";
   s += "  model:        " + describe(m) + "\n";
   s += "  parameters:   " + std::to_string(parameter_count(m)) + "\n";

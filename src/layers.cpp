@@ -113,22 +113,22 @@ void dense_backward_ref(MatrixMap<S> dw, VectorMap<S> db, MatrixMap<S> dx, Const
     }
 }
 
-#define AETRAIN_INSTANTIATE(S)                                                                    \
-  template void dense_forward<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstVectorMap<S>,              \
+#define AETRAIN_INSTANTIATE(S)                                                                     \
+  template void dense_forward<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstVectorMap<S>,               \
                                  ConstMatrixMap<S>, Gemm<S>&);                                     \
-  template void dense_backward_params<S>(MatrixMap<S>, VectorMap<S>, ConstMatrixMap<S>,           \
+  template void dense_backward_params<S>(MatrixMap<S>, VectorMap<S>, ConstMatrixMap<S>,            \
                                          ConstMatrixMap<S>, Gemm<S>&);                             \
-  template void dense_backward_input<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>,       \
+  template void dense_backward_input<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>,        \
                                         Gemm<S>&);                                                 \
-  template void activation_forward<S>(Activation, MatrixMap<S>);                                  \
-  template void activation_backward<S>(Activation, ConstMatrixMap<S>, MatrixMap<S>);              \
-  template double squared_error_sum<S>(ConstMatrixMap<S>, ConstMatrixMap<S>);                     \
-  template void squared_error_backward<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>, S,  \
+  template void activation_forward<S>(Activation, MatrixMap<S>);                                   \
+  template void activation_backward<S>(Activation, ConstMatrixMap<S>, MatrixMap<S>);               \
+  template double squared_error_sum<S>(ConstMatrixMap<S>, ConstMatrixMap<S>);                      \
+  template void squared_error_backward<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>, S,   \
                                           bool);                                                   \
-  template void dense_forward_ref<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstVectorMap<S>,          \
+  template void dense_forward_ref<S>(MatrixMap<S>, ConstMatrixMap<S>, ConstVectorMap<S>,           \
                                      ConstMatrixMap<S>);                                           \
-  template void dense_backward_ref<S>(MatrixMap<S>, VectorMap<S>, MatrixMap<S>,                   \
-                                      ConstMatrixMap<S>, ConstMatrixMap<S>, ConstMatrixMap<S>);
+  template void dense_backward_ref<S>(MatrixMap<S>, VectorMap<S>, MatrixMap<S>, ConstMatrixMap<S>, \
+                                      ConstMatrixMap<S>, ConstMatrixMap<S>);
 AETRAIN_INSTANTIATE(float)
 AETRAIN_INSTANTIATE(double)
 #undef AETRAIN_INSTANTIATE

@@ -44,7 +44,9 @@ Json& Json::raw(const std::string& key, const std::string& json) {
   return *this;
 }
 
-Json& Json::add(const std::string& key, const std::string& value) { return raw(key, quoted(value)); }
+Json& Json::add(const std::string& key, const std::string& value) {
+  return raw(key, quoted(value));
+}
 
 namespace {
 
@@ -83,14 +85,15 @@ Json& Json::add(const std::string& key, const std::vector<Json>& value) {
 }
 
 const char* phase_name(Phase p) {
-  static const char* names[kPhaseCount] = {"data",   "forward", "backward",
-                                           "allreduce", "update", "checkpoint"};
+  static const char* names[kPhaseCount] = {"data",      "forward", "backward",
+                                           "allreduce", "update",  "checkpoint"};
   return names[size_t(p)];
 }
 
 namespace {
 
-// {"min", "avg", "max", "sum"} over ranks of every value, in three collectives whatever their number.
+// {"min", "avg", "max", "sum"} over ranks of every value, in three collectives whatever their
+// number.
 template <size_t N>
 std::array<Json, N> spreads(std::array<double, N> values, const Comm& comm) {
   std::array<double, N> lo = values, hi = values;
@@ -99,7 +102,11 @@ std::array<Json, N> spreads(std::array<double, N> values, const Comm& comm) {
   comm.allreduce_sum(std::span<double>(values));
   std::array<Json, N> out;
   for (size_t i = 0; i < N; ++i)
-    out[i].add("min", lo[i]).add("avg", values[i] / comm.size()).add("max", hi[i]).add("sum", values[i]);
+    out[i]
+        .add("min", lo[i])
+        .add("avg", values[i] / comm.size())
+        .add("max", hi[i])
+        .add("sum", values[i]);
   return out;
 }
 
@@ -128,8 +135,8 @@ Log::~Log() {
 
 void Log::open_metrics(const std::string& path, bool append, const Comm& comm) {
   comm.root_decides([&] {
-    metrics_fd_ = ::open(path.c_str(),
-                         O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
+    metrics_fd_ =
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
     if (metrics_fd_ < 0)
       throw Error(ExitCode::usage, path + ": cannot open the metrics file for writing (" +
                                        std::strerror(errno) + ")");

@@ -79,7 +79,8 @@ int report(const Error& e, const Comm& world) {
       return int(e.code());
     }
     // A rank-local condition raised as a replicated one (fail_replicated): a bug, made loud.
-    print_error(rank + e.what() + " (internal error: raised as an error that every rank "
+    print_error(rank + e.what() +
+                " (internal error: raised as an error that every rank "
                 "reaches, but not every rank reached it; please report this)");
     world.abort(int(e.code()));
   }

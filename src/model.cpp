@@ -56,8 +56,8 @@ Index parameter_count(const ModelConfig& config) {
 std::string describe(const ModelConfig& m) {
   std::string s = std::to_string(m.input_dim);
   for (int64_t w : m.encoder_widths) s += "-" + std::to_string(w);
-  return s + " (" + name_of(m.activation) + ", code " + name_of(m.code_activation) +
-         ", output " + name_of(m.output_activation) + ")";
+  return s + " (" + name_of(m.activation) + ", code " + name_of(m.code_activation) + ", output " +
+         name_of(m.output_activation) + ")";
 }
 
 template <class S>
@@ -73,10 +73,9 @@ Autoencoder<S>::Autoencoder(const ModelConfig& config, Index max_batch, int thre
       gemm_(threads) {
   if (alpha < 0 || alpha > 1) throw std::invalid_argument("alpha must be in [0, 1]");
   if (alpha > 0 && config.encoder_widths.back() != config.input_dim)
-    throw std::invalid_argument("alpha > 0 needs the code width (" +
-                                std::to_string(config.encoder_widths.back()) +
-                                ") to equal the input width (" +
-                                std::to_string(config.input_dim) + ")");
+    throw std::invalid_argument(
+        "alpha > 0 needs the code width (" + std::to_string(config.encoder_widths.back()) +
+        ") to equal the input width (" + std::to_string(config.input_dim) + ")");
   Index widest = 0;
   for (const LayerShape& l : layers_) {
     acts_.emplace_back(l.out, max_batch_);
@@ -126,13 +125,15 @@ double Autoencoder<S>::forward(ConstMatrixMap<S> input, ConstMatrixMap<S> target
   double loss = 0;
   if (alpha_ < 1) loss += (1 - alpha_) * squared_error_sum<S>(y, target);
   if (alpha_ > 0)
-    loss += alpha_ * squared_error_sum<S>(std::as_const(*this).activations(code_layer_, n_), target);
+    loss +=
+        alpha_ * squared_error_sum<S>(std::as_const(*this).activations(code_layer_, n_), target);
   return loss;
 }
 
 template <class S>
 void Autoencoder<S>::backward(std::span<S> out) {
-  if (out.size() != size_t(n_params_)) throw std::logic_error("backward: gradient of the wrong size");
+  if (out.size() != size_t(n_params_))
+    throw std::logic_error("backward: gradient of the wrong size");
   const Index n = n_;
   const auto& self = std::as_const(*this);
   ConstMatrixMap<S> x(x_, config_.input_dim, n);

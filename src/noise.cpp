@@ -31,7 +31,8 @@ Noise parse_noise(const std::string& spec) {
   const char* end = spec.data() + spec.size();
   const auto [stop, ec] = std::from_chars(begin, end, value);
   if (ec != std::errc() || stop != end || begin == end || !std::isfinite(value))
-    throw std::invalid_argument("'" + spec + "': '" + std::string(begin, end) + "' is not a number");
+    throw std::invalid_argument("'" + spec + "': '" + std::string(begin, end) +
+                                "' is not a number");
   if (kind == "gaussian") {
     if (!(value > 0)) throw std::invalid_argument("'" + spec + "': SIGMA must be above 0");
     return {Noise::Kind::gaussian, value};

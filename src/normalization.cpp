@@ -40,8 +40,8 @@ void validate(const Normalization& n, Index d) {
   if (n.identity()) return;
   if (n.offset.size() != d || n.scale.size() != d)
     throw std::invalid_argument("the normalization has " + std::to_string(n.offset.size()) +
-                                " offsets and " + std::to_string(n.scale.size()) +
-                                " scales for " + std::to_string(d) + " columns");
+                                " offsets and " + std::to_string(n.scale.size()) + " scales for " +
+                                std::to_string(d) + " columns");
   if (!n.offset.allFinite() || !n.scale.allFinite() || (n.scale.array() <= 0).any())
     throw std::invalid_argument(
         "the normalization has a non-finite offset or scale, or a scale that is not positive");

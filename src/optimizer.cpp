@@ -63,10 +63,9 @@ bool Adam<S>::step(std::span<S> params, std::span<const S> grads, S grad_scale, 
   for_slices(int64_t(n), 1, [&](int64_t begin, int64_t end) {
     for (const Segment& s : segments_) {
       const int64_t lo = std::max(begin, int64_t(s.begin)), hi = std::min(end, int64_t(s.end));
-      if (lo < hi &&
-          !adam_update<S>(lo, hi, params.data(), grads.data(), m_.data(), v_.data(), grad_scale,
-                          step_size, v_scale, S(config_.beta1), S(config_.beta2),
-                          S(config_.epsilon), s.decays ? keep : S(1)))
+      if (lo < hi && !adam_update<S>(lo, hi, params.data(), grads.data(), m_.data(), v_.data(),
+                                     grad_scale, step_size, v_scale, S(config_.beta1),
+                                     S(config_.beta2), S(config_.epsilon), s.decays ? keep : S(1)))
         finite = false;
     }
   });

@@ -24,8 +24,8 @@ namespace {
 
 // What is at a path, as far as outputs care.
 enum class Found {
-  none,        // nothing
-  empty,       // an empty file: nothing to lose
+  none,   // nothing
+  empty,  // an empty file: nothing to lose
   directory,
   special,     // not a regular file (a device, a pipe)
   checkpoint,  // an aetrain training checkpoint
@@ -201,8 +201,8 @@ void check_on_root(const OutputPlan& plan) {
   std::vector<Output> outputs;
   for (const Output& o : plan.outputs) {
     outputs.push_back(o);
-    const bool renamed = o.kind == FileKind::checkpoint || o.kind == FileKind::pca_model ||
-                         o.kind == FileKind::data;
+    const bool renamed =
+        o.kind == FileKind::checkpoint || o.kind == FileKind::pca_model || o.kind == FileKind::data;
     if (renamed && o.path.find("<N>") == std::string::npos)
       outputs.push_back({o.option + "'s scratch file", o.path + ".tmp", FileKind::scratch});
   }
@@ -284,8 +284,8 @@ OutputPlan train_outputs(const TrainConfig& c, const Sources& data, const Source
   if (!c.checkpoint.empty()) {
     plan.outputs.push_back({"--checkpoint", c.checkpoint, FileKind::checkpoint});
     if (c.early_stop > 0)
-      plan.outputs.push_back({"--early-stop's best model", c.checkpoint + ".best",
-                              FileKind::checkpoint});
+      plan.outputs.push_back(
+          {"--early-stop's best model", c.checkpoint + ".best", FileKind::checkpoint});
     if (c.keep > 1)
       plan.outputs.push_back({"--keep's copies", c.checkpoint + ".step<N>", FileKind::checkpoint});
   }
@@ -360,8 +360,7 @@ void write_new_file(const std::string& path, std::string_view bytes,
       std::max<size_t>(1, std::min<size_t>(size_t(16) << 20, (bytes.size() + 1) / 2));
   size_t written = 0;
   while (written < bytes.size()) {
-    const ssize_t n =
-        ::write(fd, bytes.data() + written, std::min(piece, bytes.size() - written));
+    const ssize_t n = ::write(fd, bytes.data() + written, std::min(piece, bytes.size() - written));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (n == 0) errno = ENOSPC;  // a write that makes no progress
@@ -391,7 +390,7 @@ void reserve_space(const std::string& path, int64_t bytes) {
   ::close(fd);
   if (rc == 0) return;
   if (saved == EOPNOTSUPP || saved == ENOSYS) return;  // this file system cannot reserve space
-  release_space(path);  // what a failed reservation may have kept
+  release_space(path);                                 // what a failed reservation may have kept
   errno = saved;
   fail_with_errno();
 }

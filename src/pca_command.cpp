@@ -4,8 +4,8 @@
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/commands.hpp"
 #include "aetrain/data.hpp"
-#include "aetrain/outputs.hpp"
 #include "aetrain/normalization.hpp"
+#include "aetrain/outputs.hpp"
 #include "aetrain/sources.hpp"
 
 namespace aetrain {
@@ -36,12 +36,13 @@ PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
   comm.root_decides([&] { write_pca_model(c.out, pca, norm); });
   const double explained = pca.explained_variance.sum() / pca.total_variance;
   char text[320];
-  std::snprintf(text, sizeof text,
-                "pca: %lld components of %lld rows x %lld columns%s explain %.2f%% of the "
-                "variance -> %s in %.2f s",
-                (long long)c.components, (long long)sources.rows, (long long)sources.cols,
-                norm.identity() ? "" : (std::string(" (normalized: ") + name_of(norm.kind) + ")").c_str(),
-                100.0 * explained, c.out.c_str(), seconds_since(start));
+  std::snprintf(
+      text, sizeof text,
+      "pca: %lld components of %lld rows x %lld columns%s explain %.2f%% of the "
+      "variance -> %s in %.2f s",
+      (long long)c.components, (long long)sources.rows, (long long)sources.cols,
+      norm.identity() ? "" : (std::string(" (normalized: ") + name_of(norm.kind) + ")").c_str(),
+      100.0 * explained, c.out.c_str(), seconds_since(start));
   log.line(text);
   return pca;
 }

@@ -29,52 +29,49 @@ Report::Report(const TrainConfig& config, const Comm& comm, Log& log)
     : config_(config), comm_(comm), log_(log) {}
 
 void Report::start(const Sources& sources, TrainingData& data, const Normalization& norm,
-                   int64_t parameters, const TrainState& state, bool resumed,
-                   const DataUse& use) {
+                   int64_t parameters, const TrainState& state, bool resumed, const DataUse& use) {
   const int64_t epoch = std::min(state.epoch, config_.epochs - 1);
   const int64_t steps = data.steps_in_epoch(epoch), windows = data.windows_in_epoch(epoch);
   const DataLayout& layout = data.layout();
-  log_.metric(Json()
-                  .add("event", "start")
-                  .add("ranks", comm_.size())
-                  .add("nodes", comm_.nodes())
-                  .add("threads", config_.threads)
-                  .add("model", to_json(config_.model)
-                                    .add("parameters", parameters))
-                  .add("data", Json()
-                                   .add("file", sources.files.front().file)
-                                   .add("files", int64_t(sources.files.size()))
-                                   .add("dataset", config_.data.dataset)
-                                   .add("rows", sources.rows)
-                                   .add("cols", sources.cols)
-                                   .add("steps_per_epoch", steps)
-                                   .add("block_rows", layout.block_rows)
-                                   .add("window_rows", layout.window_rows)
-                                   .add("windows_per_epoch", windows)
-                                   .add("in_memory", data.in_memory())
-                                   .add("memory_budget_mib", mib(use.budget))
-                                   .add("memory_mib", mib(data.memory_bytes())))
-                  .add("normalization", Json()
-                                            .add("kind", name_of(norm.kind))
-                                            .add("rows", norm.rows))
-                  .add("loss_units", norm.identity() ? "data" : "normalized")
-                  .add("global_step", state.global_step)
-                  .add("resumed", resumed)
-                  .add("config", state.config));
+  log_.metric(
+      Json()
+          .add("event", "start")
+          .add("ranks", comm_.size())
+          .add("nodes", comm_.nodes())
+          .add("threads", config_.threads)
+          .add("model", to_json(config_.model).add("parameters", parameters))
+          .add("data", Json()
+                           .add("file", sources.files.front().file)
+                           .add("files", int64_t(sources.files.size()))
+                           .add("dataset", config_.data.dataset)
+                           .add("rows", sources.rows)
+                           .add("cols", sources.cols)
+                           .add("steps_per_epoch", steps)
+                           .add("block_rows", layout.block_rows)
+                           .add("window_rows", layout.window_rows)
+                           .add("windows_per_epoch", windows)
+                           .add("in_memory", data.in_memory())
+                           .add("memory_budget_mib", mib(use.budget))
+                           .add("memory_mib", mib(data.memory_bytes())))
+          .add("normalization", Json().add("kind", name_of(norm.kind)).add("rows", norm.rows))
+          .add("loss_units", norm.identity() ? "data" : "normalized")
+          .add("global_step", state.global_step)
+          .add("resumed", resumed)
+          .add("config", state.config));
   const bool linear_by_default = config_.default_output && norm.kind == NormalizeKind::standard;
-  log_.line("aetrain: model " + describe(config_.model) + ", " +
-            std::to_string(parameters) + " parameters" +
+  log_.line("aetrain: model " + describe(config_.model) + ", " + std::to_string(parameters) +
+            " parameters" +
             (linear_by_default ? " (output linear: the default with --normalize standard)" : "") +
             "; " + std::to_string(sources.rows) + " rows of " + sources.name + ", " +
             std::to_string(steps) + " steps of " + std::to_string(config_.global_batch) +
             (windows > 1 ? " in epoch " + std::to_string(epoch + 1) : " per epoch") +
             (norm.identity() ? ""
-                              : "; normalization " + std::string(name_of(norm.kind)) +
-                                    ", losses in normalized units"));
+                             : "; normalization " + std::string(name_of(norm.kind)) +
+                                   ", losses in normalized units"));
   char text[320];
-  const std::string budget = (config_.data_memory > 0 ? "--data-memory " : "") +
-                             format_mib(use.budget) +
-                             (config_.data_memory > 0 ? "" : " (half this node's memory over its ranks)");
+  const std::string budget =
+      (config_.data_memory > 0 ? "--data-memory " : "") + format_mib(use.budget) +
+      (config_.data_memory > 0 ? "" : " (half this node's memory over its ranks)");
   if (data.in_memory())
     std::snprintf(text, sizeof text, "data: every row in memory, read once: %s per rank of %s",
                   format_mib(data.memory_bytes()).c_str(), budget.c_str());
@@ -117,8 +114,8 @@ void Report::step(const StepResult& r, const TrainState& state, int64_t epoch, i
                  .add("lr", r.lr);
     if (!std::isnan(r.grad_norm)) j.add("grad_norm", r.grad_norm);
     log_.metric(j);
-    log_.line("epoch " + std::to_string(epoch + 1) + " step " +
-              std::to_string(state.global_step) + "  loss " + std::to_string(r.loss));
+    log_.line("epoch " + std::to_string(epoch + 1) + " step " + std::to_string(state.global_step) +
+              "  loss " + std::to_string(r.loss));
   } else if (log_.root() && seconds_since(last_progress_) > 0.25) {
     last_progress_ = Clock::now();
     const double elapsed = seconds_since(epoch_start);
@@ -148,8 +145,8 @@ void Report::data_range(const std::string& name, const TrainingData& data,
                               : "pass --normalize minmax (to [0, 1]), --normalize standard (with a "
                                 "linear output), or --output-activation linear";
   log_.warn(name + ": the training data spans " +
-            (data.in_memory() ? "" : "(in its first window) ") + "[" + shortest(range[0]) +
-            ", " + shortest(-range[1]) + "]" +
+            (data.in_memory() ? "" : "(in its first window) ") + "[" + shortest(range[0]) + ", " +
+            shortest(-range[1]) + "]" +
             (norm.identity() ? "" : std::string(" after --normalize ") + name_of(norm.kind)) +
             ", but a " + name_of(out) + " output produces only [" + shortest(lo) + ", " +
             shortest(hi) + "], so the model cannot fit it: " + fix);
@@ -191,8 +188,8 @@ void Report::end(EpochEnd how, double seconds, int64_t steps, double last_loss,
               (checkpoint.empty() ? std::string()
                                   : "; checkpoint: " + checkpoint + " (continue with --resume)"));
   else if (!checkpoint.empty())
-    log_.line("checkpoint: " + checkpoint + " (epoch " + std::to_string(state.epoch) +
-              ", step " + std::to_string(state.global_step) + ")");
+    log_.line("checkpoint: " + checkpoint + " (epoch " + std::to_string(state.epoch) + ", step " +
+              std::to_string(state.global_step) + ")");
 }
 
 }  // namespace aetrain

@@ -19,9 +19,9 @@ namespace aetrain {
 
 /// The training data's memory and reads, for the end event.
 struct DataUse {
-  int64_t budget = 0;           // bytes per rank allowed
-  double before_mib = 0;        // this process's memory before the data was read
-  int64_t read_at_start = 0;    // this process's bytes read before the data was read
+  int64_t budget = 0;         // bytes per rank allowed
+  double before_mib = 0;      // this process's memory before the data was read
+  int64_t read_at_start = 0;  // this process's bytes read before the data was read
 };
 
 class Report {

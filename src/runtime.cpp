@@ -2,17 +2,17 @@
 
 #include <omp.h>
 #include <sched.h>
-#include <unistd.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #if defined(__SSE3__)
 #include <pmmintrin.h>
 #include <xmmintrin.h>
 #endif
 
 #include <Eigen/Core>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
-#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -52,11 +52,12 @@ int set_up_threads(int flag, const Comm& comm, Log& log) {
   double cpus[2] = {double(usable_cores()), -double(usable_cores())};  // min and -max
   comm.allreduce_min(std::span<double>(cpus));
   const int least = int(cpus[0]), most = int(-cpus[1]);
-  log.line("aetrain: " + std::to_string(comm.size()) + " rank(s) on " +
-           std::to_string(comm.nodes()) + " node(s), " + std::to_string(choice.threads) +
-           " thread(s) per rank (" + choice.source + "); each rank may run on " +
-           (least == most ? std::to_string(least) : std::to_string(least) + "-" + std::to_string(most)) +
-           " CPU(s), rank 0 on CPUs " + affinity_list());
+  log.line(
+      "aetrain: " + std::to_string(comm.size()) + " rank(s) on " + std::to_string(comm.nodes()) +
+      " node(s), " + std::to_string(choice.threads) + " thread(s) per rank (" + choice.source +
+      "); each rank may run on " +
+      (least == most ? std::to_string(least) : std::to_string(least) + "-" + std::to_string(most)) +
+      " CPU(s), rank 0 on CPUs " + affinity_list());
   const int hardware = int(std::thread::hardware_concurrency());
   const int per_node = comm.ranks_on_node() * choice.threads;
   if (per_node > hardware)
@@ -96,8 +97,8 @@ int64_t read_bytes() {
 int64_t node_memory_bytes() {
   int64_t bytes = int64_t(sysconf(_SC_PHYS_PAGES)) * int64_t(sysconf(_SC_PAGESIZE));
   // cgroup v2, then v1: the limit a batch system set, when it is a number below the memory.
-  for (const char* path : {"/sys/fs/cgroup/memory.max",
-                           "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+  for (const char* path :
+       {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
     if (FILE* f = std::fopen(path, "r")) {
       long long limit = 0;
       if (std::fscanf(f, "%lld", &limit) == 1 && limit > 0) bytes = std::min<int64_t>(bytes, limit);
@@ -152,8 +153,8 @@ std::string affinity_list() {
     if (!CPU_ISSET(c, &set)) continue;
     int last = c;
     while (last + 1 < CPU_SETSIZE && CPU_ISSET(last + 1, &set)) ++last;
-    out += (out.empty() ? "" : ",") + std::to_string(c) +
-           (last > c ? "-" + std::to_string(last) : "");
+    out +=
+        (out.empty() ? "" : ",") + std::to_string(c) + (last > c ? "-" + std::to_string(last) : "");
     c = last;
   }
   return out;

@@ -97,8 +97,7 @@ EpochPlan::EpochPlan(std::vector<Block> blocks, int64_t window_rows, int64_t glo
   for (const Block& b : blocks_)
     if (b.rows > window_rows)
       throw std::invalid_argument("epoch plan: a block of " + std::to_string(b.rows) +
-                                  " rows does not fit a window of " +
-                                  std::to_string(window_rows));
+                                  " rows does not fit a window of " + std::to_string(window_rows));
   const size_t m = blocks_.size();
   order_.reserve(m);
   window_start_.reserve(m + 1);
@@ -116,7 +115,8 @@ void EpochPlan::set_epoch(uint64_t seed, int64_t epoch, bool shuffle) {
   std::iota(order_.begin(), order_.end(), int64_t(0));
   if (shuffle) {
     SplitMix64 rng(stream_seed(seed, uint64_t(epoch), kBlockStream));
-    for (int64_t i = m - 1; i > 0; --i) std::swap(order_[size_t(i)], order_[rng.below(uint64_t(i + 1))]);
+    for (int64_t i = m - 1; i > 0; --i)
+      std::swap(order_[size_t(i)], order_[rng.below(uint64_t(i + 1))]);
   }
   window_start_.assign(1, 0);
   window_rows_.clear();
@@ -142,7 +142,8 @@ std::span<const int64_t> EpochPlan::blocks(int64_t w) const {
 
 int64_t EpochPlan::window_of(int64_t t) const {
   return int64_t(std::upper_bound(step_start_.begin(), step_start_.end(), t) -
-                 step_start_.begin()) - 1;
+                 step_start_.begin()) -
+         1;
 }
 
 RowRange even_split(int64_t rows, int rank, int ranks) {

@@ -59,8 +59,7 @@ std::string region(const std::vector<int64_t>& first, const std::vector<int64_t>
   };
   if (first.size() != 2 || last.size() != 2) {
     std::string out = "elements ";
-    for (size_t i = 0; i < first.size(); ++i)
-      out += (i ? " x " : "") + range(first[i], last[i]);
+    for (size_t i = 0; i < first.size(); ++i) out += (i ? " x " : "") + range(first[i], last[i]);
     return out;
   }
   std::string out = (first[0] == last[0] ? "row " : "rows ") + range(first[0], last[0]);
@@ -85,15 +84,14 @@ std::string describe(const Dependency& d) {
              (d.mapped_first.empty()
                   ? ""
                   : " (" + region(d.mapped_first, d.mapped_last, d.virtual_dims) + ")");
-    case DependencyKind::external_file:
-      return "external raw data file " + d.name;
+    case DependencyKind::external_file: return "external raw data file " + d.name;
   }
   return "";
 }
 
 // The variable that tells HDF5 where to look, and its value now.
 std::string variable(DependencyKind kind) {
-  return kind == DependencyKind::external_link   ? "HDF5_EXT_PREFIX"
+  return kind == DependencyKind::external_link    ? "HDF5_EXT_PREFIX"
          : kind == DependencyKind::virtual_source ? "HDF5_VDS_PREFIX"
                                                   : "HDF5_EXTFILE_PREFIX";
 }
@@ -137,7 +135,7 @@ std::string problem(const Dependency& d) {
     case Status::no_object:
       return "is missing: " + where + " has no " +
              (d.kind == DependencyKind::virtual_source && d.missing == d.target ? "dataset "
-                                                                                 : "object ") +
+                                                                                : "object ") +
              d.missing;
     case Status::not_dataset:
       return "cannot be read: " + where + ":" + d.target + " is a group, not a dataset";
@@ -148,16 +146,15 @@ std::string problem(const Dependency& d) {
     case Status::too_deep:
       return "cannot be read: links and virtual datasets nest more than " +
              std::to_string(max_nesting) + " deep here (a cycle?)";
-    case Status::failed:
-      return "cannot be read: " + d.error;
+    case Status::failed: return "cannot be read: " + d.error;
   }
   if (d.kind == DependencyKind::virtual_source) {
     if (d.source_type != h5::TypeClass::floating && d.source_type != h5::TypeClass::integer)
       return "cannot be read: " + where + ":" + d.target + " holds " + d.source_type_name +
              " values; numbers are needed";
     if (d.selects_all) {
-      const int64_t values = std::accumulate(d.source_dims.begin(), d.source_dims.end(),
-                                             int64_t(1), std::multiplies<>());
+      const int64_t values = std::accumulate(d.source_dims.begin(), d.source_dims.end(), int64_t(1),
+                                             std::multiplies<>());
       if (values != d.mapped_values)
         return "does not fit: " + where + ":" + d.target + " is " + dims_text(d.source_dims) +
                " (" + std::to_string(values) + " values); the mapping takes all of it for " +
@@ -171,14 +168,14 @@ std::string problem(const Dependency& d) {
     for (size_t i = 0; i < d.source_dims.size(); ++i)
       if (d.selected_last[i] >= d.source_dims[i])
         return "is too small: " + where + ":" + d.target + " is " + dims_text(d.source_dims) +
-               "; the mapping reads " +
-               region(d.selected_first, d.selected_last, d.source_dims) + " of it";
+               "; the mapping reads " + region(d.selected_first, d.selected_last, d.source_dims) +
+               " of it";
   }
   if (d.kind == DependencyKind::external_file && d.file_bytes < d.offset + d.bytes)
     return "is too short: " + (d.path == d.name ? "it" : d.path) + " holds " +
-           std::to_string(d.file_bytes) +
-           " bytes; the dataset's values are bytes " + std::to_string(d.offset) + "-" +
-           std::to_string(d.offset + d.bytes - 1) + " of it (HDF5 would read the rest as zeros)";
+           std::to_string(d.file_bytes) + " bytes; the dataset's values are bytes " +
+           std::to_string(d.offset) + "-" + std::to_string(d.offset + d.bytes - 1) +
+           " of it (HDF5 would read the rest as zeros)";
   return "";
 }
 
@@ -209,8 +206,8 @@ void check_dependencies(const std::string& file, const std::string& dataset,
                  " files open at once, and this process may open " +
                  std::to_string(limit.rlim_cur) + " (less " + std::to_string(reserved_files) +
                  " for MPI and the outputs); HDF5 would read the rest as the fill value: raise "
-                 "the limit (ulimit -n " + std::to_string(files.size() + reserved_files) +
-                 " before mpirun)");
+                 "the limit (ulimit -n " +
+                 std::to_string(files.size() + reserved_files) + " before mpirun)");
   for (const Dependency& d : deps) inputs.push_back(d.path);
 }
 
@@ -391,8 +388,8 @@ Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept) {
 }
 
 int64_t rows_per_block(int64_t cols) {
-  return std::max<int64_t>(1, (int64_t(4) << 20) /
-                                  (int64_t(sizeof(double)) * std::max<int64_t>(1, cols)));
+  return std::max<int64_t>(
+      1, (int64_t(4) << 20) / (int64_t(sizeof(double)) * std::max<int64_t>(1, cols)));
 }
 
 struct SourceReader::Impl {
@@ -413,9 +410,11 @@ int64_t SourceReader::scratch_bytes(const Sources& sources, const Normalization&
 }
 
 size_t SourceReader::file_of(int64_t row) const {
-  size_t i = size_t(std::upper_bound(sources_.files.begin(), sources_.files.end(), row,
-                                     [](int64_t r, const SourceEntry& e) { return r < e.first_row; }) -
-                    sources_.files.begin()) - 1;
+  size_t i =
+      size_t(std::upper_bound(sources_.files.begin(), sources_.files.end(), row,
+                              [](int64_t r, const SourceEntry& e) { return r < e.first_row; }) -
+             sources_.files.begin()) -
+      1;
   while (sources_.files[i].rows == 0) ++i;  // empty files share their first_row with the next
   return i;
 }
@@ -460,9 +459,7 @@ void SourceReader::read_stored(int64_t first, int64_t n, S* out) {
   }
 }
 
-void SourceReader::read(int64_t first, int64_t n, double* out) {
-  read_stored(first, n, out);
-}
+void SourceReader::read(int64_t first, int64_t n, double* out) { read_stored(first, n, out); }
 
 void SourceReader::read(int64_t first, int64_t n, float* out, const Normalization& norm) {
   if (norm.identity()) {

@@ -31,8 +31,8 @@ ModelConfig model_for(const TrainConfig& config, const Sources& sources) {
     fail_replicated(ExitCode::usage,
                     "--alpha " + shortest(config.alpha) +
                         " needs the code width to equal the input width: the code is " +
-                        std::to_string(m.encoder_widths.back()) + " wide, " +
-                        sources.name + " has " + std::to_string(m.input_dim) + " columns");
+                        std::to_string(m.encoder_widths.back()) + " wide, " + sources.name +
+                        " has " + std::to_string(m.input_dim) + " columns");
   return m;
 }
 
@@ -40,15 +40,15 @@ ModelConfig model_for(const TrainConfig& config, const Sources& sources) {
 void check_sample_blocks(const TrainConfig& config, int64_t block_rows, const Comm& comm) {
   const int64_t blocks = deterministic_blocks(config.global_batch);
   if (comm.size() > blocks)
-    fail_replicated(ExitCode::usage,
-                    "--deterministic cuts the batch of " + std::to_string(config.global_batch) +
-                        " rows into " + std::to_string(blocks) + " sample blocks of " +
-                        std::to_string(block_rows) + ", each trained by one rank: " +
-                        std::to_string(comm.size()) + " ranks need " +
-                        std::to_string(comm.size()) + " blocks; use --batch-size " +
-                        std::to_string(deterministic_batch_for(comm.size(), config.global_batch)) +
-                        " (the next size cut into " + std::to_string(comm.size()) +
-                        " blocks) or run at most " + std::to_string(blocks) + " ranks");
+    fail_replicated(
+        ExitCode::usage,
+        "--deterministic cuts the batch of " + std::to_string(config.global_batch) + " rows into " +
+            std::to_string(blocks) + " sample blocks of " + std::to_string(block_rows) +
+            ", each trained by one rank: " + std::to_string(comm.size()) + " ranks need " +
+            std::to_string(comm.size()) + " blocks; use --batch-size " +
+            std::to_string(deterministic_batch_for(comm.size(), config.global_batch)) +
+            " (the next size cut into " + std::to_string(comm.size()) + " blocks) or run at most " +
+            std::to_string(blocks) + " ranks");
 }
 
 // True when rank 0 (the rank that reads and writes checkpoints) sees `path`.
@@ -129,14 +129,14 @@ void check_options_against(const Checkpoint& c, const std::string& path, bool re
                         std::string(" needs the same values: pass") + pass +
                         (differs("--normalize") && stored.normalize != NormalizeKind::none
                              ? " (the file's statistics are kept, not fitted "
-                                                  "again)"
+                               "again)"
                              : " (`aetrain inspect " + path + "` shows what it stores)")));
   }
   if (h.model.input_dim != s.config.model.input_dim)
-    fail_replicated(ExitCode::checkpoint,
-                    path + ": holds a model for rows of " + std::to_string(h.model.input_dim) +
-                        " columns (" + describe(h.model) + "); " + s.sources.name + " has " +
-                        std::to_string(s.config.model.input_dim));
+    fail_replicated(ExitCode::checkpoint, path + ": holds a model for rows of " +
+                                              std::to_string(h.model.input_dim) + " columns (" +
+                                              describe(h.model) + "); " + s.sources.name + " has " +
+                                              std::to_string(s.config.model.input_dim));
   if (!notices.empty()) log.line("resuming " + path + " with " + notices);
 }
 
@@ -157,9 +157,9 @@ void start_from_checkpoints(RunStart& s, const Comm& comm, Log& log) {
     if (!c.has_training_state)
       fail_replicated(ExitCode::checkpoint,
                       s.config.checkpoint + ": holds a " +
-                          (c.kind == ModelKind::pca ? std::string("PCA model")
-                                                    : "model without training state (no " +
-                                                          c.missing_state + ")") +
+                          (c.kind == ModelKind::pca
+                               ? std::string("PCA model")
+                               : "model without training state (no " + c.missing_state + ")") +
                           "; --resume needs a checkpoint written by aetrain train; use "
                           "--init-from to start from its weights");
     check_options_against(c, s.config.checkpoint, /*resume=*/true, s, log);
@@ -175,10 +175,10 @@ void start_from_checkpoints(RunStart& s, const Comm& comm, Log& log) {
     s.state.best_epoch = h.train.best_epoch;
     s.state.epochs_since_best = h.train.epochs_since_best;
     s.resumed = true;
-    log.line("resuming " + s.config.checkpoint + " at epoch " +
-             std::to_string(s.state.epoch + 1) + ", step " + std::to_string(s.state.global_step) + " (written by " +
-              std::to_string(h.train.world_size) + " ranks, now " +
-              std::to_string(comm.size()) + ")");
+    log.line("resuming " + s.config.checkpoint + " at epoch " + std::to_string(s.state.epoch + 1) +
+             ", step " + std::to_string(s.state.global_step) + " (written by " +
+             std::to_string(h.train.world_size) + " ranks, now " + std::to_string(comm.size()) +
+             ")");
     return;
   }
   if (s.config.resume)
@@ -188,7 +188,7 @@ void start_from_checkpoints(RunStart& s, const Comm& comm, Log& log) {
     check_options_against(*s.from, s.config.init_from, /*resume=*/false, s, log);
     s.norm = s.from->header.normalization;
     log.line("starting from the weights of " + s.config.init_from +
-              (s.norm.identity() ? "" : " and its normalization statistics"));
+             (s.norm.identity() ? "" : " and its normalization statistics"));
   }
 }
 
@@ -201,9 +201,10 @@ void fit_statistics(RunStart& s, const Comm& comm, Log& log) {
   s.norm = fit_normalization(s.config.normalize, moments, &constant);
   if (constant > 0)
     log.warn(s.sources.name + ": " +
-              constant_columns_warning(constant, s.sources.cols, s.config.normalize));
+             constant_columns_warning(constant, s.sources.cols, s.config.normalize));
   char text[256];
-  std::snprintf(text, sizeof text, "normalization: %s statistics of %lld rows x %lld columns in %.2f s",
+  std::snprintf(text, sizeof text,
+                "normalization: %s statistics of %lld rows x %lld columns in %.2f s",
                 name_of(s.norm.kind), (long long)moments.rows, (long long)s.sources.cols,
                 seconds_since(start));
   log.line(text);
@@ -213,11 +214,10 @@ void fit_statistics(RunStart& s, const Comm& comm, Log& log) {
 void choose_data_layout(RunStart& s, const Comm& comm) {
   s.data_budget = s.config.data_memory > 0 ? s.config.data_memory : default_data_memory(comm);
   comm.agree([&] {  // every rank reaches the same verdict; agree keeps it one line
-    s.layout = choose_layout(s.sources, s.config.data_block_rows, s.config.window_rows,
-                             s.data_budget,
-                             s.config.data_memory > 0 ? "--data-memory"
-                                                      : "half this node's memory over its ranks",
-                             s.config.global_batch, comm.size(), s.norm, s.sample_block);
+    s.layout = choose_layout(
+        s.sources, s.config.data_block_rows, s.config.window_rows, s.data_budget,
+        s.config.data_memory > 0 ? "--data-memory" : "half this node's memory over its ranks",
+        s.config.global_batch, comm.size(), s.norm, s.sample_block);
   });
   s.config.data_block_rows = s.state.block_rows = s.layout.block_rows;
   s.config.window_rows = s.state.window_rows = s.layout.window_rows;

@@ -18,11 +18,11 @@ namespace aetrain {
 
 /// What a run starts from.
 struct RunStart {
-  TrainConfig config;  // effective: the model's input width and the layout chosen
-  Sources sources;     // the training rows
-  std::optional<Sources> val;  // the validation rows
-  Normalization norm;          // applied to every row the model sees
-  int64_t sample_block = 1;    // rows of a sample block (--deterministic), else 1
+  TrainConfig config;              // effective: the model's input width and the layout chosen
+  Sources sources;                 // the training rows
+  std::optional<Sources> val;      // the validation rows
+  Normalization norm;              // applied to every row the model sees
+  int64_t sample_block = 1;        // rows of a sample block (--deterministic), else 1
   std::optional<Checkpoint> from;  // the file of --resume (resumed) or --init-from
   bool resumed = false;            // the run continues `from`
   TrainState state;                // where the run starts

@@ -42,9 +42,9 @@ Trainer::Trainer(RunStart&& start, const Comm& comm, Log& log)
       sources_(std::move(start.sources)),
       norm_(start.norm),
       sample_block_(start.sample_block),
-      batch_(sources_.cols,
-             std::max<int64_t>(1, BatchPlan(1, config_.global_batch, comm.rank(), comm.size(),
-                                            sample_block_).classes())),
+      batch_(sources_.cols, std::max<int64_t>(1, BatchPlan(1, config_.global_batch, comm.rank(),
+                                                           comm.size(), sample_block_)
+                                                     .classes())),
       model_(config_.model, batch_.cols(), config_.threads, config_.alpha),
       adam_(config_.adam, model_.params().size(), config_.weight_decay, kernel_ranges(model_)),
       noise_(config_.noise),
@@ -94,12 +94,11 @@ void Trainer::start_data(const DataLayout& layout) {
                 config_.epochs, comm_, sample_block_);
   if (state_.epoch >= config_.epochs) return;  // nothing to train: nothing to read
   if (state_.step_in_epoch >= data_->steps_in_epoch(state_.epoch))
-    fail_replicated(ExitCode::checkpoint,
-                    config_.checkpoint + ": its data cursor (step " +
-                        std::to_string(state_.step_in_epoch) + " of epoch " +
-                        std::to_string(state_.epoch + 1) + ") does not fit " + sources_.name +
-                        "'s " + std::to_string(data_->steps_in_epoch(state_.epoch)) +
-                        " steps in that epoch");
+    fail_replicated(
+        ExitCode::checkpoint,
+        config_.checkpoint + ": its data cursor (step " + std::to_string(state_.step_in_epoch) +
+            " of epoch " + std::to_string(state_.epoch + 1) + ") does not fit " + sources_.name +
+            "'s " + std::to_string(data_->steps_in_epoch(state_.epoch)) + " steps in that epoch");
   data_->seek(state_.epoch, state_.step_in_epoch);
   report_->data_range(sources_.name, *data_, norm_);
 }
@@ -108,11 +107,11 @@ void Trainer::check_recipe() {
   for (int64_t e = 0; e < config_.epochs; ++e) total_steps_ += data_->steps_in_epoch(e);
   const ScheduleConfig& s = config_.schedule;
   if (s.warmup_steps >= total_steps_)
-    fail_replicated(ExitCode::usage,
-                    "--warmup-steps " + std::to_string(s.warmup_steps) +
-                        " is not shorter than the run: its " + std::to_string(config_.epochs) +
-                        " epochs are " + std::to_string(total_steps_) + " steps of " +
-                        std::to_string(config_.global_batch) + " rows");
+    fail_replicated(ExitCode::usage, "--warmup-steps " + std::to_string(s.warmup_steps) +
+                                         " is not shorter than the run: its " +
+                                         std::to_string(config_.epochs) + " epochs are " +
+                                         std::to_string(total_steps_) + " steps of " +
+                                         std::to_string(config_.global_batch) + " rows");
   if (s.kind == LrSchedule::cosine && s.min_lr > config_.adam.learning_rate)
     fail_replicated(ExitCode::usage, "--min-lr " + shortest(s.min_lr) + " is above --lr " +
                                          shortest(config_.adam.learning_rate) +
@@ -198,11 +197,10 @@ StepResult Trainer::step() {
 }
 
 void Trainer::diverged(const std::string& what) const {
-  fail_replicated(ExitCode::diverged,
-                  "training diverged: " + what + " at step " +
-                      std::to_string(state_.global_step + 1) + " (epoch " +
-                      std::to_string(state_.epoch + 1) +
-                      "); the last checkpoint is untouched; try a lower --lr");
+  fail_replicated(ExitCode::diverged, "training diverged: " + what + " at step " +
+                                          std::to_string(state_.global_step + 1) + " (epoch " +
+                                          std::to_string(state_.epoch + 1) +
+                                          "); the last checkpoint is untouched; try a lower --lr");
 }
 
 double Trainer::validation_loss() { return val_ ? val_->loss(norm_) : std::nan(""); }
@@ -229,8 +227,7 @@ void Trainer::check_replicas() {
   comm_.broadcast(std::span<int64_t>(&root, 1));
   comm_.agree([&] {
     if (int64_t(sum) != root)
-      throw Error(ExitCode::other, "replicas differ at step " +
-                                       std::to_string(state_.global_step) +
+      throw Error(ExitCode::other, "replicas differ at step " + std::to_string(state_.global_step) +
                                        ": this rank's weights are not rank 0's (--check-replicas)");
   });
 }
@@ -292,8 +289,8 @@ void Trainer::save_on_cadence() {
   if (!config_.checkpoint.empty() && config_.checkpoint_every > 0 &&
       state_.global_step % config_.checkpoint_every == 0) {
     save(config_.checkpoint, config_.keep);
-    log_.line("checkpoint: " + config_.checkpoint + " (step " +
-              std::to_string(state_.global_step) + ")");
+    log_.line("checkpoint: " + config_.checkpoint + " (step " + std::to_string(state_.global_step) +
+              ")");
   }
 }
 

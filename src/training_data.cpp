@@ -16,8 +16,8 @@
 namespace aetrain {
 namespace {
 
-constexpr int64_t kSlots = 2;                     // blocks the reader may hold read ahead
-constexpr int64_t kTargetBlockBytes = 4 << 20;    // default block: about 4 MiB as stored
+constexpr int64_t kSlots = 2;                   // blocks the reader may hold read ahead
+constexpr int64_t kTargetBlockBytes = 4 << 20;  // default block: about 4 MiB as stored
 // What the libraries add while the rows stream: HDF5's decompression buffers and free lists,
 // MPI's exchange fragments, the reader thread's stack and allocator arena. Measured 1.6 to 2.3
 // MiB (Open MPI 4.1, HDF5 1.10, contiguous and gzip-chunked data); counted in the budget.
@@ -54,8 +54,7 @@ int64_t fixed_bytes(const Sources& s, int64_t block_rows, int ranks, const Norma
   const int64_t blocks = block_count(s, block_rows);
   const int64_t plans = 3 * blocks * int64_t(sizeof(Block) + 4 * sizeof(int64_t));
   const int64_t jobs = (ceil_div(blocks, ranks) + 1) * int64_t(sizeof(Block) + sizeof(int64_t));
-  return (kSlots + 1) * block + SourceReader::scratch_bytes(s, norm) + plans + jobs +
-         kLibraryBytes;
+  return (kSlots + 1) * block + SourceReader::scratch_bytes(s, norm) + plans + jobs + kLibraryBytes;
 }
 
 // A window's rows and index for one rank, per step of the window (ceil(W / B) of them): those
@@ -189,8 +188,8 @@ class BlockReader {
     }
     for (int64_t i = 0; i < n; ++i) {
       const int64_t c = (job.offset + i) % batch_;
-      const int64_t d = std::upper_bound(class_start_.begin(), class_start_.end(), c) -
-                        class_start_.begin() - 1;
+      const int64_t d =
+          std::upper_bound(class_start_.begin(), class_start_.end(), c) - class_start_.begin() - 1;
       std::memcpy(out + next_row_[size_t(d)]++ * cols_, block_.data() + i * cols_,
                   sizeof(float) * size_t(cols_));
     }
@@ -232,30 +231,29 @@ DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t win
   if (block_rows > 0)
     layout.block_rows = block_rows;
   else if (sources.chunk_rows > 0)  // whole chunks, so that each is read once
-    layout.block_rows =
-        sources.chunk_rows *
-        std::max<int64_t>(1, std::llround(double(kTargetBlockBytes) /
-                                          double(sources.chunk_rows * row_bytes)));
+    layout.block_rows = sources.chunk_rows *
+                        std::max<int64_t>(1, std::llround(double(kTargetBlockBytes) /
+                                                          double(sources.chunk_rows * row_bytes)));
   else
     layout.block_rows = std::max<int64_t>(1, kTargetBlockBytes / row_bytes);
   const int64_t block = longest_block(sources, layout.block_rows);
   const int64_t least = std::max(global_batch, block);
   if (window_rows > 0) {
     if (window_rows < least)
-      throw Error(ExitCode::usage,
-                  "--window-rows " + std::to_string(window_rows) + " is too small: a window " +
-                      "must hold a global batch (" + std::to_string(global_batch) +
-                      " rows) and a block (" + std::to_string(block) + " rows): at least " +
-                      std::to_string(least));
+      throw Error(ExitCode::usage, "--window-rows " + std::to_string(window_rows) +
+                                       " is too small: a window " + "must hold a global batch (" +
+                                       std::to_string(global_batch) + " rows) and a block (" +
+                                       std::to_string(block) + " rows): at least " +
+                                       std::to_string(least));
     layout.window_rows = window_rows;
   } else {
     const int64_t float_row = sources.cols * int64_t(sizeof(float));
     const int64_t windows = ceil_div(sources.rows * float_row, kDefaultWindowBytes);
-    layout.window_rows =
-        windows <= 1 ? sources.rows
-                     : std::max(ceil_div(least, global_batch),
-                                ceil_div(ceil_div(sources.rows, windows), global_batch)) *
-                           global_batch;
+    layout.window_rows = windows <= 1
+                             ? sources.rows
+                             : std::max(ceil_div(least, global_batch),
+                                        ceil_div(ceil_div(sources.rows, windows), global_batch)) *
+                                   global_batch;
   }
   const auto needed = [&](int64_t w) {
     return data_memory_needed(sources, {layout.block_rows, w}, global_batch, ranks, norm,
@@ -284,8 +282,7 @@ DataLayout choose_layout(const Sources& sources, int64_t block_rows, int64_t win
   throw Error(ExitCode::usage,
               what + " needs " + mib(need) + on + ", more than the " + mib(budget) + " of " +
                   budget_source + "; give --data-memory " +
-                  std::to_string(ceil_div(need, int64_t(1) << 20)) +
-                  "MiB (where the node has it)" +
+                  std::to_string(ceil_div(need, int64_t(1) << 20)) + "MiB (where the node has it)" +
                   (more > 0 ? ", or run " + std::to_string(more) +
                                   " ranks or more (the batches stay the same)"
                             : "") +
@@ -301,13 +298,13 @@ struct TrainingData::Impl {
     EpochPlan plan;
     int64_t index = -1;  // of the window in plan's epoch
     BatchPlan batch{1, 1, 0, 1};
-    std::vector<int64_t> offsets;  // window row of each block's first row
-    AlignedVector<float> rows;     // this rank's rows, in the order they arrived
-    std::vector<int32_t> slot_row;  // [slot * classes + class] -> row of `rows`
-    std::vector<int64_t> data_row;  // [row of `rows`] -> its index in the data
-    int64_t filled = 0;            // rows arrived
+    std::vector<int64_t> offsets;         // window row of each block's first row
+    AlignedVector<float> rows;            // this rank's rows, in the order they arrived
+    std::vector<int32_t> slot_row;        // [slot * classes + class] -> row of `rows`
+    std::vector<int64_t> data_row;        // [row of `rows`] -> its index in the data
+    int64_t filled = 0;                   // rows arrived
     int64_t rounds = 0, rounds_done = 0;  // exchanges of P blocks each
-    int64_t first_job = 0;         // the reader's job of this rank's block in round 0
+    int64_t first_job = 0;                // the reader's job of this rank's block in round 0
     bool active = false;
 
     Window(const std::vector<Block>& blocks, int64_t window_rows, int64_t batch)
@@ -424,9 +421,9 @@ struct TrainingData::Impl {
                                          class_start[size_t(d)], class_start[size_t(d) + 1])
                        : 0;
       const int64_t k = q * P + d;
-      const int64_t in =
-          k < count ? rows_in_classes(w.offsets[size_t(k)], rows_of(k), global_batch, lo, lo + classes)
-                    : 0;
+      const int64_t in = k < count ? rows_in_classes(w.offsets[size_t(k)], rows_of(k), global_batch,
+                                                     lo, lo + classes)
+                                   : 0;
       send_counts[d] = int(out * cols);
       send_displs[d] = int(sent * cols);
       recv_counts[d] = int(in * cols);
@@ -496,10 +493,9 @@ struct TrainingData::Impl {
 
 TrainingData::TrainingData(const Sources& sources, const DataLayout& layout,
                            const Normalization& norm, int64_t global_batch, uint64_t seed,
-                           bool shuffle, int64_t epochs, const Comm& comm,
-                           int64_t sample_block)
-    : impl_(std::make_unique<Impl>(sources, layout, norm, global_batch, seed, shuffle, epochs,
-                                   comm, sample_block)) {
+                           bool shuffle, int64_t epochs, const Comm& comm, int64_t sample_block)
+    : impl_(std::make_unique<Impl>(sources, layout, norm, global_batch, seed, shuffle, epochs, comm,
+                                   sample_block)) {
   impl_->local.resize(size_t(impl_->classes));
 }
 

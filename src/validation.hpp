@@ -17,8 +17,8 @@ class Validation {
   /// `block_rows` > 0 (--deterministic) the rows go in blocks of that many, each through a
   /// one-thread worker reading the model's weights, and their losses are summed in block order:
   /// the same loss on any number of ranks.
-  Validation(const Sources& val, Autoencoder<float>& model, int64_t train_cols,
-             int64_t block_rows, double alpha, const Comm& comm);
+  Validation(const Sources& val, Autoencoder<float>& model, int64_t train_cols, int64_t block_rows,
+             double alpha, const Comm& comm);
 
   int64_t rows() const { return rows_; }
   /// The mean loss over every row, normalized by `norm`. Collective.

@@ -44,13 +44,10 @@ std::string build() {
 }  // namespace
 
 std::string version_text() {
-  return std::string("aetrain ") + AETRAIN_VERSION + "\n" +
-         "compiler: " + compiler() + ", C++" + std::to_string(__cplusplus / 100 % 100) + "\n" +
-         "build:    " + build() + "\n" +
-         "MPI:      " + mpi_library_version() + "\n" +
-         "HDF5:     " + hdf5_library_version() + "\n" +
-         "GEMM:     " + gemm_backend() + "\n" +
-         "CPU:      " + cpu_vector_extension();
+  return std::string("aetrain ") + AETRAIN_VERSION + "\n" + "compiler: " + compiler() + ", C++" +
+         std::to_string(__cplusplus / 100 % 100) + "\n" + "build:    " + build() + "\n" +
+         "MPI:      " + mpi_library_version() + "\n" + "HDF5:     " + hdf5_library_version() +
+         "\n" + "GEMM:     " + gemm_backend() + "\n" + "CPU:      " + cpu_vector_extension();
 }
 
 }  // namespace aetrain

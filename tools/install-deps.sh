@@ -2,7 +2,8 @@
 # Installs what aetrain needs to build, test and run its demo, from Debian's packages (the
 # names are the same on Debian 12 "bookworm" and Debian 13 "trixie"), and two test references
 # unless --no-extras is given: SLURM's daemons (the tests run the batch scripts under a real
-# controller) and PyTorch (the training recipe is checked against it step by step).
+# controller), PyTorch (the training recipe is checked against it step by step) and
+# clang-format and clang-tidy (the lint test: tools/lint.sh).
 # tools/debian13.sh passes it: those suites run on Debian 12 only. groff renders the man page
 # in its test.
 # A quick no-op when everything is already there. Uses sudo when not run as root.
@@ -11,7 +12,8 @@ set -eu
 packages="g++ cmake make openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools zlib1g-dev
   libeigen3-dev libblis-openmp-dev libcli11-dev libgtest-dev python3 python3-h5py python3-numpy python3-matplotlib
   dataset-fashion-mnist procps groff-base"
-[ "${1:-}" = --no-extras ] || packages="$packages munge slurmctld slurmd slurm-client python3-torch libopenblas0-openmp"
+[ "${1:-}" = --no-extras ] || packages="$packages munge slurmctld slurmd slurm-client python3-torch libopenblas0-openmp
+  clang-format clang-tidy"
 # shellcheck disable=SC2086
 if dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | grep -qv 'install ok installed' ||
    [ "$(dpkg-query -W -f '${Status}\n' $packages 2>/dev/null | wc -l)" -ne "$(echo $packages | wc -w)" ]; then

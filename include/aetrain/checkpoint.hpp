@@ -36,8 +36,8 @@ struct TrainState {
   uint64_t seed = 0;
   int64_t global_batch = 0;
   int64_t world_size = 1;
-  std::string data_file, dataset;  // the first file's
-  std::string config;  // the effective configuration, as TOML
+  std::string data_file, dataset;           // the first file's
+  std::string config;                       // the effective configuration, as TOML
   int64_t block_rows = 0, window_rows = 0;  // the data layout; 0 in files before version 3
   std::vector<SourceEntry> sources;  // the files trained on, their rows; before version 3 the
                                      // one data_file, its rows unknown (-1)
@@ -88,7 +88,7 @@ struct Checkpoint {
   std::string created_by;
   CheckpointHeader header;  // .model and .normalization always; the rest with training state
   bool has_training_state = false;
-  std::string missing_state;  // without training state: what is missing ("/optimizer", ...)
+  std::string missing_state;        // without training state: what is missing ("/optimizer", ...)
   std::vector<float> params, m, v;  // m and v empty without training state
   PcaModel pca;                     // for kind == pca
 };

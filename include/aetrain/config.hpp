@@ -102,7 +102,8 @@ constexpr const char* name_of(E value) {
 template <class E>
 std::string known_names() {
   std::string out;
-  for (const auto& entry : EnumNames<E>::table) out += (out.empty() ? "" : ", ") + std::string(entry.second);
+  for (const auto& entry : EnumNames<E>::table)
+    out += (out.empty() ? "" : ", ") + std::string(entry.second);
   return out;
 }
 
@@ -147,18 +148,18 @@ struct TrainConfig {
   ModelConfig model;
   AdamConfig adam;
   ScheduleConfig schedule;
-  double weight_decay = 0.0;  // decoupled (AdamW), on kernels only
-  double clip_norm = 0.0;     // the averaged gradient's L2 norm at most this; 0: no clipping
-  int64_t early_stop = 0;     // epochs without a better val_loss before stopping; 0: never
-  double min_delta = 0.0;     // what counts as better: below the best by more than this
-  Noise noise;  // denoising: none, gaussian:SIGMA or mask:P
+  double weight_decay = 0.0;   // decoupled (AdamW), on kernels only
+  double clip_norm = 0.0;      // the averaged gradient's L2 norm at most this; 0: no clipping
+  int64_t early_stop = 0;      // epochs without a better val_loss before stopping; 0: never
+  double min_delta = 0.0;      // what counts as better: below the best by more than this
+  Noise noise;                 // denoising: none, gaussian:SIGMA or mask:P
   bool deterministic = false;  // order-invariant gradient sums over fixed sample blocks
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
   // line makes the output linear by default with `standard`; `default_output` says it chose.
   NormalizeKind normalize = NormalizeKind::none;
   bool default_output = false;
   bool default_code = false;  // the code activation is --activation's, not given
-  double alpha = 0.0;  // weight of the encode loss mean((h - x)^2)
+  double alpha = 0.0;         // weight of the encode loss mean((h - x)^2)
   int64_t epochs = 1;
   int64_t global_batch = 10;  // split over the ranks
   uint64_t seed = 0;
@@ -170,8 +171,8 @@ struct TrainConfig {
   int64_t data_memory = 0;  // bytes per rank for the training rows; 0: from the node's memory
   std::string checkpoint;
   int64_t checkpoint_every = 0;  // steps; 0: only at the end
-  int64_t keep = 1;              // checkpoints kept: the newest at `checkpoint`, older ones beside it
-  int64_t check_replicas = 0;    // steps between replica checksums; 0: never
+  int64_t keep = 1;            // checkpoints kept: the newest at `checkpoint`, older ones beside it
+  int64_t check_replicas = 0;  // steps between replica checksums; 0: never
   bool resume = false;
   bool overwrite = false;  // a new run over an existing --checkpoint and --metrics
   std::string init_from;

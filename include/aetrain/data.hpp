@@ -60,7 +60,6 @@ class RowWriter {
 /// The column moments of every row of `sources` (kind: Scatter::full for a PCA), each rank
 /// reading its even share in blocks of `block_rows` rows, in double. The same on every rank.
 /// Collective; read errors are agreed.
-Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows,
-                        const Comm& comm);
+Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows, const Comm& comm);
 
 }  // namespace aetrain

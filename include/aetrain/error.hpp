@@ -10,12 +10,12 @@ namespace aetrain {
 enum class ExitCode : int {
   ok = 0,
   other = 1,
-  usage = 2,       // bad command line or configuration
-  data = 3,        // bad input data
-  checkpoint = 4,  // bad or missing checkpoint
-  diverged = 5,    // non-finite loss
+  usage = 2,         // bad command line or configuration
+  data = 3,          // bad input data
+  checkpoint = 4,    // bad or missing checkpoint
+  diverged = 5,      // non-finite loss
   write_failed = 6,  // an output could not be written (a full disk, a failed device)
-  preempted = 75,  // stopped by a signal after writing a checkpoint
+  preempted = 75,    // stopped by a signal after writing a checkpoint
 };
 
 /// An error with context, turned by main into one `aetrain: error:` line and an exit code.

@@ -54,8 +54,8 @@ class FixedSum {
   // The grid of a chunk with this peak: 2^unit_exponent, and 2^-unit_exponent to scale by.
   int unit_exponent(uint32_t peak) const;
   // out[i] = sum over terms of element first + i in grid units 2^unit (one chunk at most).
-  static void sum_chunk(std::span<const float* const> terms, int unit, int64_t first,
-                        int64_t count, int64_t* out);
+  static void sum_chunk(std::span<const float* const> terms, int unit, int64_t first, int64_t count,
+                        int64_t* out);
   static void convert_chunk(const int64_t* sums, int unit, int64_t count, float* out);
 
   int64_t n_;

@@ -9,7 +9,6 @@
 
 namespace aetrain {
 
-
 /// y (out,n) = w (out,in) x (in,n) + b (out): a dense layer before its activation.
 template <class S>
 void dense_forward(MatrixMap<S> y, ConstMatrixMap<S> w, ConstVectorMap<S> b, ConstMatrixMap<S> x,
@@ -37,7 +36,8 @@ void activation_backward(Activation f, ConstMatrixMap<S> a, MatrixMap<S> d);
 template <class S>
 double squared_error_sum(ConstMatrixMap<S> y, ConstMatrixMap<S> x);
 
-/// d (d,n) = scale * 2/d * (y - x), the gradient of scale * squared_error_sum; added when `accumulate`.
+/// d (d,n) = scale * 2/d * (y - x), the gradient of scale * squared_error_sum; added when
+/// `accumulate`.
 template <class S>
 void squared_error_backward(MatrixMap<S> d, ConstMatrixMap<S> y, ConstMatrixMap<S> x, S scale,
                             bool accumulate);

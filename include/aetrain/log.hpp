@@ -92,7 +92,7 @@ class Log {
  private:
   Comm comm_;
   bool root_, quiet_, terminal_;
-  bool redrawing_ = false;  // a progress line is on screen without its newline
+  bool redrawing_ = false;     // a progress line is on screen without its newline
   bool metrics_open_ = false;  // on every rank
   int metrics_fd_ = -1;        // rank 0's
   std::string metrics_path_;

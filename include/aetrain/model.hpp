@@ -90,8 +90,8 @@ class Autoencoder {
   size_t code_layer_;  // index of the layer whose output is the code
   AlignedVector<S> params_;
   AlignedVector<S> grads_;
-  const S* weights_ = nullptr;  // another model's parameters to read instead of params_
-  std::vector<Matrix<S>> acts_;  // per layer: (out, max_batch)
+  const S* weights_ = nullptr;     // another model's parameters to read instead of params_
+  std::vector<Matrix<S>> acts_;    // per layer: (out, max_batch)
   Matrix<S> delta_, delta_below_;  // (widest layer, max_batch) each
   const S* x_ = nullptr;           // the last forward's input
   const S* target_ = nullptr;      // and its target

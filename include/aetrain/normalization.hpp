@@ -12,7 +12,6 @@
 
 namespace aetrain {
 
-
 /// x_norm = (x - offset) / scale, per column; the identity for kind none (offset and scale
 /// empty).
 struct Normalization {

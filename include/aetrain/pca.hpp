@@ -14,11 +14,11 @@ namespace aetrain {
 
 /// A PCA of d-dimensional rows with k components.
 struct PcaModel {
-  int64_t rows = 0;                        // rows it was fitted on
-  Eigen::VectorXd mean;                    // (d)
-  Eigen::MatrixXd components;              // (d, k): column c is the c-th principal axis
-  Eigen::VectorXd explained_variance;      // (k), descending; covariance with N - 1
-  double total_variance = 0;               // the covariance's trace
+  int64_t rows = 0;                    // rows it was fitted on
+  Eigen::VectorXd mean;                // (d)
+  Eigen::MatrixXd components;          // (d, k): column c is the c-th principal axis
+  Eigen::VectorXd explained_variance;  // (k), descending; covariance with N - 1
+  double total_variance = 0;           // the covariance's trace
 };
 
 /// The top-k eigenvectors of the covariance of `m` (moments with Scatter::full), signs fixed so

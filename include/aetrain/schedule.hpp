@@ -8,7 +8,6 @@
 
 namespace aetrain {
 
-
 /// The learning rate of global step `step` (counted from 1), which belongs to epoch `epoch`
 /// (counted from 0), in a run of `total_steps` steps, from the base rate `lr`:
 ///   step <= W (warmup):  lr * step / W

@@ -41,9 +41,9 @@ struct Sources {
   std::vector<SourceEntry> files;
   int64_t rows = 0, cols = 0;
   Precision precision = Precision::float32;  // float64 when some file holds 64-bit floats
-  int64_t chunk_rows = 0;       // the first file's chunk rows; 0 when it is not chunked
+  int64_t chunk_rows = 0;        // the first file's chunk rows; 0 when it is not chunked
   int64_t stored_row_bytes = 0;  // one row as the first file stores it
-  std::string name;             // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
+  std::string name;              // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
   // Every file that reading this data opens, as named: the @lists, the data files, and the
   // files their datasets reach into (external links, virtual sources, external raw files, as
   // HDF5 finds them). No output may be written over one of them.

@@ -54,8 +54,8 @@ class TrainingData {
   /// `sample_block`: the position classes go to the ranks in whole blocks of this many
   /// (sampling.hpp's first_class; --deterministic's blocks).
   TrainingData(const Sources& sources, const DataLayout& layout, const Normalization& norm,
-               int64_t global_batch, uint64_t seed, bool shuffle, int64_t epochs,
-               const Comm& comm, int64_t sample_block = 1);
+               int64_t global_batch, uint64_t seed, bool shuffle, int64_t epochs, const Comm& comm,
+               int64_t sample_block = 1);
   ~TrainingData();
   TrainingData(const TrainingData&) = delete;
   TrainingData& operator=(const TrainingData&) = delete;

@@ -24,10 +24,10 @@
 
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/comm.hpp"
-#include "aetrain/outputs.hpp"
-#include "h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
+#include "aetrain/outputs.hpp"
+#include "h5.hpp"
 
 namespace {
 
@@ -71,7 +71,6 @@ double write_trees(const std::string& path, const ModelConfig& model,
   return hdf5;
 }
 
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -81,9 +80,12 @@ int main(int argc, char** argv) {
   int rounds = 7;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string key = argv[i], value = argv[i + 1];
-    if (key == "--dir") dir = value;
-    else if (key == "--input") input = std::stoll(value);
-    else if (key == "--rounds") rounds = std::stoi(value);
+    if (key == "--dir")
+      dir = value;
+    else if (key == "--input")
+      input = std::stoll(value);
+    else if (key == "--rounds")
+      rounds = std::stoi(value);
     else if (key == "--layers") {
       widths.clear();
       std::stringstream s(value);

@@ -6,7 +6,8 @@
 //
 //   gemm_bench --layers 784,512,128,32 --batch 128 --threads 1 [--seconds 2] [--backend eigen]
 //
-// Prints one JSON line: {"gflops": ..., "seconds": ..., "threads": ..., "batch": ..., "backend": ...}.
+// Prints one JSON line: {"gflops": ..., "seconds": ..., "threads": ..., "batch": ..., "backend":
+// ...}.
 #include <Eigen/Core>
 #include <chrono>
 #include <cstdio>
@@ -47,11 +48,16 @@ int main(int argc, char** argv) {
   double seconds = 2.0;
   std::string backend = "eigen";
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--layers")) widths = parse_widths(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--batch")) batch = std::atol(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--seconds")) seconds = std::atof(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--backend")) backend = argv[i + 1];
+    if (!std::strcmp(argv[i], "--layers"))
+      widths = parse_widths(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--batch"))
+      batch = std::atol(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--threads"))
+      threads = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--seconds"))
+      seconds = std::atof(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--backend"))
+      backend = argv[i + 1];
   }
   Eigen::setNbThreads(threads);
   std::vector<long> dims(widths);  // input, encoder, mirrored decoder

@@ -5,8 +5,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "h5.hpp"
 #include "aetrain/rng.hpp"
+#include "h5.hpp"
 
 namespace aetrain::test {
 
@@ -34,7 +34,8 @@ int64_t shard_rows(const BatchPlan& plan) {
 }
 
 int64_t file_row(const BatchPlan& plan, int64_t local) {
-  return plan.first_class() + local % plan.classes() + plan.global_batch() * (local / plan.classes());
+  return plan.first_class() + local % plan.classes() +
+         plan.global_batch() * (local / plan.classes());
 }
 
 std::vector<float> uniform(size_t n, uint64_t seed) {

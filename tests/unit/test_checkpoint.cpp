@@ -4,9 +4,9 @@
 // checkpoint or PCA model file is refused, or changes nothing that is read.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -18,11 +18,11 @@
 #include <zlib.h>
 
 #include "aetrain/checkpoint.hpp"
-#include "h5.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/pca.hpp"
 #include "aetrain/rng.hpp"
+#include "h5.hpp"
 #include "support.hpp"
 
 namespace aetrain {
@@ -254,31 +254,34 @@ TEST_F(CheckpointFiles, AModelWithoutTrainingStateLoads) {
 TEST_F(CheckpointFiles, BadNormalizationsAreRefused) {
   // Each damage, applied to a fresh copy, is refused naming /normalization or the dataset.
   const std::vector<std::pair<std::string, std::function<void(const h5::Handle&)>>> damages = {
-      {"unknown normalization", [](const h5::Handle& f) {
+      {"unknown normalization",
+       [](const h5::Handle& f) {
          h5::Handle g = h5::open_group(f, "/normalization");
          H5Adelete(g.id(), "kind");
          h5::write_attribute(g, "kind", std::string("zscore"));
        }},
-      {"offset", [](const h5::Handle& f) {
+      {"offset",
+       [](const h5::Handle& f) {
          h5::remove_link(f, "/normalization/offset");
          const double three[3] = {0, 0, 0};
          h5::write_dataset(h5::open_group(f, "/normalization"), "offset", {3}, three);
        }},
-      {"not positive", [](const h5::Handle& f) {
+      {"not positive",
+       [](const h5::Handle& f) {
          h5::remove_link(f, "/normalization/scale");
          std::vector<double> scale(12, 1.0);
          scale[4] = 0.0;
          h5::write_dataset(h5::open_group(f, "/normalization"), "scale", {12}, scale.data());
        }},
-      {"non-finite", [](const h5::Handle& f) {
+      {"non-finite",
+       [](const h5::Handle& f) {
          h5::remove_link(f, "/normalization/offset");
          std::vector<double> offset(12, 1.0);
          offset[7] = std::nan("");
          h5::write_dataset(h5::open_group(f, "/normalization"), "offset", {12}, offset.data());
        }},
-      {"rows", [](const h5::Handle& f) {
-         H5Adelete(h5::open_group(f, "/normalization").id(), "rows");
-       }},
+      {"rows",
+       [](const h5::Handle& f) { H5Adelete(h5::open_group(f, "/normalization").id(), "rows"); }},
   };
   for (const auto& [needle, damage] : damages) {
     const std::string path = dir_ + "/bad_norm.h5";
@@ -507,7 +510,7 @@ TEST_F(Checksums, ChunksOfAboutOneMebibyte) {
   EXPECT_EQ(h5::checksummed_chunk_rows({1000, 1000}, 4), 250);  // 4 chunks, not 3 and a stub
   EXPECT_EQ(h5::checksummed_chunk_rows({784, 512}, 4), 392);
   EXPECT_EQ(h5::checksummed_chunk_rows({7}, 8), 7);
-  EXPECT_EQ(h5::checksummed_chunk_rows({0, 5}, 4), 0);  // empty: contiguous
+  EXPECT_EQ(h5::checksummed_chunk_rows({0, 5}, 4), 0);        // empty: contiguous
   EXPECT_EQ(h5::checksummed_chunk_rows({3, 1 << 20}, 4), 1);  // a row of 4 MiB: one a chunk
 }
 

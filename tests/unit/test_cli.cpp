@@ -34,14 +34,30 @@ ExitCode exit_code_of(std::vector<const char*> args) {
 }
 
 TEST(Cli, EveryTrainOption) {
-  const Command c = parse({"train", "--data", "d.h5", "--dataset", "/x", "--layers", "512,128,32",
-                           "--activation", "tanh", "--code-activation", "linear",
-                           "--output-activation", "linear", "--epochs", "7", "--batch-size", "64",
-                           "--lr", "0.002", "--beta1", "0.8", "--beta2", "0.99", "--epsilon",
-                           "1e-8", "--alpha", "0", "--seed", "12", "--shuffle", "off",
-                           "--threads", "3", "--val-data", "v.h5", "--val-dataset", "/y",
-                           "--checkpoint", "c.h5", "--checkpoint-every", "50", "--resume",
-                           "--init-from", "i.h5", "--metrics", "m.jsonl", "--log-every", "10",
+  const Command c = parse({"train",       "--data",
+                           "d.h5",        "--dataset",
+                           "/x",          "--layers",
+                           "512,128,32",  "--activation",
+                           "tanh",        "--code-activation",
+                           "linear",      "--output-activation",
+                           "linear",      "--epochs",
+                           "7",           "--batch-size",
+                           "64",          "--lr",
+                           "0.002",       "--beta1",
+                           "0.8",         "--beta2",
+                           "0.99",        "--epsilon",
+                           "1e-8",        "--alpha",
+                           "0",           "--seed",
+                           "12",          "--shuffle",
+                           "off",         "--threads",
+                           "3",           "--val-data",
+                           "v.h5",        "--val-dataset",
+                           "/y",          "--checkpoint",
+                           "c.h5",        "--checkpoint-every",
+                           "50",          "--resume",
+                           "--init-from", "i.h5",
+                           "--metrics",   "m.jsonl",
+                           "--log-every", "10",
                            "--quiet"});
   const TrainConfig& t = std::get<TrainConfig>(c);
   EXPECT_TRUE(std::holds_alternative<TrainConfig>(c));
@@ -88,15 +104,18 @@ TEST(Cli, DefaultsFollowTheModelCardThenKeras) {
   EXPECT_EQ(t.threads, 0);
   EXPECT_TRUE(t.val.files.empty());
   EXPECT_FALSE(t.resume);
-  EXPECT_EQ(parse_train({"train", "--data", "d.h5", "--layers", "8", "--activation", "tanh"}).model.code_activation,
+  EXPECT_EQ(parse_train({"train", "--data", "d.h5", "--layers", "8", "--activation", "tanh"})
+                .model.code_activation,
             Activation::tanh);
 }
 
 TEST(Cli, ValidationDataDefaults) {
-  TrainConfig t = parse_train({"train", "--data", "d.h5", "--layers", "8", "--val-dataset", "/test"});
+  TrainConfig t =
+      parse_train({"train", "--data", "d.h5", "--layers", "8", "--val-dataset", "/test"});
   EXPECT_EQ(t.val.files, std::vector<std::string>{"d.h5"});
   EXPECT_EQ(t.val.dataset, "/test");
-  t = parse_train({"train", "--data", "d.h5", "--dataset", "/a", "--layers", "8", "--val-data", "v.h5"});
+  t = parse_train(
+      {"train", "--data", "d.h5", "--dataset", "/a", "--layers", "8", "--val-data", "v.h5"});
   EXPECT_EQ(t.val.files, std::vector<std::string>{"v.h5"});
   EXPECT_EQ(t.val.dataset, "/a");
 }
@@ -149,17 +168,17 @@ TEST(Cli, EffectiveConfigurationRoundTripsThroughToml) {
 // Every train option, each set to a value other than its default.
 const std::vector<const char*>& every_train_option() {
   static const std::vector<const char*> args = {
-      "train", "--data", "d.h5", "runs/*.h5", "@more.txt", "--dataset", "/x", "--layers", "30,20,10",
-      "--activation", "tanh", "--code-activation", "linear", "--output-activation", "relu",
-      "--normalize", "minmax", "--epochs", "7", "--batch-size", "64", "--lr", "0.002",
-      "--beta1", "0.8", "--beta2", "0.99", "--epsilon", "1e-8", "--alpha", "0.25",
-      "--seed", "12", "--shuffle", "off", "--threads", "3", "--val-data", "v.h5",
-      "--val-dataset", "/y", "--checkpoint", "c.h5", "--checkpoint-every", "50", "--keep", "3",
-      "--check-replicas", "5", "--init-from", "i.h5", "--metrics", "m.jsonl",
-      "--data-block-rows", "100", "--window-rows", "1000", "--data-memory", "1.5GiB",
-      "--log-every", "10", "--lr-schedule", "cosine", "--warmup-steps", "100", "--min-lr", "1e-5",
-      "--lr-step-epochs", "4", "--lr-gamma", "0.3", "--weight-decay", "0.01", "--clip-norm", "2.5",
-      "--early-stop", "5", "--min-delta", "0.001", "--noise", "mask:0.25", "--deterministic",
+      "train", "--data", "d.h5", "runs/*.h5", "@more.txt", "--dataset", "/x", "--layers",
+      "30,20,10", "--activation", "tanh", "--code-activation", "linear", "--output-activation",
+      "relu", "--normalize", "minmax", "--epochs", "7", "--batch-size", "64", "--lr", "0.002",
+      "--beta1", "0.8", "--beta2", "0.99", "--epsilon", "1e-8", "--alpha", "0.25", "--seed", "12",
+      "--shuffle", "off", "--threads", "3", "--val-data", "v.h5", "--val-dataset", "/y",
+      "--checkpoint", "c.h5", "--checkpoint-every", "50", "--keep", "3", "--check-replicas", "5",
+      "--init-from", "i.h5", "--metrics", "m.jsonl", "--data-block-rows", "100", "--window-rows",
+      "1000", "--data-memory", "1.5GiB", "--log-every", "10", "--lr-schedule", "cosine",
+      "--warmup-steps", "100", "--min-lr", "1e-5", "--lr-step-epochs", "4", "--lr-gamma", "0.3",
+      "--weight-decay", "0.01", "--clip-norm", "2.5", "--early-stop", "5", "--min-delta", "0.001",
+      "--noise", "mask:0.25", "--deterministic",
       // Flags steer one run and are not stored: checked apart below.
       "--resume", "--overwrite", "--quiet"};
   return args;
@@ -187,7 +206,8 @@ TEST(Cli, EveryTrainOptionSurvivesTheStoredConfiguration) {
         << name << " is in --help but not in this test";
   }
   EXPECT_GE(options, 28);  // the help text was read
-  EXPECT_EQ(std::get<TrainConfig>(c).data.files, (std::vector<std::string>{"d.h5", "runs/*.h5", "@more.txt"}));
+  EXPECT_EQ(std::get<TrainConfig>(c).data.files,
+            (std::vector<std::string>{"d.h5", "runs/*.h5", "@more.txt"}));
   EXPECT_EQ(std::get<TrainConfig>(c).data_memory, int64_t(1536) << 20);
   const TrainConfig defaults = parse_train({"train", "--data", "d.h5", "--layers", "8"});
   EXPECT_NE(std::get<TrainConfig>(c).model, defaults.model);
@@ -215,23 +235,37 @@ TEST(Cli, EveryTrainOptionHasItsResumeRule) {
   back.resume = back.overwrite = back.quiet = true;
   EXPECT_TRUE(back == std::get<TrainConfig>(c)) << to_toml(std::get<TrainConfig>(c));
   EXPECT_TRUE(changed_options(std::get<TrainConfig>(c), back).empty());
-  const std::map<std::string, ResumeRule> rules = {
-      {"--data", ResumeRule::must_match},          {"--dataset", ResumeRule::must_match},
-      {"--layers", ResumeRule::model},             {"--activation", ResumeRule::model},
-      {"--code-activation", ResumeRule::model},    {"--output-activation", ResumeRule::model},
-      {"--normalize", ResumeRule::model},          {"--epochs", ResumeRule::notice},
-      {"--batch-size", ResumeRule::must_match},    {"--lr", ResumeRule::notice},
-      {"--beta1", ResumeRule::must_match},         {"--beta2", ResumeRule::must_match},
-      {"--epsilon", ResumeRule::must_match},       {"--lr-schedule", ResumeRule::must_match},
-      {"--warmup-steps", ResumeRule::must_match},  {"--min-lr", ResumeRule::must_match},
-      {"--lr-step-epochs", ResumeRule::must_match}, {"--lr-gamma", ResumeRule::must_match},
-      {"--weight-decay", ResumeRule::must_match},  {"--clip-norm", ResumeRule::must_match},
-      {"--early-stop", ResumeRule::must_match},    {"--min-delta", ResumeRule::must_match},
-      {"--noise", ResumeRule::must_match},         {"--deterministic", ResumeRule::must_match},
-      {"--alpha", ResumeRule::must_match},         {"--seed", ResumeRule::must_match},
-      {"--shuffle", ResumeRule::must_match},       {"--val-data", ResumeRule::notice},
-      {"--val-dataset", ResumeRule::notice},       {"--data-block-rows", ResumeRule::kept},
-      {"--window-rows", ResumeRule::kept}};
+  const std::map<std::string, ResumeRule> rules = {{"--data", ResumeRule::must_match},
+                                                   {"--dataset", ResumeRule::must_match},
+                                                   {"--layers", ResumeRule::model},
+                                                   {"--activation", ResumeRule::model},
+                                                   {"--code-activation", ResumeRule::model},
+                                                   {"--output-activation", ResumeRule::model},
+                                                   {"--normalize", ResumeRule::model},
+                                                   {"--epochs", ResumeRule::notice},
+                                                   {"--batch-size", ResumeRule::must_match},
+                                                   {"--lr", ResumeRule::notice},
+                                                   {"--beta1", ResumeRule::must_match},
+                                                   {"--beta2", ResumeRule::must_match},
+                                                   {"--epsilon", ResumeRule::must_match},
+                                                   {"--lr-schedule", ResumeRule::must_match},
+                                                   {"--warmup-steps", ResumeRule::must_match},
+                                                   {"--min-lr", ResumeRule::must_match},
+                                                   {"--lr-step-epochs", ResumeRule::must_match},
+                                                   {"--lr-gamma", ResumeRule::must_match},
+                                                   {"--weight-decay", ResumeRule::must_match},
+                                                   {"--clip-norm", ResumeRule::must_match},
+                                                   {"--early-stop", ResumeRule::must_match},
+                                                   {"--min-delta", ResumeRule::must_match},
+                                                   {"--noise", ResumeRule::must_match},
+                                                   {"--deterministic", ResumeRule::must_match},
+                                                   {"--alpha", ResumeRule::must_match},
+                                                   {"--seed", ResumeRule::must_match},
+                                                   {"--shuffle", ResumeRule::must_match},
+                                                   {"--val-data", ResumeRule::notice},
+                                                   {"--val-dataset", ResumeRule::notice},
+                                                   {"--data-block-rows", ResumeRule::kept},
+                                                   {"--window-rows", ResumeRule::kept}};
   // Every option differs from its default in `c`: those with a rule are reported with it, the
   // free ones (threads, memory, paths, cadences, logging) never.
   std::map<std::string, ResumeRule> reported;
@@ -252,7 +286,8 @@ TEST(Cli, EveryTrainOptionHasItsResumeRule) {
   other.deterministic = false;
   const std::vector<OptionChange> two = changed_options(std::get<TrainConfig>(c), other);
   ASSERT_EQ(two.size(), 2u);
-  EXPECT_EQ(two[0].option + " " + two[0].stored + " -> " + two[0].now, "--layers 30,20,10 -> 30,20,5");
+  EXPECT_EQ(two[0].option + " " + two[0].stored + " -> " + two[0].now,
+            "--layers 30,20,10 -> 30,20,5");
   EXPECT_EQ(two[1].option + " " + two[1].stored + " -> " + two[1].now, "--deterministic on -> off");
   EXPECT_THROW(train_config_from_toml("no_such_option = 3\n"), std::invalid_argument);
   EXPECT_THROW(train_config_from_toml("lr = -1\n"), std::invalid_argument);
@@ -286,7 +321,8 @@ TEST(Cli, DatasetOptionsNameADataset) {
 
 TEST(Cli, SizesTakeUnits) {
   const auto memory = [](const char* size) {
-    return parse_train({"train", "--data", "d.h5", "--layers", "8", "--data-memory", size}).data_memory;
+    return parse_train({"train", "--data", "d.h5", "--layers", "8", "--data-memory", size})
+        .data_memory;
   };
   EXPECT_EQ(memory("4096"), 4096);
   EXPECT_EQ(memory("512MiB"), int64_t(512) << 20);
@@ -305,7 +341,7 @@ TEST(Cli, BadCommandLinesExitTwo) {
             ExitCode::usage);
   EXPECT_EQ(exit_code_of({}), ExitCode::usage);  // no subcommand
   EXPECT_EQ(exit_code_of({"fly"}), ExitCode::usage);
-  EXPECT_EQ(exit_code_of({"train", "--layers", "8"}), ExitCode::usage);  // --data missing
+  EXPECT_EQ(exit_code_of({"train", "--layers", "8"}), ExitCode::usage);   // --data missing
   EXPECT_EQ(exit_code_of({"train", "--data", "d.h5"}), ExitCode::usage);  // --layers missing
   for (const char* bad : {"0", "-5", "abc", "3.5"})
     EXPECT_EQ(exit_code_of({"train", "--data", "d.h5", "--layers", "8", "--epochs", bad}),

@@ -99,15 +99,15 @@ float fixed_sum_of(const std::vector<float>& terms) {
 TEST(FixedSum, AdversarialSumsAreCorrectlyRounded) {
   const std::vector<std::vector<float>> cases = {
       {1.0f, 2.0f, 3.0f},
-      {0x1p30f, 0x1p-20f, -0x1p30f},      // cancellation leaves the small term (on the grid)
-      {0x1p30f, 0x1p-40f, -0x1p30f},      // a term below the grid (2^-29 here): rounded to 0
-      {0x1p30f, 0x1p-29f, -0x1p30f},      // one grid unit: kept
-      {0x1p30f, 0x1p-30f, -0x1p30f},      // half a unit: a tie, to even (0)
-      {0x1p30f, 0x1.8p-29f, -0x1p30f},    // 1.5 units: a tie, to even (2 units)
-      {1.0f, 0x1p-61f},                   // half the grid (2^-60): a tie, to even (0)
-      {1.0f, 0x1.8p-60f},                 // 1.5 units: a tie, to even (2 units)
-      {1.0f, 0x1p-24f},                   // a float tie: to even, 1
-      {1.0f, 0x1p-24f, 0x1p-58f},         // just above the tie: up
+      {0x1p30f, 0x1p-20f, -0x1p30f},    // cancellation leaves the small term (on the grid)
+      {0x1p30f, 0x1p-40f, -0x1p30f},    // a term below the grid (2^-29 here): rounded to 0
+      {0x1p30f, 0x1p-29f, -0x1p30f},    // one grid unit: kept
+      {0x1p30f, 0x1p-30f, -0x1p30f},    // half a unit: a tie, to even (0)
+      {0x1p30f, 0x1.8p-29f, -0x1p30f},  // 1.5 units: a tie, to even (2 units)
+      {1.0f, 0x1p-61f},                 // half the grid (2^-60): a tie, to even (0)
+      {1.0f, 0x1.8p-60f},               // 1.5 units: a tie, to even (2 units)
+      {1.0f, 0x1p-24f},                 // a float tie: to even, 1
+      {1.0f, 0x1p-24f, 0x1p-58f},       // just above the tie: up
       {-1.0f, -0x1p-24f, -0x1p-58f},
       {0x1.000002p-126f, -0x1p-126f},     // a subnormal result: 2^-149
       {0x1p-149f, 0x1p-149f, 0x1p-148f},  // subnormal terms

@@ -11,9 +11,10 @@ namespace {
 
 template <class S>
 void check_products(int threads, double tolerance) {
-  const std::array<Index, 3> shapes[] = {{1, 1, 1}, {3, 5, 7}, {17, 4, 33}, {64, 128, 96}, {300, 129, 257},
-                                         {50, 10, 100}, {100, 10, 50}, {50, 100, 10}, {64, 16, 64}, {130, 7, 3},
-                             {5, 600, 40}, {1000, 3, 2}, {8, 8, 0}};
+  const std::array<Index, 3> shapes[] = {
+      {1, 1, 1},     {3, 5, 7},     {17, 4, 33},   {64, 128, 96}, {300, 129, 257},
+      {50, 10, 100}, {100, 10, 50}, {50, 100, 10}, {64, 16, 64},  {130, 7, 3},
+      {5, 600, 40},  {1000, 3, 2},  {8, 8, 0}};
   for (auto [m, n, k] : shapes)
     for (Op op_a : {Op::none, Op::transpose})
       for (Op op_b : {Op::none, Op::transpose})
@@ -44,14 +45,17 @@ TEST(Gemm, SameBitsOnOneAndTwoThreads) {
   for (auto [m, n, k] : {std::array<Index, 3>{512, 128, 784}, {784, 128, 512}, {300, 7, 1000}})
     for (Op op_a : {Op::none, Op::transpose})
       for (Op op_b : {Op::none, Op::transpose}) {
-        Matrix<float> a = op_a == Op::none ? Matrix<float>::Random(m, k) : Matrix<float>::Random(k, m);
-        Matrix<float> b = op_b == Op::none ? Matrix<float>::Random(k, n) : Matrix<float>::Random(n, k);
+        Matrix<float> a =
+            op_a == Op::none ? Matrix<float>::Random(m, k) : Matrix<float>::Random(k, m);
+        Matrix<float> b =
+            op_b == Op::none ? Matrix<float>::Random(k, n) : Matrix<float>::Random(n, k);
         Matrix<float> one(m, n), two(m, n);
         for (auto [threads, c] : {std::pair{1, &one}, std::pair{2, &two}}) {
           Gemm<float> gemm(threads);
           gemm.reserve(m, n, k);
-          gemm(MatrixMap<float>(c->data(), m, n), ConstMatrixMap<float>(a.data(), a.rows(), a.cols()),
-               op_a, ConstMatrixMap<float>(b.data(), b.rows(), b.cols()), op_b, false);
+          gemm(MatrixMap<float>(c->data(), m, n),
+               ConstMatrixMap<float>(a.data(), a.rows(), a.cols()), op_a,
+               ConstMatrixMap<float>(b.data(), b.rows(), b.cols()), op_b, false);
         }
         EXPECT_TRUE(one == two) << m << "x" << n << "x" << k;
       }

@@ -41,7 +41,8 @@ TEST(Layers, DenseKernelsMatchLoops) {
 TEST(Layers, ActivationsMatchTheirFormulas) {
   Matrix<double> z(1, 5);
   z << -2.0, -0.5, 0.0, 0.5, 2.0;
-  for (Activation f : {Activation::relu, Activation::sigmoid, Activation::tanh, Activation::linear}) {
+  for (Activation f :
+       {Activation::relu, Activation::sigmoid, Activation::tanh, Activation::linear}) {
     Matrix<double> a = z;
     activation_forward<double>(f, MatrixMap<double>(a.data(), 1, 5));
     for (Index i = 0; i < 5; ++i) {
@@ -117,8 +118,7 @@ void check_gradient(const ModelConfig& config, double alpha, bool denoising = fa
     const double numeric = (up - down) / (2 * h);
     const double err = std::abs(numeric - grad[i]) / std::max(1e-3, std::abs(numeric));
     worst = std::max(worst, err);
-    EXPECT_LT(err, 1e-6) << "parameter " << i << ": backward " << grad[i] << ", finite "
-                         << numeric;
+    EXPECT_LT(err, 1e-6) << "parameter " << i << ": backward " << grad[i] << ", finite " << numeric;
   }
   EXPECT_LT(worst, 1e-6);
 }
@@ -154,14 +154,13 @@ TEST_P(GradientPerActivation, DenoisingAlphaPositive) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Activations, GradientPerActivation,
-                         ::testing::Values(Activation::relu, Activation::sigmoid,
-                                           Activation::tanh, Activation::linear),
+                         ::testing::Values(Activation::relu, Activation::sigmoid, Activation::tanh,
+                                           Activation::linear),
                          [](const auto& info) { return std::string(name_of(info.param)); });
 
 TEST(Gradient, ThreeLayerEncoderMixedActivations) {
-  check_gradient(config_with(7, {6, 4, 3}, Activation::tanh, Activation::linear,
-                             Activation::sigmoid),
-                 0.0);
+  check_gradient(
+      config_with(7, {6, 4, 3}, Activation::tanh, Activation::linear, Activation::sigmoid), 0.0);
 }
 
 TEST(Gradient, ModelCardShapeWithAlphaOne) {
@@ -179,8 +178,8 @@ TEST(Gradient, ModelCardShapeWithAlphaOne) {
 }
 
 TEST(Model, LayoutMirrorsTheEncoder) {
-  const ModelConfig c = config_with(784, {512, 128, 32}, Activation::relu, Activation::linear,
-                                    Activation::sigmoid);
+  const ModelConfig c =
+      config_with(784, {512, 128, 32}, Activation::relu, Activation::linear, Activation::sigmoid);
   const std::vector<LayerShape> layers = layer_shapes(c);
   ASSERT_EQ(layers.size(), 6u);
   const Index expect[6][2] = {{784, 512}, {512, 128}, {128, 32}, {32, 128}, {128, 512}, {512, 784}};
@@ -192,18 +191,18 @@ TEST(Model, LayoutMirrorsTheEncoder) {
     offset += layers[l].in * layers[l].out + layers[l].out;
     EXPECT_EQ(layers[l].decoder, l >= 3);
   }
-  EXPECT_EQ(layers[2].activation, Activation::linear);   // the code
+  EXPECT_EQ(layers[2].activation, Activation::linear);  // the code
   EXPECT_EQ(layers[1].activation, Activation::relu);
   EXPECT_EQ(layers[5].activation, Activation::sigmoid);  // the reconstruction
   EXPECT_EQ(parameter_count(c), 944176);
-  EXPECT_EQ(parameter_count(config_with(100, {50}, Activation::relu, Activation::relu,
-                                        Activation::sigmoid)),
+  EXPECT_EQ(parameter_count(
+                config_with(100, {50}, Activation::relu, Activation::relu, Activation::sigmoid)),
             100 * 50 + 50 + 50 * 100 + 100);
 }
 
 TEST(Model, GlorotLimitsAndZeroBiases) {
-  const ModelConfig c = config_with(300, {100}, Activation::relu, Activation::relu,
-                                    Activation::sigmoid);
+  const ModelConfig c =
+      config_with(300, {100}, Activation::relu, Activation::relu, Activation::sigmoid);
   Autoencoder<float> model(c, 1, 1);
   model.init_glorot(3);
   const LayerShape l = model.layers()[0];
@@ -220,10 +219,10 @@ TEST(Model, GlorotLimitsAndZeroBiases) {
 }
 
 TEST(Model, RefusesAlphaWithANarrowCode) {
-  EXPECT_THROW(Autoencoder<float>(config_with(10, {5}, Activation::relu, Activation::relu,
-                                              Activation::sigmoid),
-                                  4, 1, 0.5),
-               std::invalid_argument);
+  EXPECT_THROW(
+      Autoencoder<float>(
+          config_with(10, {5}, Activation::relu, Activation::relu, Activation::sigmoid), 4, 1, 0.5),
+      std::invalid_argument);
 }
 
 }  // namespace

@@ -16,7 +16,8 @@ namespace {
 Matrix<float> corrupted(const Noise& noise, uint64_t seed, int64_t epoch,
                         const std::vector<int64_t>& rows, const Matrix<float>& clean) {
   Matrix<float> out(clean.rows(), clean.cols());
-  corrupt(noise, seed, epoch, rows.data(), ConstMatrixMap<float>(clean.data(), clean.rows(), clean.cols()),
+  corrupt(noise, seed, epoch, rows.data(),
+          ConstMatrixMap<float>(clean.data(), clean.rows(), clean.cols()),
           MatrixMap<float>(out.data(), out.rows(), out.cols()));
   return out;
 }

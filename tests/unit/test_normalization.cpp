@@ -81,20 +81,22 @@ TEST(Normalization, StandardAndMinmaxFromTheMoments) {
 
 TEST(Normalization, AppliesInDoubleAndRestores) {
   const Eigen::MatrixXd x = physical(6, 50, 3);
-  const Normalization n = fit_normalization(NormalizeKind::standard, moments_of(x, Scatter::diagonal, 1));
+  const Normalization n =
+      fit_normalization(NormalizeKind::standard, moments_of(x, Scatter::diagonal, 1));
   Matrix<float> out(6, 50);
   normalize(n, ConstMatrixMap<double>(x.data(), 6, 50), MatrixMap<float>(out.data(), 6, 50));
   for (Index c = 0; c < 50; ++c)
-    for (Index r = 0; r < 6; ++r)
-      EXPECT_EQ(out(r, c), float((x(r, c) - n.offset(r)) / n.scale(r)));
-  // Values near 1e5 with a spread of 0.01 keep their precision: float32 of the raw values would not.
+    for (Index r = 0; r < 6; ++r) EXPECT_EQ(out(r, c), float((x(r, c) - n.offset(r)) / n.scale(r)));
+  // Values near 1e5 with a spread of 0.01 keep their precision: float32 of the raw values would
+  // not.
   Eigen::MatrixXd back(6, 50);
   denormalize(n, ConstMatrixMap<float>(out.data(), 6, 50), MatrixMap<double>(back.data(), 6, 50));
   for (Index r = 0; r < 6; ++r)
     EXPECT_LE((back.row(r) - x.row(r)).cwiseAbs().maxCoeff(), 1e-6 * n.scale(r)) << r;
   // The identity is a plain conversion.
   Matrix<float> same(6, 50);
-  normalize(Normalization{}, ConstMatrixMap<double>(x.data(), 6, 50), MatrixMap<float>(same.data(), 6, 50));
+  normalize(Normalization{}, ConstMatrixMap<double>(x.data(), 6, 50),
+            MatrixMap<float>(same.data(), 6, 50));
   EXPECT_EQ(same, x.cast<float>());
 }
 

@@ -108,7 +108,8 @@ TEST(Adam, TheLearningRateIsTheCallersPerStep) {
   a.step(p, std::vector<double>{0.5}, 1.0, 0.1);
   EXPECT_NEAR(p[0], 0.900000019999996, 1e-13);
   const double m = 0.9 * 0.05 + 0.1 * 0.25, v = 0.999 * 0.00025 + 0.001 * 0.0625;
-  const double expect = p[0] - 0.05 * (m / (1 - 0.81)) / (std::sqrt(v / (1 - 0.999 * 0.999)) + 1e-7);
+  const double expect =
+      p[0] - 0.05 * (m / (1 - 0.81)) / (std::sqrt(v / (1 - 0.999 * 0.999)) + 1e-7);
   a.step(p, std::vector<double>{0.25}, 1.0, 0.05);
   EXPECT_NEAR(p[0], expect, 1e-13);
 }

@@ -48,7 +48,8 @@ TEST(Pca, MomentsMergeLikeOneBlock) {
   // And the direct definition.
   const Eigen::MatrixXd xd = x.cast<double>();
   const Eigen::MatrixXd centred = xd.colwise() - xd.rowwise().mean();
-  EXPECT_LE((a - centred * centred.transpose()).cwiseAbs().maxCoeff(), 1e-9 * b.cwiseAbs().maxCoeff());
+  EXPECT_LE((a - centred * centred.transpose()).cwiseAbs().maxCoeff(),
+            1e-9 * b.cwiseAbs().maxCoeff());
 }
 
 TEST(Pca, MatchesTheSvdOfTheCentredData) {

@@ -32,8 +32,8 @@ struct Case {
   int64_t n, b;
 };
 
-const Case kCases[] = {{1, 1},    {1, 10},  {7, 10},   {10, 10},   {11, 10}, {64, 8},
-                       {100, 7},  {101, 64}, {257, 16}, {1000, 33}, {5, 3},   {1001, 128}};
+const Case kCases[] = {{1, 1},   {1, 10},   {7, 10},   {10, 10},   {11, 10}, {64, 8},
+                       {100, 7}, {101, 64}, {257, 16}, {1000, 33}, {5, 3},   {1001, 128}};
 const int kRanks[] = {1, 2, 3, 4, 7};
 
 TEST(Sampling, EveryRowExactlyOncePerEpoch) {
@@ -50,8 +50,8 @@ TEST(Sampling, EveryRowExactlyOncePerEpoch) {
             for (int64_t r : rows) ++seen[size_t(r)];
           }
           for (int64_t r = 0; r < c.n; ++r)
-            ASSERT_EQ(seen[size_t(r)], 1) << "row " << r << " N " << c.n << " B " << c.b
-                                          << " P " << p << " epoch " << epoch;
+            ASSERT_EQ(seen[size_t(r)], 1)
+                << "row " << r << " N " << c.n << " B " << c.b << " P " << p << " epoch " << epoch;
         }
 }
 
@@ -140,9 +140,9 @@ namespace {
 
 // Windows (docs/data.md): the dataset's rows of step t of epoch e, gathered over all P ranks,
 // sorted; from the plans alone, as every rank computes them.
-std::vector<int64_t> windowed_step(const std::vector<int64_t>& files, int64_t block,
-                                   int64_t window, int64_t b, int p, uint64_t seed, int64_t epoch,
-                                   bool shuffle, int64_t t) {
+std::vector<int64_t> windowed_step(const std::vector<int64_t>& files, int64_t block, int64_t window,
+                                   int64_t b, int p, uint64_t seed, int64_t epoch, bool shuffle,
+                                   int64_t t) {
   EpochPlan plan(cut_blocks(files, block), window, b);
   plan.set_epoch(seed, epoch, shuffle);
   const int64_t w = plan.window_of(t);
@@ -157,7 +157,8 @@ std::vector<int64_t> windowed_step(const std::vector<int64_t>& files, int64_t bl
     order.set_epoch(seed, epoch, shuffle, w);
     std::vector<int64_t> local(size_t(std::max<int64_t>(1, rank.classes())));
     const int64_t n = order.step_rows(t - plan.first_step(w), local.data());
-    for (int64_t i = 0; i < n; ++i) rows.push_back(ids[size_t(test::file_row(rank, local[size_t(i)]))]);
+    for (int64_t i = 0; i < n; ++i)
+      rows.push_back(ids[size_t(test::file_row(rank, local[size_t(i)]))]);
   }
   std::sort(rows.begin(), rows.end());
   return rows;
@@ -171,9 +172,9 @@ struct WindowCase {
 // Windows that hold whole batches and windows that do not, blocks that divide the files and
 // blocks that do not, files of different lengths, one window for everything.
 const WindowCase kWindowCases[] = {
-    {{103}, 7, 30, 10},         {{103}, 10, 40, 10},     {{40, 33, 30}, 7, 30, 10},
-    {{5, 1, 17, 0, 9}, 4, 8, 3}, {{1000}, 64, 300, 32},   {{257, 256}, 16, 100, 16},
-    {{60}, 7, 1000, 8},         {{12, 12, 12}, 12, 12, 5}, {{100}, 1, 10, 10}};
+    {{103}, 7, 30, 10},          {{103}, 10, 40, 10},       {{40, 33, 30}, 7, 30, 10},
+    {{5, 1, 17, 0, 9}, 4, 8, 3}, {{1000}, 64, 300, 32},     {{257, 256}, 16, 100, 16},
+    {{60}, 7, 1000, 8},          {{12, 12, 12}, 12, 12, 5}, {{100}, 1, 10, 10}};
 
 TEST(Windows, EveryRowExactlyOncePerEpochAndNoWindowOverflows) {
   for (const WindowCase& c : kWindowCases)
@@ -192,7 +193,8 @@ TEST(Windows, EveryRowExactlyOncePerEpochAndNoWindowOverflows) {
         for (int p : {1, 3}) {
           std::vector<int> seen(size_t(n), 0);
           for (int64_t t = 0; t < plan.steps(); ++t)
-            for (int64_t r : windowed_step(c.files, c.block, c.window, c.b, p, 9, epoch, shuffle, t))
+            for (int64_t r :
+                 windowed_step(c.files, c.block, c.window, c.b, p, 9, epoch, shuffle, t))
               ++seen[size_t(r)];
           for (int64_t r = 0; r < n; ++r)
             ASSERT_EQ(seen[size_t(r)], 1) << "row " << r << " P " << p << " epoch " << epoch;
@@ -244,8 +246,8 @@ TEST(Windows, ShufflingOffKeepsTheBlocksInOrderAndShufflingMixesThem) {
 
 TEST(Windows, BlocksStayInsideTheirFile) {
   const std::vector<Block> blocks = cut_blocks({10, 0, 7, 3}, 4);
-  const std::vector<std::pair<int64_t, int64_t>> expect = {{0, 4}, {4, 4}, {8, 2}, {10, 4},
-                                                           {14, 3}, {17, 3}};
+  const std::vector<std::pair<int64_t, int64_t>> expect = {{0, 4},  {4, 4},  {8, 2},
+                                                           {10, 4}, {14, 3}, {17, 3}};
   ASSERT_EQ(blocks.size(), expect.size());
   for (size_t i = 0; i < blocks.size(); ++i) {
     EXPECT_EQ(blocks[i].first, expect[i].first);

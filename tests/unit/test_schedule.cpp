@@ -25,10 +25,10 @@ TEST(Schedule, CosineRunsFromTheRateToMinLrOverTheStepsAfterWarmup) {
   s.kind = LrSchedule::cosine;
   s.warmup_steps = 10;
   s.min_lr = 0.001;
-  const int64_t total = 110;  // 100 cosine steps
+  const int64_t total = 110;                                  // 100 cosine steps
   EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.1, 10, 0, total), 0.1);  // the warmup's last step
   EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.1, 60, 0, total), 0.001 + 0.099 * 0.5);  // half way
-  EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.1, 110, 0, total), 0.001);                // the last step
+  EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.1, 110, 0, total), 0.001);               // the last step
   const double quarter = 0.001 + 0.099 * (1 + std::cos(std::numbers::pi * 0.25)) / 2;
   EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.1, 35, 0, total), quarter);
   s.warmup_steps = 0;

@@ -111,7 +111,9 @@ TEST(Allocation, NoneInAStepOfAWideModelOneThread) {
   // Products far above Eigen's 128 KiB stack limit for packing buffers.
   expect_no_allocation(1, 600, {512, 64}, 256);
 }
-TEST(Allocation, NoneInAStepOfAWideModelTwoThreads) { expect_no_allocation(2, 600, {512, 64}, 256); }
+TEST(Allocation, NoneInAStepOfAWideModelTwoThreads) {
+  expect_no_allocation(2, 600, {512, 64}, 256);
+}
 TEST(Allocation, NoneInAStepInWindows) { expect_no_allocation(1, 100, {50}, 10, 20); }
 TEST(Allocation, NoneInAStepWithNoise) {
   expect_no_allocation(2, 600, {512, 64}, 256, 0, "gaussian:0.1");

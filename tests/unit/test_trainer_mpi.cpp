@@ -9,10 +9,10 @@
 
 #include "aetrain/commands.hpp"
 #include "aetrain/data.hpp"
+#include "aetrain/rng.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/trainer.hpp"
 #include "aetrain/training_data.hpp"
-#include "aetrain/rng.hpp"
 #include "support.hpp"
 
 namespace aetrain {
@@ -31,9 +31,9 @@ class Distributed : public ::testing::Test {
       test::write_rows(dir_ + "/data.h5", "/train", kRows, kCols, x);
       int64_t first = 0;
       for (size_t f = 0; f < kParts.size(); ++f) {
-        test::write_rows(part(f), "/train", kParts[f], kCols,
-                         std::vector<float>(x.begin() + first * kCols,
-                                            x.begin() + (first + kParts[f]) * kCols));
+        test::write_rows(
+            part(f), "/train", kParts[f], kCols,
+            std::vector<float>(x.begin() + first * kCols, x.begin() + (first + kParts[f]) * kCols));
         first += kParts[f];
       }
     }
@@ -70,7 +70,8 @@ class Distributed : public ::testing::Test {
 bool replicas_identical(const Trainer& t, const Comm& comm) {
   std::vector<float> root(t.model().params().begin(), t.model().params().end());
   comm.broadcast(std::span<float>(root));
-  double same = std::memcmp(root.data(), t.model().params().data(), root.size() * sizeof(float)) == 0;
+  double same =
+      std::memcmp(root.data(), t.model().params().data(), root.size() * sizeof(float)) == 0;
   comm.allreduce_min(std::span<double>(&same, 1));
   return same == 1.0;
 }
@@ -113,17 +114,16 @@ class Trajectory : public Distributed, public ::testing::WithParamInterface<Traj
   }
 };
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, Trajectory,
-    ::testing::Values(TrajectoryCase{NormalizeKind::none, false},
-                      TrajectoryCase{NormalizeKind::standard, false},
-                      TrajectoryCase{NormalizeKind::minmax, false},
-                      TrajectoryCase{NormalizeKind::none, true},
-                      TrajectoryCase{NormalizeKind::standard, true}),
-    [](const auto& info) {
-      return std::string(name_of(info.param.normalize)) +
-             (info.param.windows ? "_windows" : "");
-    });
+INSTANTIATE_TEST_SUITE_P(Layouts, Trajectory,
+                         ::testing::Values(TrajectoryCase{NormalizeKind::none, false},
+                                           TrajectoryCase{NormalizeKind::standard, false},
+                                           TrajectoryCase{NormalizeKind::minmax, false},
+                                           TrajectoryCase{NormalizeKind::none, true},
+                                           TrajectoryCase{NormalizeKind::standard, true}),
+                         [](const auto& info) {
+                           return std::string(name_of(info.param.normalize)) +
+                                  (info.param.windows ? "_windows" : "");
+                         });
 
 TEST_P(Trajectory, PRanksFollowTheOneRankTrajectory) {
   Trainer multi(config(), world_, log_);
@@ -233,8 +233,8 @@ TEST_P(Trajectory, ACheckpointResumedOnAnotherRankCountContinuesTheSameBatches) 
   EXPECT_TRUE(replicas_identical(resumed, world_));
 }
 
-// TrainingData against the scheme (the plans alone, as tests/unit/test_sampling.cpp checks them): on
-// every rank, every step of every epoch holds exactly the rows the scheme gives that rank, in
+// TrainingData against the scheme (the plans alone, as tests/unit/test_sampling.cpp checks them):
+// on every rank, every step of every epoch holds exactly the rows the scheme gives that rank, in
 // its order, however the rows travelled (read by another rank, exchanged, filed); from the
 // start and from the middle of a window, in windows and in memory, shuffled or not; and each
 // row's index in the data and its position in the global batch come with it.
@@ -253,8 +253,8 @@ TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
   test::wait_for_all(world_);
   const Sources sources = probe_sources({paths, "/train"}, world_);
   const int64_t batch = 10, epochs = 3;
-  for (const DataLayout layout : {DataLayout{7, 30}, DataLayout{10, 40}, DataLayout{3, 20},
-                                  DataLayout{4, kRows}})
+  for (const DataLayout layout :
+       {DataLayout{7, 30}, DataLayout{10, 40}, DataLayout{3, 20}, DataLayout{4, kRows}})
     for (bool shuffle : {true, false}) {
       TrainingData data(sources, layout, Normalization{}, batch, 5, shuffle, epochs, world_);
       EXPECT_EQ(data.in_memory(), layout.window_rows == kRows);
@@ -264,8 +264,8 @@ TEST_F(Distributed, TrainingDataGivesEveryStepTheSchemesRows) {
           positions(local.size());
       // From the start into the second epoch, then back to a step before (a seek while the
       // next window is being read), to the end.
-      for (const auto& [epoch0, t0, stop] : {std::tuple<int64_t, int64_t, int64_t>{0, 0, 1},
-                                           {1, 4, epochs}}) {
+      for (const auto& [epoch0, t0, stop] :
+           {std::tuple<int64_t, int64_t, int64_t>{0, 0, 1}, {1, 4, epochs}}) {
         data.seek(epoch0, t0);
         for (int64_t epoch = epoch0, t = t0; epoch < epochs && !(epoch == stop && t == 7);) {
           const int64_t n = data.gather(epoch, t, rows.data(), data_rows.data(), positions.data());
@@ -330,7 +330,8 @@ TEST_F(Distributed, ALinearAutoencoderConvergesToPcasError) {
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c) {
         double v = 0.5 + 0.01 * (rng.uniform() - 0.5);
-        for (int64_t k = 0; k < 4; ++k) v += basis[size_t(k * cols + c)] * (4 - k) * (rng.uniform() - 0.5);
+        for (int64_t k = 0; k < 4; ++k)
+          v += basis[size_t(k * cols + c)] * (4 - k) * (rng.uniform() - 0.5);
         x[size_t(r * cols + c)] = float(v);
       }
     test::write_rows(dir_ + "/low_rank.h5", "/x", rows, cols, x);

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
     std::printf("parameters %lld stored %zu\n",
                 static_cast<long long>(aetrain::parameter_count(config)), ckpt.params.size());
     if (!ckpt.header.normalization.identity()) {
-      std::fprintf(stderr, "consumer: %s normalizes its input; this example takes models that do not\n",
+      std::fprintf(stderr,
+                   "consumer: %s normalizes its input; this example takes models that do not\n",
                    argv[1]);
       return 1;
     }
