@@ -33,14 +33,13 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
   // in the model's normalized units; then the row count.
   double sums[3] = {0.0, 0.0, 0.0};
   {
-    SourceReader reader(m.sources);
     std::vector<float> errors(size_t(m.block));
     Matrix<double> restored(cols, m.block);  // reconstructions in the data's units
     const bool narrow = reconstruction && m.sources.precision == Precision::float32;
     Matrix<float> restored_f(cols, narrow ? m.block : 0);
     comm.agree([&] {
-      for_each_block(reader, norm, m.block, comm,
-                     [&](int64_t first, int64_t n, ConstMatrixMap<double> raw, ConstMatrixMap<float> x) {
+      m.for_each_block(comm, [&](int64_t first, int64_t n, ConstMatrixMap<double> raw,
+                                 ConstMatrixMap<float> x) {
         m.net.forward(x);
         const ConstMatrixMap<float> y = m.net.output();
         MatrixMap<double> y_data(restored.data(), cols, n);
