@@ -238,17 +238,10 @@ void RowWriter::commit() {
 
 Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows,
                         const Comm& comm) {
-  SourceReader reader(sources);
-  const int64_t cols = sources.cols;
-  const RowRange share = even_split(sources.rows, comm.rank(), comm.size());
-  Moments local(cols, kind);
-  std::vector<double> block(size_t(std::max<int64_t>(1, block_rows) * cols));
+  Moments local(sources.cols, kind);
   comm.agree([&] {
-    for (int64_t first = share.begin; first < share.end; first += block_rows) {
-      const int64_t n = std::min(block_rows, share.end - first);
-      reader.read(first, n, block.data());
-      local.add(ConstMatrixMap<double>(block.data(), cols, n));
-    }
+    for_each_block(sources, even_split(sources.rows, comm.rank(), comm.size()), block_rows,
+                   [&](int64_t, int64_t, ConstMatrixMap<double> stored) { local.add(stored); });
   });
   return merge_over_ranks(local, comm);
 }

@@ -11,7 +11,6 @@ namespace aetrain {
 void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   const Timers::Clock::time_point start = Timers::Clock::now();
   ModelOnData m = load_model(c.model, c.data, c.block_rows, c.threads, comm);
-  const Normalization& norm = m.file.header.normalization;
   const int64_t width = m.file.header.model.encoder_widths.back();
   OutputPlan plan;
   plan.outputs = {{"--out", c.out, FileKind::data}};
@@ -21,17 +20,13 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   check_outputs(plan, comm);
   RowWriter out(c.out, c.out_dataset, {m.sources.rows, width}, c.overwrite, comm,
                 Precision::float32, "the codes");
-  {
-    SourceReader reader(m.sources);
-    comm.agree([&] {
-      for_each_block(
-          reader, norm, m.block, comm,
-          [&](int64_t first, int64_t n, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
-            out.write(first, n, m.net.encode(x).data());
-            if (fault("encode-block")) std::raise(SIGKILL);
-          });
+  comm.agree([&] {
+    m.for_each_block(comm, [&](int64_t first, int64_t n, ConstMatrixMap<double>,
+                               ConstMatrixMap<float> x) {
+      out.write(first, n, m.net.encode(x).data());
+      if (fault("encode-block")) std::raise(SIGKILL);
     });
-  }
+  });
   annotate(out, c.model, m.file, m.sources);
   out.commit();
   log.line("encode: " + std::to_string(m.sources.rows) + " rows of " + m.sources.name + " -> " +

@@ -33,37 +33,34 @@ Evaluation run_evaluate(const EvaluateConfig& c, const Comm& comm, Log& log) {
   // in the model's normalized units; then the row count.
   double sums[3] = {0.0, 0.0, 0.0};
   {
-    SourceReader reader(m.sources);
     std::vector<float> errors(size_t(m.block));
     Matrix<double> restored(cols, m.block);  // reconstructions in the data's units
     const bool narrow = reconstruction && m.sources.precision == Precision::float32;
     Matrix<float> restored_f(cols, narrow ? m.block : 0);
     comm.agree([&] {
-      for_each_block(
-          reader, norm, m.block, comm,
-          [&](int64_t first, int64_t n, ConstMatrixMap<double> raw, ConstMatrixMap<float> x) {
-            m.net.forward(x);
-            const ConstMatrixMap<float> y = m.net.output();
-            MatrixMap<double> y_data(restored.data(), cols, n);
-            denormalize(norm, y, y_data);
-            for (int64_t i = 0; i < n; ++i) {
-              const double e =
-                  squared_error_sum<float>(ConstMatrixMap<float>(y.data() + i * cols, cols, 1),
-                                           ConstMatrixMap<float>(x.data() + i * cols, cols, 1));
-              errors[size_t(i)] = float(e);
-              sums[1] += e;
-            }
-            sums[0] +=
-                squared_error_sum<double>(ConstMatrixMap<double>(y_data.data(), cols, n), raw);
-            sums[2] += double(n);
-            if (per_sample) per_sample->write(first, n, errors.data());
-            if (narrow) {
-              MatrixMap<float>(restored_f.data(), cols, n) = y_data.cast<float>();
-              reconstruction->write(first, n, restored_f.data());
-            } else if (reconstruction) {
-              reconstruction->write(first, n, y_data.data());
-            }
-          });
+      m.for_each_block(comm, [&](int64_t first, int64_t n, ConstMatrixMap<double> raw,
+                                 ConstMatrixMap<float> x) {
+        m.net.forward(x);
+        const ConstMatrixMap<float> y = m.net.output();
+        MatrixMap<double> y_data(restored.data(), cols, n);
+        denormalize(norm, y, y_data);
+        for (int64_t i = 0; i < n; ++i) {
+          const double e =
+              squared_error_sum<float>(ConstMatrixMap<float>(y.data() + i * cols, cols, 1),
+                                       ConstMatrixMap<float>(x.data() + i * cols, cols, 1));
+          errors[size_t(i)] = float(e);
+          sums[1] += e;
+        }
+        sums[0] += squared_error_sum<double>(ConstMatrixMap<double>(y_data.data(), cols, n), raw);
+        sums[2] += double(n);
+        if (per_sample) per_sample->write(first, n, errors.data());
+        if (narrow) {
+          MatrixMap<float>(restored_f.data(), cols, n) = y_data.cast<float>();
+          reconstruction->write(first, n, restored_f.data());
+        } else if (reconstruction) {
+          reconstruction->write(first, n, y_data.data());
+        }
+      });
     });
   }
   comm.allreduce_sum(std::span<double>(sums));

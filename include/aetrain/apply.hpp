@@ -22,6 +22,12 @@ struct ModelOnData {
   Sources sources;
   int64_t block;
   Autoencoder<float> net;
+  /// Calls fn for each block of this rank's even share of the rows (for_each_block), normalized
+  /// as the model takes them. Independent reads: callers agree on errors.
+  void for_each_block(const Comm& comm, const NormalizedBlockFn& fn) const {
+    aetrain::for_each_block(sources, even_split(sources.rows, comm.rank(), comm.size()), block,
+                            file.header.normalization, fn);
+  }
 };
 
 /// Loads the model file at `path` on every rank and checks that it takes `data`'s rows
@@ -29,26 +35,6 @@ struct ModelOnData {
 /// when smaller. Collective.
 ModelOnData load_model(const std::string& path, const DataSource& data, int64_t block_rows,
                        int threads, const Comm& comm);
-
-/// Calls fn(first, n, raw, x) for each block of this rank's even share of the rows: raw (cols, n)
-/// the values as stored, x (cols, n) as the model takes them (normalized). Independent reads:
-/// callers agree on errors afterwards.
-template <class F>
-void for_each_block(SourceReader& reader, const Normalization& norm, int64_t block,
-                    const Comm& comm, F&& fn) {
-  const Index cols = reader.sources().cols;
-  Matrix<double> raw(cols, block);
-  Matrix<float> x(cols, block);
-  const RowRange share = even_split(reader.sources().rows, comm.rank(), comm.size());
-  for (int64_t first = share.begin; first < share.end; first += block) {
-    const int64_t n = std::min<int64_t>(block, share.end - first);
-    reader.read(first, n, raw.data());
-    normalize(norm, ConstMatrixMap<double>(raw.data(), cols, n),
-              MatrixMap<float>(x.data(), cols, n));
-    fn(first, n, ConstMatrixMap<double>(raw.data(), cols, n),
-       ConstMatrixMap<float>(x.data(), cols, n));
-  }
-}
 
 /// Records where an output came from as attributes of its dataset (model, model_kind,
 /// model_global_step, data_file, dataset, created_by) and the table of its rows' files.

@@ -1,15 +1,20 @@
 // Data that spans files: the files a --data value names (paths, quoted globs, @lists), the table
-// of what their datasets hold, and reading rows of their concatenation.
+// of what their datasets hold, and reading rows of their concatenation: a range of rows or a
+// rank's share in blocks. The files' format is below this module (src/input_format.hpp): its
+// callers never learn it.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
+#include "aetrain/matrix.hpp"
 #include "aetrain/normalization.hpp"
+#include "aetrain/sampling.hpp"
 
 namespace aetrain {
 
@@ -68,9 +73,9 @@ Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = A
 /// may carry the dataset: "a.h5:/train and 7 more files").
 std::string name_of_files(const std::string& first, size_t count);
 
-/// Reads rows of the concatenated data through HDF5's default (serial) driver: each process
-/// reads what it needs, when it needs it, with no collective open, so any rank (or a thread of
-/// it) may read any rows at any time. Keeps one file open at a time.
+/// Reads rows of the concatenated data, each process what it needs when it needs it, with no
+/// collective open (HDF5 files through HDF5's default, serial driver), so any rank (or a thread
+/// of it) may read any rows at any time. Keeps one file open at a time.
 class SourceReader {
  public:
   explicit SourceReader(const Sources& sources);
@@ -83,7 +88,8 @@ class SourceReader {
   /// naming the file, its dataset and the row and column in it.
   void read(int64_t first, int64_t n, double* out);
   /// The same rows normalized by `norm` (in double, in pieces of about 4 MiB) and rounded to
-  /// float32.
+  /// float32, into the caller's buffer (cols x n): what a model takes, e.g. a batch of
+  /// validation rows. Also checked finite after the normalization.
   void read(int64_t first, int64_t n, float* out, const Normalization& norm);
   /// Bytes of scratch the float reads may hold (the pieces' doubles).
   static int64_t scratch_bytes(const Sources& sources, const Normalization& norm);
@@ -100,5 +106,22 @@ class SourceReader {
 
 /// The rows a block of about 4 MiB of doubles holds, for reading `cols` columns.
 int64_t rows_per_block(int64_t cols);
+
+/// A block of rows as stored: first row, row count, the values (cols, n) in double.
+using StoredBlockFn = std::function<void(int64_t first, int64_t n, ConstMatrixMap<double> stored)>;
+/// The same and the values as a model takes them: normalized, rounded to float32 (cols, n).
+using NormalizedBlockFn = std::function<void(int64_t first, int64_t n,
+                                             ConstMatrixMap<double> stored,
+                                             ConstMatrixMap<float> normalized)>;
+
+/// The one pass over rows in blocks: reads rows [rows.begin, rows.end) of `sources` (this
+/// rank's share: even_split) in order, `block_rows` at a time (the last block may be shorter),
+/// and calls fn on each block; the buffers are its own, reused from block to block. Throws
+/// Error(data) as SourceReader does, on this rank alone: callers agree on errors (Comm::agree).
+void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
+                    const StoredBlockFn& fn);
+/// The same, each block also normalized by `norm` (the identity for a model without one).
+void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
+                    const Normalization& norm, const NormalizedBlockFn& fn);
 
 }  // namespace aetrain
