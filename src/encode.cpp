@@ -21,11 +21,11 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   RowWriter out(c.out, c.out_dataset, {m.sources.rows, width}, c.overwrite, comm,
                 Precision::float32, "the codes");
   comm.agree([&] {
-    m.for_each_block(comm, [&](int64_t first, int64_t n, ConstMatrixMap<double>,
-                               ConstMatrixMap<float> x) {
-      out.write(first, n, m.net.encode(x).data());
-      if (fault("encode-block")) std::raise(SIGKILL);
-    });
+    m.for_each_block(
+        comm, [&](int64_t first, int64_t n, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
+          out.write(first, n, m.net.encode(x).data());
+          if (fault("encode-block")) std::raise(SIGKILL);
+        });
   });
   annotate(out, c.model, m.file, m.sources);
   out.commit();

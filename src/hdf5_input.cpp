@@ -38,8 +38,7 @@ std::string region(const std::vector<int64_t>& first, const std::vector<int64_t>
   };
   if (first.size() != 2 || last.size() != 2) {
     std::string out = "elements ";
-    for (size_t i = 0; i < first.size(); ++i)
-      out += (i ? " x " : "") + range(first[i], last[i]);
+    for (size_t i = 0; i < first.size(); ++i) out += (i ? " x " : "") + range(first[i], last[i]);
     return out;
   }
   std::string out = (first[0] == last[0] ? "row " : "rows ") + range(first[0], last[0]);
@@ -64,15 +63,14 @@ std::string describe(const Dependency& d) {
              (d.mapped_first.empty()
                   ? ""
                   : " (" + region(d.mapped_first, d.mapped_last, d.virtual_dims) + ")");
-    case DependencyKind::external_file:
-      return "external raw data file " + d.name;
+    case DependencyKind::external_file: return "external raw data file " + d.name;
   }
   return "";
 }
 
 // The variable that tells HDF5 where to look, and its value now.
 std::string variable(DependencyKind kind) {
-  return kind == DependencyKind::external_link   ? "HDF5_EXT_PREFIX"
+  return kind == DependencyKind::external_link    ? "HDF5_EXT_PREFIX"
          : kind == DependencyKind::virtual_source ? "HDF5_VDS_PREFIX"
                                                   : "HDF5_EXTFILE_PREFIX";
 }
@@ -116,7 +114,7 @@ std::string problem(const Dependency& d) {
     case Status::no_object:
       return "is missing: " + where + " has no " +
              (d.kind == DependencyKind::virtual_source && d.missing == d.target ? "dataset "
-                                                                                 : "object ") +
+                                                                                : "object ") +
              d.missing;
     case Status::not_dataset:
       return "cannot be read: " + where + ":" + d.target + " is a group, not a dataset";
@@ -127,16 +125,15 @@ std::string problem(const Dependency& d) {
     case Status::too_deep:
       return "cannot be read: links and virtual datasets nest more than " +
              std::to_string(max_nesting) + " deep here (a cycle?)";
-    case Status::failed:
-      return "cannot be read: " + d.error;
+    case Status::failed: return "cannot be read: " + d.error;
   }
   if (d.kind == DependencyKind::virtual_source) {
     if (d.source_type != h5::TypeClass::floating && d.source_type != h5::TypeClass::integer)
       return "cannot be read: " + where + ":" + d.target + " holds " + d.source_type_name +
              " values; numbers are needed";
     if (d.selects_all) {
-      const int64_t values = std::accumulate(d.source_dims.begin(), d.source_dims.end(),
-                                             int64_t(1), std::multiplies<>());
+      const int64_t values = std::accumulate(d.source_dims.begin(), d.source_dims.end(), int64_t(1),
+                                             std::multiplies<>());
       if (values != d.mapped_values)
         return "does not fit: " + where + ":" + d.target + " is " + dims_text(d.source_dims) +
                " (" + std::to_string(values) + " values); the mapping takes all of it for " +
@@ -150,14 +147,14 @@ std::string problem(const Dependency& d) {
     for (size_t i = 0; i < d.source_dims.size(); ++i)
       if (d.selected_last[i] >= d.source_dims[i])
         return "is too small: " + where + ":" + d.target + " is " + dims_text(d.source_dims) +
-               "; the mapping reads " +
-               region(d.selected_first, d.selected_last, d.source_dims) + " of it";
+               "; the mapping reads " + region(d.selected_first, d.selected_last, d.source_dims) +
+               " of it";
   }
   if (d.kind == DependencyKind::external_file && d.file_bytes < d.offset + d.bytes)
     return "is too short: " + (d.path == d.name ? "it" : d.path) + " holds " +
-           std::to_string(d.file_bytes) +
-           " bytes; the dataset's values are bytes " + std::to_string(d.offset) + "-" +
-           std::to_string(d.offset + d.bytes - 1) + " of it (HDF5 would read the rest as zeros)";
+           std::to_string(d.file_bytes) + " bytes; the dataset's values are bytes " +
+           std::to_string(d.offset) + "-" + std::to_string(d.offset + d.bytes - 1) +
+           " of it (HDF5 would read the rest as zeros)";
   return "";
 }
 
@@ -188,11 +185,10 @@ void check_dependencies(const std::string& file, const std::string& dataset,
                  " files open at once, and this process may open " +
                  std::to_string(limit.rlim_cur) + " (less " + std::to_string(reserved_files) +
                  " for MPI and the outputs); HDF5 would read the rest as the fill value: raise "
-                 "the limit (ulimit -n " + std::to_string(files.size() + reserved_files) +
-                 " before mpirun)");
+                 "the limit (ulimit -n " +
+                 std::to_string(files.size() + reserved_files) + " before mpirun)");
   for (const Dependency& d : deps) inputs.push_back(d.path);
 }
-
 
 // One dataset's rows, read through HDF5's default (serial) driver, each chunk once.
 class Hdf5File : public InputFile {

@@ -110,9 +110,8 @@ int64_t rows_per_block(int64_t cols);
 /// A block of rows as stored: first row, row count, the values (cols, n) in double.
 using StoredBlockFn = std::function<void(int64_t first, int64_t n, ConstMatrixMap<double> stored)>;
 /// The same and the values as a model takes them: normalized, rounded to float32 (cols, n).
-using NormalizedBlockFn = std::function<void(int64_t first, int64_t n,
-                                             ConstMatrixMap<double> stored,
-                                             ConstMatrixMap<float> normalized)>;
+using NormalizedBlockFn = std::function<void(
+    int64_t first, int64_t n, ConstMatrixMap<double> stored, ConstMatrixMap<float> normalized)>;
 
 /// The one pass over rows in blocks: reads rows [rows.begin, rows.end) of `sources` (this
 /// rank's share: even_split) in order, `block_rows` at a time (the last block may be shorter),
