@@ -11,7 +11,7 @@ namespace aetrain {
 
 Validation::Validation(const Sources& val, Autoencoder<float>& model, int64_t train_cols,
                        int64_t block_rows, double alpha, const Comm& comm)
-    : model_(model), comm_(comm), reader_(val), rows_(val.rows), block_rows_(block_rows) {
+    : model_(model), comm_(comm), sources_(val), rows_(val.rows), block_rows_(block_rows) {
   if (val.cols != train_cols)
     fail_replicated(ExitCode::data, val.name + ": has " + std::to_string(val.cols) +
                                         " columns, the training data " +
@@ -20,11 +20,9 @@ Validation::Validation(const Sources& val, Autoencoder<float>& model, int64_t tr
     worker_.emplace(model.config(), block_rows_, 1, alpha);
     worker_->read_params_from(model.params().data());
   }
-  batch_.resize(val.cols, std::max<Index>(model.max_batch(), block_rows_));
 }
 
 double Validation::loss(const Normalization& norm) {
-  const Index cols = batch_.rows();
   if (worker_) {
     // Blocks of block_rows_ rows, each on a one-thread worker (the same bits on any rank), this
     // rank's even share of them; their losses summed in block order on every rank (each entry
@@ -34,11 +32,10 @@ double Validation::loss(const Normalization& norm) {
     const RowRange share = even_split(blocks, comm_.rank(), comm_.size());
     std::vector<double> losses(size_t(blocks), 0.0);
     comm_.agree([&] {
-      for (int64_t k = share.begin; k < share.end; ++k) {
-        const int64_t n = std::min(b, rows_ - k * b);
-        reader_.read(k * b, n, batch_.data(), norm);
-        losses[size_t(k)] = worker_->forward(ConstMatrixMap<float>(batch_.data(), cols, n));
-      }
+      for_each_block(sources_, {share.begin * b, std::min(share.end * b, rows_)}, b, norm,
+                     [&](int64_t first, int64_t, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
+                       losses[size_t(first / b)] = worker_->forward(x);
+                     });
     });
     comm_.allreduce_sum(std::span<double>(losses));
     double sum = 0.0;
@@ -48,11 +45,10 @@ double Validation::loss(const Normalization& norm) {
   const RowRange share = even_split(rows_, comm_.rank(), comm_.size());
   double sums[2] = {0.0, double(share.end - share.begin)};
   comm_.agree([&] {
-    for (int64_t first = share.begin; first < share.end; first += model_.max_batch()) {
-      const int64_t n = std::min<int64_t>(model_.max_batch(), share.end - first);
-      reader_.read(first, n, batch_.data(), norm);
-      sums[0] += model_.forward(ConstMatrixMap<float>(batch_.data(), cols, n));
-    }
+    for_each_block(sources_, share, model_.max_batch(), norm,
+                   [&](int64_t, int64_t, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
+                     sums[0] += model_.forward(x);
+                   });
   });
   comm_.allreduce_sum(std::span<double>(sums));
   return sums[0] / sums[1];

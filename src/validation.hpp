@@ -1,5 +1,6 @@
 // The validation loss: the model's mean loss over rows it does not train on, each rank
-// reading an even share of them a batch at a time (bounded memory for any validation set).
+// reading an even share of them a batch at a time through the one block reader (bounded
+// memory for any validation set).
 #pragma once
 
 #include <optional>
@@ -27,10 +28,9 @@ class Validation {
  private:
   Autoencoder<float>& model_;
   const Comm& comm_;
-  SourceReader reader_;
+  Sources sources_;  // read through for_each_block, a block (a batch) at a time
   int64_t rows_, block_rows_;
   std::optional<Autoencoder<float>> worker_;  // block_rows_ > 0
-  Matrix<float> batch_;                       // (columns, the most rows read at once)
 };
 
 }  // namespace aetrain
