@@ -13,6 +13,7 @@
 #include <numeric>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <utility>
 
 namespace aetrain::h5 {
@@ -61,7 +62,9 @@ std::string after(const std::string& text, const std::string& key, char open, ch
 // What the error stack says about the last failure, from the innermost entry out. HDF5 has no
 // error code of its own for a checksum that does not match: its messages say "data error
 // detected by Fletcher32 checksum" (a chunk) and "incorrect metadata checksum after all read
-// attempts" (a superblock, object header, heap block or B-tree node).
+// attempts" (a superblock, object header, heap block or B-tree node). HDF5 1.14 reports a
+// chunk whose filter's check failed (Fletcher-32 on aetrain's files) only as "filter returned
+// failure during read".
 struct Reason {
   std::string system;     // the system's reason: strerror of an errno that a driver recorded
   std::string mpi;        // an MPI-IO error string
@@ -73,7 +76,9 @@ herr_t read_entry(unsigned n, const H5E_error2_t* e, void* out) {
   Reason& r = *static_cast<Reason*>(out);
   const std::string desc = e->desc ? e->desc : "";
   if (n == 0) r.innermost = desc;
-  if (r.checksum.empty() && desc.find("checksum") != std::string::npos) r.checksum = desc;
+  if (r.checksum.empty() && (desc.find("checksum") != std::string::npos ||
+                             desc.find("filter returned failure during read") != std::string::npos))
+    r.checksum = desc;
   // The sec2 and core drivers: "... errno = 28, error message = 'No space left on device', ...".
   if (r.system.empty()) {
     const size_t at = desc.find("errno = ");
@@ -679,6 +684,12 @@ int64_t chunk_rows(const Handle& dataset) {
   hsize_t dims[2] = {0, 0};
   if (H5Pget_chunk(dcpl.id(), 2, dims) != 2) return 0;
   return int64_t(dims[0]);
+}
+
+bool chunk_addresses_skip_user_block() {
+  unsigned major = 0, minor = 0, release = 0;
+  H5get_libversion(&major, &minor, &release);
+  return std::tuple(major, minor, release) < std::tuple(1u, 14u, 4u);
 }
 
 std::string library_version() {
@@ -1529,9 +1540,11 @@ std::vector<std::pair<uint64_t, uint64_t>> chunk_extents(const Handle& file) {
   Handle root = open_group(file, "/");
   check(H5Literate(root.id(), H5_INDEX_NAME, H5_ITER_INC, &at, add_chunk_extents, &out),
         "list the chunks");
-  hsize_t base = 0;  // chunk addresses count from the end of the user block
-  Handle fcpl(check_id(H5Fget_create_plist(file.id()), "creation properties"), H5Pclose);
-  check(H5Pget_userblock(fcpl.id(), &base), "user block");
+  hsize_t base = 0;  // where chunk addresses count from
+  if (chunk_addresses_skip_user_block()) {
+    Handle fcpl(check_id(H5Fget_create_plist(file.id()), "creation properties"), H5Pclose);
+    check(H5Pget_userblock(fcpl.id(), &base), "user block");
+  }
   for (auto& [at_byte, bytes] : out) at_byte += base;
   std::sort(out.begin(), out.end());
   return out;

@@ -165,6 +165,9 @@ void read_rows(const Handle& dataset, int64_t first, int64_t n, double* out);
 int64_t chunk_rows(const Handle& dataset);
 /// "1.10.8 (parallel)".
 std::string library_version();
+/// Whether this HDF5 reports chunk addresses from the end of the user block (before 1.14.4;
+/// from 1.14.4 on they are file offsets: HDFGroup/hdf5 #3003).
+bool chunk_addresses_skip_user_block();
 
 /// The three ways a dataset's values can live outside the object itself.
 enum class DependencyKind {
