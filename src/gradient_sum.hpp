@@ -35,7 +35,8 @@ class GradientSum {
                        Timers& timers) = 0;
   /// Sums `totals` over all ranks (kTotals: this rank's in, with its loss sum left at 0, which
   /// this adds; all ranks' sums out). Every rank can then raise a failure alike, before
-  /// sum_gradient reads anything.
+  /// sum_gradient reads anything. The plain sum sums the gradient here too, first (a rank that
+  /// failed takes part with the gradient of its zero rows).
   virtual void sum_totals(std::span<double> totals) = 0;
   /// The gradient summed over all ranks into the model's grads(), and the loss sum into
   /// totals[0] where sum_totals left it out. False when a gradient is NaN or infinite and the
