@@ -30,23 +30,23 @@ int run(TrainConfig& config, const Comm& world) {
                     "stopped by a signal; no --checkpoint was given, so nothing was saved");
   return int(ExitCode::preempted);
 }
-int run(EncodeConfig& config, const Comm& world) {
-  Log log(world, /*quiet=*/false);
+// The commands that use a model or fit one: their log (evaluate's stdout is its JSON result
+// alone, for scripts), their threads, their work.
+template <class Config, class Work>
+int run_command_with_log(Config& config, const Comm& world, bool quiet, Work work) {
+  Log log(world, quiet);
   config.threads = set_up_threads(config.threads, world, log);
-  run_encode(config, world, log);
+  work(config, world, log);
   return 0;
+}
+int run(EncodeConfig& config, const Comm& world) {
+  return run_command_with_log(config, world, false, run_encode);
 }
 int run(EvaluateConfig& config, const Comm& world) {
-  Log log(world, /*quiet=*/true);  // evaluate's stdout is its JSON result alone, for scripts
-  config.threads = set_up_threads(config.threads, world, log);
-  run_evaluate(config, world, log);
-  return 0;
+  return run_command_with_log(config, world, true, run_evaluate);
 }
 int run(PcaConfig& config, const Comm& world) {
-  Log log(world, /*quiet=*/false);
-  config.threads = set_up_threads(config.threads, world, log);
-  run_pca(config, world, log);
-  return 0;
+  return run_command_with_log(config, world, false, run_pca);
 }
 int run(InspectConfig& config, const Comm& world) {
   run_inspect(config, world);
