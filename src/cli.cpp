@@ -18,6 +18,7 @@
 #include "aetrain/noise.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/schedule.hpp"
+#include "aetrain/sources.hpp"
 #include "aetrain/version.hpp"
 
 namespace aetrain {
@@ -242,11 +243,7 @@ std::string shown_value(const T& field) {
     for (int64_t x : field) value += (value.empty() ? "" : ",") + std::to_string(x);
     return value;
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-    if (field.empty()) return "(none)";
-    std::string value;
-    for (size_t i = 0; i < field.size() && i < 2; ++i) value += (i ? " " : "") + field[i];
-    if (field.size() > 3) return value + " and " + std::to_string(field.size() - 2) + " more";
-    return field.size() == 3 ? value + " " + field[2] : value;
+    return field.empty() ? "(none)" : name_of_files(field[0], field.size());
   } else if constexpr (std::is_floating_point_v<T>) {
     return number(field);
   } else {
