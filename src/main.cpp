@@ -7,7 +7,7 @@
 #include "aetrain/cli.hpp"
 #include "aetrain/comm.hpp"
 #include "aetrain/commands.hpp"
-#include "aetrain/data.hpp"
+#include "aetrain/io.hpp"
 #include "aetrain/error.hpp"
 #include "aetrain/fault.hpp"
 #include "aetrain/log.hpp"

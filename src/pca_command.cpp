@@ -3,7 +3,6 @@
 
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/commands.hpp"
-#include "aetrain/data.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/outputs.hpp"
 #include "aetrain/sources.hpp"

@@ -300,4 +300,14 @@ void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
   read_blocks(sources, rows, block_rows, &norm, fn);
 }
 
+Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows,
+                        const Comm& comm) {
+  Moments local(sources.cols, kind);
+  comm.agree([&] {
+    for_each_block(sources, even_split(sources.rows, comm.rank(), comm.size()), block_rows,
+                   [&](int64_t, int64_t, ConstMatrixMap<double> stored) { local.add(stored); });
+  });
+  return merge_over_ranks(local, comm);
+}
+
 }  // namespace aetrain

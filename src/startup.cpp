@@ -5,13 +5,13 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "aetrain/data.hpp"
 #include "aetrain/error.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/options.hpp"
 #include "aetrain/outputs.hpp"
 #include "aetrain/runtime.hpp"
 #include "aetrain/sampling.hpp"
+#include "aetrain/sources.hpp"
 
 namespace aetrain {
 namespace {

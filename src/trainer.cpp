@@ -5,7 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "aetrain/data.hpp"
+#include "aetrain/io.hpp"
 #include "aetrain/fault.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/outputs.hpp"

@@ -1,7 +1,7 @@
 #include "aetrain/version.hpp"
 
 #include "aetrain/comm.hpp"
-#include "aetrain/data.hpp"
+#include "aetrain/io.hpp"
 #include "aetrain/gemm.hpp"
 
 namespace aetrain {

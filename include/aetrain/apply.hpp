@@ -8,7 +8,7 @@
 
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/comm.hpp"
-#include "aetrain/data.hpp"
+#include "aetrain/row_writer.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/sampling.hpp"

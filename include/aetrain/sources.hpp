@@ -13,6 +13,7 @@
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
 #include "aetrain/matrix.hpp"
+#include "aetrain/moments.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/sampling.hpp"
 
@@ -122,5 +123,10 @@ void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
 /// The same, each block also normalized by `norm` (the identity for a model without one).
 void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
                     const Normalization& norm, const NormalizedBlockFn& fn);
+
+/// The column moments of every row of `sources` (kind: Scatter::full for a PCA), each rank
+/// reading its even share in blocks of `block_rows` rows, in double. The same on every rank.
+/// Collective; read errors are agreed.
+Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows, const Comm& comm);
 
 }  // namespace aetrain

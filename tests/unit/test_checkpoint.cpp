@@ -395,7 +395,9 @@ std::pair<uint64_t, uint64_t> chunk_of(const std::string& path, const std::strin
   EXPECT_NE(address, HADDR_UNDEF) << dataset;
   hsize_t userblock = 0;  // where addresses count from: the end of the user block before 1.14.4
   h5::Handle fcpl(H5Fget_create_plist(f.id()), H5Pclose);
-  if (h5::chunk_addresses_skip_user_block()) EXPECT_GE(H5Pget_userblock(fcpl.id(), &userblock), 0);
+  if (h5::chunk_addresses_skip_user_block()) {
+    EXPECT_GE(H5Pget_userblock(fcpl.id(), &userblock), 0);
+  }
   return {uint64_t(userblock + address), uint64_t(size)};
 }
 

@@ -8,9 +8,9 @@
 #include <filesystem>
 
 #include "aetrain/commands.hpp"
-#include "aetrain/data.hpp"
 #include "aetrain/rng.hpp"
 #include "aetrain/runtime.hpp"
+#include "aetrain/sources.hpp"
 #include "aetrain/trainer.hpp"
 #include "aetrain/training_data.hpp"
 #include "support.hpp"

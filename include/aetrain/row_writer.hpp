@@ -1,5 +1,5 @@
-// HDF5 data out, written by every rank in parallel, and what a pass over the data in blocks
-// gives (its moments). Reading is sources.hpp's; the training rows are training_data.hpp's.
+// Rows out: an HDF5 dataset written by every rank in parallel through MPI-IO (encode's codes,
+// evaluate's per-sample losses and reconstructions). Reading is sources.hpp's.
 #pragma once
 
 #include <cstdint>
@@ -9,21 +9,9 @@
 
 #include "aetrain/comm.hpp"
 #include "aetrain/config.hpp"
-#include "aetrain/matrix.hpp"
-#include "aetrain/moments.hpp"
-#include "aetrain/normalization.hpp"
 #include "aetrain/sources.hpp"
 
 namespace aetrain {
-
-/// The HDF5 library, e.g. "1.10.8 (parallel)".
-std::string hdf5_library_version();
-
-/// Closes every HDF5 object still open and shuts HDF5 down: call it at the end, before MPI ends
-/// (MPI_Finalize would do it otherwise, with nobody left to hear of a failure). False when HDF5
-/// holds a file it failed to close, whose shutdown would crash (h5::close_library): the process
-/// must then end without MPI_Finalize (Comm::abort).
-bool close_io();
 
 /// A new float32 (or float64) dataset of `dims` (rows first) that every rank of comm writes its
 /// own rows of, through MPI-IO, into a file that check_outputs has allowed (nothing there, an
@@ -56,10 +44,5 @@ class RowWriter {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-
-/// The column moments of every row of `sources` (kind: Scatter::full for a PCA), each rank
-/// reading its even share in blocks of `block_rows` rows, in double. The same on every rank.
-/// Collective; read errors are agreed.
-Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows, const Comm& comm);
 
 }  // namespace aetrain

@@ -1,4 +1,4 @@
-#include "aetrain/data.hpp"
+#include "aetrain/row_writer.hpp"
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -15,15 +15,9 @@
 #include "aetrain/error.hpp"
 #include "aetrain/fault.hpp"
 #include "aetrain/outputs.hpp"
-#include "aetrain/sampling.hpp"
 #include "h5.hpp"
 
 namespace aetrain {
-
-std::string hdf5_library_version() { return h5::library_version(); }
-
-bool close_io() { return h5::close_library(); }
-
 namespace {
 
 // Room for what HDF5 writes beside the rows: object headers, attributes, the group's links
@@ -234,16 +228,6 @@ void RowWriter::commit() {
     }
   });
   w.committed = true;
-}
-
-Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows,
-                        const Comm& comm) {
-  Moments local(sources.cols, kind);
-  comm.agree([&] {
-    for_each_block(sources, even_split(sources.rows, comm.rank(), comm.size()), block_rows,
-                   [&](int64_t, int64_t, ConstMatrixMap<double> stored) { local.add(stored); });
-  });
-  return merge_over_ranks(local, comm);
 }
 
 }  // namespace aetrain
