@@ -51,18 +51,15 @@ class PlainSum final : public GradientSum {
 // term then rounds onto fixed-point grids all ranks agree on, and the integer sums are added.
 class ExactSum final : public GradientSum {
  public:
-  ExactSum(Autoencoder<float>& model, const Comm& comm, int threads, double alpha,
-           int64_t global_batch, int64_t block_rows, int64_t columns)
+  ExactSum(Autoencoder<float>& model, const Comm& comm, int threads, int64_t global_batch,
+           int64_t block_rows, int64_t columns)
       : model_(model), comm_(comm), block_rows_(block_rows) {
     const int64_t blocks = deterministic_blocks(global_batch);  // no fewer than the ranks
     const int64_t n = int64_t(model.params().size()), p = comm.size(), r = comm.rank();
     const int64_t mine = (r + 1) * blocks / p - r * blocks / p;  // the blocks this rank owns
     positions_.resize(size_t(columns));
     block_start_.reserve(size_t(mine) + 1);
-    for (int i = 0; i < threads; ++i) {
-      workers_.emplace_back(model.config(), block_rows, 1, alpha);
-      workers_.back().read_params_from(model.params().data());
-    }
+    for (int i = 0; i < threads; ++i) workers_.emplace_back(model, block_rows, 1);
     exact_.emplace(n, blocks);
     block_grads_.resize(size_t(mine * n));
     for (int64_t k = 0; k < mine; ++k) block_terms_.push_back(block_grads_.data() + k * n);
@@ -203,9 +200,9 @@ std::unique_ptr<GradientSum> plain_gradient_sum(Autoencoder<float>& model, const
 }
 
 std::unique_ptr<GradientSum> exact_gradient_sum(Autoencoder<float>& model, const Comm& comm,
-                                                int threads, double alpha, int64_t global_batch,
+                                                int threads, int64_t global_batch,
                                                 int64_t block_rows, int64_t columns) {
-  return std::make_unique<ExactSum>(model, comm, threads, alpha, global_batch, block_rows, columns);
+  return std::make_unique<ExactSum>(model, comm, threads, global_batch, block_rows, columns);
 }
 
 }  // namespace aetrain

@@ -51,7 +51,7 @@ std::unique_ptr<GradientSum> plain_gradient_sum(Autoencoder<float>& model, const
 /// weights, for global batches of `global_batch` cut into sample blocks of `block_rows`; this
 /// rank's columns of a step are at most `columns`. The ranks must not outnumber the blocks.
 std::unique_ptr<GradientSum> exact_gradient_sum(Autoencoder<float>& model, const Comm& comm,
-                                                int threads, double alpha, int64_t global_batch,
+                                                int threads, int64_t global_batch,
                                                 int64_t block_rows, int64_t columns);
 
 }  // namespace aetrain

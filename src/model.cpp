@@ -61,15 +61,17 @@ std::string describe(const ModelConfig& m) {
 }
 
 template <class S>
-Autoencoder<S>::Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha)
+Autoencoder<S>::Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha,
+                            const S* shared)
     : config_(config),
       layers_(layer_shapes(config)),
       n_params_(parameter_count(config)),
       max_batch_(std::max<Index>(1, max_batch)),
       alpha_(alpha),
       code_layer_(config.encoder_widths.size() - 1),
-      params_(n_params_, S(0)),
-      grads_(n_params_, S(0)),
+      params_(shared ? 0 : n_params_, S(0)),
+      grads_(shared ? 0 : n_params_, S(0)),
+      weights_(shared ? shared : params_.data()),
       gemm_(threads) {
   if (alpha < 0 || alpha > 1) throw std::invalid_argument("alpha must be in [0, 1]");
   if (alpha > 0 && config.encoder_widths.back() != config.input_dim)

@@ -5,8 +5,8 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "aetrain/io.hpp"
 #include "aetrain/fault.hpp"
+#include "aetrain/io.hpp"
 #include "aetrain/layers.hpp"
 #include "aetrain/outputs.hpp"
 #include "aetrain/runtime.hpp"
@@ -49,8 +49,8 @@ Trainer::Trainer(RunStart&& start, const Comm& comm, Log& log)
       adam_(config_.adam, model_.params().size(), config_.weight_decay, kernel_ranges(model_)),
       noise_(config_.noise),
       gradient_sum_(config_.deterministic
-                        ? exact_gradient_sum(model_, comm_, config_.threads, config_.alpha,
-                                             config_.global_batch, sample_block_, batch_.cols())
+                        ? exact_gradient_sum(model_, comm_, config_.threads, config_.global_batch,
+                                             sample_block_, batch_.cols())
                         : plain_gradient_sum(model_, comm_)),
       data_use_(std::make_unique<DataUse>()),
       report_(std::make_unique<Report>(config_, comm_, log_)),
@@ -78,8 +78,7 @@ Trainer::Trainer(RunStart&& start, const Comm& comm, Log& log)
   start_data(start.layout);
   if (start.val)
     val_ = std::make_unique<Validation>(*start.val, model_, sources_.cols,
-                                        config_.deterministic ? sample_block_ : 0, config_.alpha,
-                                        comm_);
+                                        config_.deterministic ? sample_block_ : 0, comm_);
   check_recipe();
   remove_previous_run(config_, comm_);  // with --overwrite: the run is accepted
 }

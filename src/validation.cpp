@@ -10,16 +10,13 @@
 namespace aetrain {
 
 Validation::Validation(const Sources& val, Autoencoder<float>& model, int64_t train_cols,
-                       int64_t block_rows, double alpha, const Comm& comm)
+                       int64_t block_rows, const Comm& comm)
     : model_(model), comm_(comm), sources_(val), rows_(val.rows), block_rows_(block_rows) {
   if (val.cols != train_cols)
     fail_replicated(ExitCode::data, val.name + ": has " + std::to_string(val.cols) +
                                         " columns, the training data " +
                                         std::to_string(train_cols));
-  if (block_rows_ > 0) {
-    worker_.emplace(model.config(), block_rows_, 1, alpha);
-    worker_->read_params_from(model.params().data());
-  }
+  if (block_rows_ > 0) worker_.emplace(model, block_rows_, 1);
 }
 
 double Validation::loss(const Normalization& norm) {

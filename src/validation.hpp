@@ -19,7 +19,7 @@ class Validation {
   /// one-thread worker reading the model's weights, and their losses are summed in block order:
   /// the same loss on any number of ranks.
   Validation(const Sources& val, Autoencoder<float>& model, int64_t train_cols, int64_t block_rows,
-             double alpha, const Comm& comm);
+             const Comm& comm);
 
   int64_t rows() const { return rows_; }
   /// The mean loss over every row, normalized by `norm`. Collective.

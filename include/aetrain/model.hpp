@@ -37,7 +37,17 @@ template <class S>
 class Autoencoder {
  public:
   /// A model for batches of up to `max_batch` samples whose products use up to `threads` threads.
-  Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha = 0.0);
+  Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha = 0.0)
+      : Autoencoder(config, max_batch, threads, alpha, nullptr) {}
+  /// A worker of `owner`: the same model (architecture, alpha) reading owner's parameters, not
+  /// a copy of them (owner must outlive it), with its own workspace for batches of up to
+  /// `max_batch` on `threads` threads. It owns no parameters or gradient: its params() and
+  /// grads() are empty, and its gradients go where backward(out) says.
+  Autoencoder(const Autoencoder& owner, Index max_batch, int threads)
+      : Autoencoder(owner.config_, max_batch, threads, owner.alpha_, owner.weights_) {}
+  Autoencoder(Autoencoder&&) = default;  // weights_ follows the moved buffer
+  Autoencoder(const Autoencoder&) = delete;
+  Autoencoder& operator=(const Autoencoder&) = delete;
 
   /// Glorot-uniform kernels and zero biases (Glorot and Bengio, AISTATS 2010), drawn from `seed`.
   void init_glorot(uint64_t seed);
@@ -56,24 +66,24 @@ class Autoencoder {
   /// The last forward's reconstruction y (input_dim, n).
   ConstMatrixMap<S> output() const;
 
-  std::span<S> params() { return {params_.data(), size_t(n_params_)}; }
-  std::span<const S> params() const { return {params_.data(), size_t(n_params_)}; }
+  std::span<S> params() { return {params_.data(), params_.size()}; }
+  std::span<const S> params() const { return {params_.data(), params_.size()}; }
   /// Same layout as params().
-  std::span<S> grads() { return {grads_.data(), size_t(n_params_)}; }
-  /// From now on forward and backward read the parameters at `source` (laid out as params(),
-  /// kept by the caller) instead of params(): a worker that shares another model's weights.
-  void read_params_from(const S* source) { weights_ = source; }
+  std::span<S> grads() { return {grads_.data(), grads_.size()}; }
 
   const ModelConfig& config() const { return config_; }
   const std::vector<LayerShape>& layers() const { return layers_; }
   Index max_batch() const { return max_batch_; }
 
  private:
+  // `shared`: the parameters to read instead of owning them (a worker's), or null.
+  Autoencoder(const ModelConfig& config, Index max_batch, int threads, double alpha,
+              const S* shared);
   ConstMatrixMap<S> kernel(const LayerShape& l) const {
     return {weights() + l.kernel_offset, l.out, l.in};
   }
   ConstVectorMap<S> bias(const LayerShape& l) const { return {weights() + l.bias_offset, l.out}; }
-  const S* weights() const { return weights_ ? weights_ : params_.data(); }
+  const S* weights() const { return weights_; }
   // Layer l's activations (out, n) in the workspace.
   MatrixMap<S> activations(size_t l, Index n) { return {acts_[l].data(), layers_[l].out, n}; }
   ConstMatrixMap<S> activations(size_t l, Index n) const {
@@ -90,7 +100,7 @@ class Autoencoder {
   size_t code_layer_;  // index of the layer whose output is the code
   AlignedVector<S> params_;
   AlignedVector<S> grads_;
-  const S* weights_ = nullptr;     // another model's parameters to read instead of params_
+  const S* weights_;               // the parameters read: params_, or a worker's owner's
   std::vector<Matrix<S>> acts_;    // per layer: (out, max_batch)
   Matrix<S> delta_, delta_below_;  // (widest layer, max_batch) each
   const S* x_ = nullptr;           // the last forward's input

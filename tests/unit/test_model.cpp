@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "aetrain/layers.hpp"
 #include "aetrain/model.hpp"
@@ -216,6 +217,29 @@ TEST(Model, GlorotLimitsAndZeroBiases) {
   // Uniform(-a, a) has variance a^2 / 3.
   EXPECT_NEAR(sum_sq / double(l.in * l.out), limit * limit / 3, 0.05 * limit * limit / 3);
   for (Index i = 0; i < l.out; ++i) EXPECT_EQ(model.params()[size_t(l.bias_offset + i)], 0.0f);
+}
+
+// A worker reads its owner's parameters as they are now (not a copy made when it was built) and
+// computes what its owner computes, bit for bit, with its own workspace and no parameters.
+TEST(Model, WorkerReadsItsOwnersParameters) {
+  const ModelConfig c =
+      config_with(12, {12, 12}, Activation::tanh, Activation::relu, Activation::sigmoid);
+  Autoencoder<float> model(c, 8, 1, 0.25);
+  Autoencoder<float> worker(model, 8, 1);
+  EXPECT_TRUE(worker.params().empty());
+  EXPECT_TRUE(worker.grads().empty());
+  Matrix<float> x = Matrix<float>::Random(12, 8).cwiseAbs();
+  ConstMatrixMap<float> xm(x.data(), 12, 8);
+  std::vector<float> owner_grad(model.params().size()), worker_grad(model.params().size());
+  for (uint64_t seed : {1, 2}) {  // the second time after the owner's weights changed
+    model.init_glorot(seed);
+    const double loss = model.forward(xm);
+    model.backward(owner_grad);
+    EXPECT_EQ(worker.forward(xm), loss);
+    worker.backward(worker_grad);
+    EXPECT_EQ(worker_grad, owner_grad);
+    EXPECT_TRUE(worker.output() == model.output());
+  }
 }
 
 TEST(Model, RefusesAlphaWithANarrowCode) {
