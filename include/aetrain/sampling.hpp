@@ -8,6 +8,9 @@
 
 namespace aetrain {
 
+/// a / b rounded up, for a >= 0 and b > 0.
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 /// The first position class of rank r of P when the classes are dealt in whole sample blocks of
 /// `sample_block` (the last may be shorter): the C = ceil(B / b) blocks split as floor(rC/P).
 /// With blocks of 1 (the default split), floor(rB/P).
