@@ -1,4 +1,4 @@
-// The HDF5 checkpoint (README "Checkpoints"): save atomically, every byte under a checksum;
+// The HDF5 checkpoint (docs/checkpoint.md): save atomically, every byte under a checksum;
 // load checked.
 #pragma once
 
