@@ -1,8 +1,8 @@
 #include "aetrain/version.hpp"
 
 #include "aetrain/comm.hpp"
-#include "aetrain/io.hpp"
 #include "aetrain/gemm.hpp"
+#include "aetrain/io.hpp"
 
 namespace aetrain {
 namespace {

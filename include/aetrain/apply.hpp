@@ -8,9 +8,9 @@
 
 #include "aetrain/checkpoint.hpp"
 #include "aetrain/comm.hpp"
-#include "aetrain/row_writer.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/normalization.hpp"
+#include "aetrain/row_writer.hpp"
 #include "aetrain/sampling.hpp"
 #include "aetrain/sources.hpp"
 
