@@ -18,9 +18,10 @@ done
 status=0
 clang-format --dry-run --Werror "${sources[@]}" || {
   echo "lint: reformat with tools/lint.sh --format"; status=1; }
-# The library's and main's sources (the headers through them), two at a time.
+# The library's and main's sources (the headers through them), one per clang-tidy, the largest
+# first, so that the last to finish are small ones.
 mapfile -t units < <(printf '%s\n' "${sources[@]}" | grep '^src/.*\.cpp$' |
-                     grep -v sanitizer_defaults)
+                     grep -v sanitizer_defaults | xargs wc -c | sort -rn | awk '$2 != "total" {print $2}')
 printf '%s\n' "${units[@]}" |
-  xargs -P "$(nproc)" -n 4 clang-tidy -p "$build" --quiet 2> /dev/null || status=1
+  xargs -P "$(nproc)" -n 1 clang-tidy -p "$build" --quiet 2> /dev/null || status=1
 exit $status

@@ -16,8 +16,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 AETRAIN = os.environ.get("AETRAIN", "aetrain")
 # Loopback-only TCP: Open MPI 5 otherwise prints a line per pair of ranks on hosts with IPv6
 # addresses, which can land inside ours (jobs/one-machine.sh says more).
+# pml ob1: the one Open MPI picks on a machine without Mellanox devices anyway (UCX's takes over
+# only with those), named so that no process spends a quarter of a second probing the others.
+# odls_base_sigkill_timeout 0: Open MPI 4.1's mpirun otherwise sleeps 2 s (SIGTERM, 1 s, SIGKILL,
+# 1 s) after any rank exits with an error, even when every rank has already exited; Open MPI 5's
+# launcher has no such wait and ignores the name. test_faults.py keeps mpirun's default.
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMP_NUM_THREADS="1", OMPI_MCA_btl_tcp_if_include="lo")
+           OMP_NUM_THREADS="1", OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_pml="ob1",
+           OMPI_MCA_odls_base_sigkill_timeout="0")
 # More ranks than cores, in the form Open MPI 4.1 and 5 both take (5 deprecates --oversubscribe).
 MPIRUN = ["mpirun", "--map-by", ":OVERSUBSCRIBE", "--bind-to", "none"]
 
