@@ -20,7 +20,7 @@ AETRAIN = os.environ.get("AETRAIN", "aetrain")
 # only with those), named so that no process spends a quarter of a second probing the others.
 # odls_base_sigkill_timeout 0: Open MPI 4.1's mpirun otherwise sleeps 2 s (SIGTERM, 1 s, SIGKILL,
 # 1 s) after any rank exits with an error, even when every rank has already exited; Open MPI 5's
-# launcher has no such wait and ignores the name. test_faults.py keeps mpirun's default.
+# launcher has no such wait and ignores the name. test_train_faults.py keeps mpirun's default.
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMP_NUM_THREADS="1", OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_pml="ob1",
            OMPI_MCA_odls_base_sigkill_timeout="0")
@@ -165,3 +165,27 @@ class BinaryTest(unittest.TestCase):
         self.assertEqual(len(lines), 1, err)
         self.assertIn(needle, lines[0])
         return lines[0]
+
+
+class TrainedModelTest(BinaryTest):
+    """A test with a small model trained once for the class: `model` trained on `data` (203 rows
+    x 24 columns in /train, its first 3 and 10 rows in /small and /ten, `x` the rows)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir0 = temp_dir()
+        cls.data = os.path.join(cls.dir0, "data.h5")
+        cls.x = write(cls.data, rows=203, cols=24, seed=3)
+        with h5py.File(cls.data, "a") as f:
+            f["/small"] = cls.x[:3]
+            f["/ten"] = cls.x[:10]
+        cls.model = os.path.join(cls.dir0, "model.h5")
+        rc, _, err = run(["train", "--data", cls.data, "--layers", "16,5", "--activation", "tanh",
+                          "--epochs", "3", "--batch-size", "16", "--checkpoint", cls.model],
+                         ranks=2)
+        assert rc == 0, err
+
+    def codes(self, path, name="/codes"):
+        """A dataset of codes (or any rows) and its attributes."""
+        with h5py.File(path, "r") as f:
+            return f[name][()], dict(f[name].attrs)

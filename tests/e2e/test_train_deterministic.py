@@ -5,7 +5,7 @@ shuffling, windows, a short last step, every activation, --alpha > 0 and every r
 resuming mid-epoch on another number of ranks changes nothing; what it cannot promise it
 refuses.
 
-    python3 tests/e2e/test_deterministic.py path/to/aetrain
+    python3 tests/e2e/test_train_deterministic.py path/to/aetrain
 """
 import hashlib
 import os

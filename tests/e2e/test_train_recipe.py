@@ -4,7 +4,7 @@ denoising): the real binary under real mpirun against PyTorch doing the same ste
 weights on the same batches (and the same noise, drawn here from the definition in
 docs/training.md), and its bad inputs.
 
-    python3 tests/e2e/test_recipe.py path/to/aetrain
+    python3 tests/e2e/test_train_recipe.py path/to/aetrain
 """
 import math
 import os

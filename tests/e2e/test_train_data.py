@@ -5,7 +5,7 @@ contiguous copies of one dataset giving the same batches; each stored byte read 
 for any number of ranks; memory within --data-memory for data ten times the ranks' budget;
 exact resume in the middle of a window; and the bad inputs of the data path.
 
-    python3 tests/e2e/test_data.py path/to/aetrain
+    python3 tests/e2e/test_train_data.py path/to/aetrain
 """
 import json
 import os

@@ -2,7 +2,7 @@
 """The real aetrain binary under real mpirun: exit codes, messages, h5py's view of checkpoints,
 resuming, configuration files, float64 data.
 
-    python3 tests/e2e/test_cli.py path/to/aetrain
+    python3 tests/e2e/test_train.py path/to/aetrain
 """
 import os
 import re

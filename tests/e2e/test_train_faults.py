@@ -4,7 +4,7 @@ killed rank, preemption by SIGUSR1 and SIGTERM, a writer killed mid-checkpoint, 
 replica drift, and every bad input we handle. Each checks the exit code, the one error line,
 the time taken and the files left behind.
 
-    python3 tests/e2e/test_faults.py path/to/aetrain
+    python3 tests/e2e/test_train_faults.py path/to/aetrain
 """
 import concurrent.futures
 import json
