@@ -7,8 +7,11 @@ namespace aetrain {
 ModelOnData load_model(const std::string& path, const DataSource& data, int64_t block_rows,
                        int threads, const Comm& comm) {
   Checkpoint file = load_checkpoint(path, comm);
-  // Integer data is fine for a model that normalizes its input.
-  Sources sources = probe_sources(data, comm, accepted_by(file.header.normalization.kind));
+  // Integer data is fine for a model that transforms or normalizes its input.
+  Sources sources =
+      probe_sources(data, comm,
+                    accepted_by(file.header.normalization.kind, file.header.transform.asked),
+                    file.header.transform);
   if (file.header.model.input_dim != sources.cols)
     fail_replicated(ExitCode::checkpoint, path + ": the model takes rows of " +
                                               std::to_string(file.header.model.input_dim) +
@@ -24,14 +27,14 @@ ModelOnData load_model(const std::string& path, const DataSource& data, int64_t 
 }
 
 void annotate(RowWriter& out, const std::string& model_path, const Checkpoint& model,
-              const Sources& data) {
+              const Sources& data, bool sources_table) {
   out.attribute("model", model_path);
   out.attribute("model_kind", std::string(model_kind_name(model.kind)));
   out.attribute("model_global_step", model.header.train.global_step);
   out.attribute("data_file", data.files.front().file);
   out.attribute("dataset", data.files.front().dataset);
   out.attribute("created_by", std::string("aetrain ") + AETRAIN_VERSION);
-  out.sources(data.files);
+  if (sources_table) out.sources(data.files);
 }
 
 }  // namespace aetrain

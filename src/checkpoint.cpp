@@ -101,6 +101,7 @@ Checkpoint parse(const std::string& path, const std::string& image) {
   c.created_by = f.created_by;
   c.header.model = f.model;
   c.header.normalization = std::move(f.normalization);
+  c.header.transform = std::move(f.transform);
   try {
     if (f.format == kCheckpoint) {
       // A model alone (weights from elsewhere, or written by hand) has no training state.
@@ -160,10 +161,14 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
   for (const SourceEntry& e : h.train.sources)
     bytes += 16 + 2 * int64_t(e.file.size() + e.dataset.size());
   const int64_t datasets = 3 * 2 * int64_t(layer_shapes(h.model).size()) + 3;
+  for (const std::string& n : h.transform.names) bytes += 16 + int64_t(n.size());
+  bytes += 8 * int64_t(h.transform.columns.size());
   model_file::write(
-      path, kCheckpoint, name, "checkpoint", model_file::reserve_for(bytes, datasets),
+      path, kCheckpoint, format_version_for(h.transform), name, "checkpoint",
+      model_file::reserve_for(bytes, datasets + 2),
       [&](const h5::Handle& file, const auto& halfway) {
         model_file::write_model(file, h.model, params);
+        model_file::write_transform(file, h.transform);
         model_file::write_normalization(file, h.normalization);
         const std::vector<LayerShape> layers = layer_shapes(h.model);
         h5::Handle opt = h5::create_group(file, "optimizer");
@@ -185,14 +190,19 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& h,
       [&] { keep_previous(path, keep); });
 }
 
-void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm) {
+void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm,
+                     const RowTransform& transform) {
   const int64_t d = pca.mean.size(), k = pca.components.cols();
-  // The linear model's float32 weights, /pca's float64 arrays, the statistics.
-  const int64_t bytes = 4 * (2 * d * k + d + k) + 8 * (d + k * d + 2 * k) + 16 * d;
-  model_file::write(path, kPca, "PCA model", "pca-model", model_file::reserve_for(bytes, 10),
+  // The linear model's float32 weights, /pca's float64 arrays, the statistics, the transform.
+  int64_t bytes = 4 * (2 * d * k + d + k) + 8 * (d + k * d + 2 * k) + 16 * d;
+  for (const std::string& n : transform.names) bytes += 16 + int64_t(n.size());
+  bytes += 8 * int64_t(transform.columns.size());
+  model_file::write(path, kPca, format_version_for(transform), "PCA model", "pca-model",
+                    model_file::reserve_for(bytes, 12),
                     [&](const h5::Handle& file, const auto& halfway) {
                       model_file::write_model(file, pca_model_config(pca), pca_model_params(pca));
                       halfway();
+                      model_file::write_transform(file, transform);
                       model_file::write_normalization(file, norm);
                       h5::Handle g = h5::create_group(file, "pca");
                       h5::write_attribute(g, "rows", pca.rows);

@@ -68,6 +68,30 @@ CLI::Validator dataset_path(const std::string& example) {
       "PATH");
 }
 
+// A --features value: var:COLUMN or @FILE.
+CLI::Validator features_spec() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if ((text.starts_with("var:") && text.size() > 4) || (text.starts_with('@') && text.size() > 1))
+          return "";
+        return "'" + text +
+               "' is neither var:COLUMN (a boolean column of the AnnData var, e.g. "
+               "var:highly_variable) nor @FILE (column names or ids, one a line)";
+      },
+      "var:COLUMN|@FILE");
+}
+
+// An AnnData obsm key: a name, no path.
+CLI::Validator obsm_key() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (!text.empty() && text.find('/') == std::string::npos && text != "." && text != "..")
+          return "";
+        return "'" + text + "' is not an obsm key (a name such as X_aetrain, without '/')";
+      },
+      "KEY");
+}
+
 // A --noise value (noise.hpp's parse_noise says what is wrong).
 CLI::Validator noise_spec() {
   return CLI::Validator(
@@ -260,6 +284,8 @@ bool unset(const T& field) {
     return field.empty();
   else if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>)
     return field == 0;
+  else if constexpr (std::is_enum_v<T>)
+    return field == T{};
   else
     return false;
 }
@@ -313,6 +339,25 @@ struct ValueRows {
   }
 };
 
+// The count transform's options (transform.hpp), for train and pca: they describe the model.
+template <class Rows, class Counts>
+void count_rows(Rows& t, Counts& c) {
+  t.option("--size-factor", c.size_factor,
+           "scale each row (a cell's counts) to this total over all its columns, before "
+           "--transform; stored with the model (0: as stored)",
+           {.check = number_in(0, kHuge, "[0, inf)"),
+            .stored = Stored::if_set,
+            .resume = ResumeRule::model});
+  t.option("--transform", c.scale,
+           "log1p: log(1 + x) of each value, after --size-factor; stored with the model",
+           {.stored = Stored::if_set, .resume = ResumeRule::model});
+  t.option("--features", c.features,
+           "the columns to keep, after --size-factor and --transform: var:COLUMN (a boolean "
+           "column of the AnnData var, e.g. var:highly_variable) or @FILE (names or ids, one a "
+           "line); stored with the model",
+           {.check = features_spec(), .stored = Stored::if_set, .resume = ResumeRule::model});
+}
+
 // The train options: the one table of them. The command line, --config files and the
 // effective configuration that checkpoints store (to_toml) all come from it, so a new option
 // is its field in config.hpp and one row here.
@@ -334,6 +379,7 @@ void train_rows(Rows& t, Config& c) {
   t.option("--output-activation", c.model.output_activation,
            "the reconstruction's activation (default: sigmoid; linear with --normalize standard)",
            {.show_default = false, .resume = ResumeRule::model});
+  count_rows(t, c.counts);
   t.option("--normalize", c.normalize,
            "scale each column by statistics of the training rows, stored with the model: "
            "standard (mean 0, std 1), minmax (to [0, 1]) or none",
@@ -467,9 +513,13 @@ template <class Rows>
 void encode_rows(Rows& t, EncodeConfig& c) {
   t.option("--model", c.model, "checkpoint or PCA model file (required)");
   block_rows(t, c.data, c.block_rows, c.threads);
-  t.option("--out", c.out, "HDF5 file for the codes, new or existing (required)");
-  t.option("--out-dataset", c.out_dataset, "dataset for the codes",
+  t.option("--out", c.out,
+           "HDF5 file for the codes, new or existing; FILE.h5ad: an AnnData file of the input's "
+           "cells with the codes in obsm (required)");
+  t.option("--out-dataset", c.out_dataset, "dataset for the codes (not for an .h5ad --out)",
            {.check = dataset_path("/codes")});
+  t.option("--obsm-key", c.obsm_key, "the codes' key in an .h5ad --out's obsm",
+           {.check = obsm_key()});
   t.flag("--overwrite", c.overwrite, "replace an existing output dataset");
 }
 
@@ -489,6 +539,7 @@ void evaluate_rows(Rows& t, EvaluateConfig& c) {
 template <class Rows>
 void pca_rows(Rows& t, PcaConfig& c) {
   block_rows(t, c.data, c.block_rows, c.threads);
+  count_rows(t, c.counts);
   t.option("--normalize", c.normalize,
            "fit the PCA to the columns scaled as train --normalize does: standard, minmax or "
            "none; stored with the model");
@@ -629,7 +680,21 @@ Command parse_command_line(int argc, const char* const* argv) {
     finish(cmd.train, [&](const char* option) { return train.app.count(option) > 0; });
     return with_file(std::move(cmd.train));
   }
-  if (name == "encode") return with_file(std::move(cmd.encode));
+  if (name == "encode") {
+    EncodeConfig& c = cmd.encode;
+    if (c.out.ends_with(".h5ad")) {
+      if (encode.app.count("--out-dataset") > 0)
+        fail_replicated(ExitCode::usage,
+                        "--out-dataset is for HDF5 outputs; " + c.out +
+                            " is an AnnData file, whose codes go to obsm: name them with "
+                            "--obsm-key (see aetrain encode --help)");
+      c.out_dataset = "/obsm/" + c.obsm_key;
+    } else if (encode.app.count("--obsm-key") > 0) {
+      fail_replicated(ExitCode::usage, "--obsm-key is for an .h5ad --out; " + c.out +
+                                           " is an HDF5 file: name the dataset with --out-dataset");
+    }
+    return with_file(std::move(c));
+  }
   if (name == "evaluate") return with_file(std::move(cmd.evaluate));
   if (name == "pca") return with_file(std::move(cmd.pca));
   return cmd.inspect;

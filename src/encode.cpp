@@ -18,8 +18,19 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   plan.read("--model", c.model);
   plan.read("--config", c.config_file);
   check_outputs(plan, comm);
+  // An .h5ad --out: an AnnData file of the input's cells (rank 0 builds it).
+  const bool anndata = c.out.ends_with(".h5ad");
+  AnnDataFrame frame;
+  if (anndata)
+    comm.root_decides([&] {
+      frame.obs_group = row_table(m.sources);
+      if (frame.obs_group.empty())
+        frame.obs_names = row_names(m.sources);
+      else
+        frame.obs_file = m.sources.files.front().file;
+    });
   RowWriter out(c.out, c.out_dataset, {m.sources.rows, width}, c.overwrite, comm,
-                Precision::float32, "the codes");
+                Precision::float32, "the codes", anndata ? &frame : nullptr);
   comm.agree([&] {
     m.for_each_block(
         comm, [&](int64_t first, int64_t n, ConstMatrixMap<double>, ConstMatrixMap<float> x) {
@@ -27,7 +38,11 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
           if (fault("encode-block")) std::raise(SIGKILL);
         });
   });
-  annotate(out, c.model, m.file, m.sources);
+  annotate(out, c.model, m.file, m.sources, /*sources_table=*/!anndata);
+  if (anndata) {
+    out.attribute("encoding-type", std::string("array"));
+    out.attribute("encoding-version", std::string("0.2.0"));
+  }
   out.commit();
   log.line("encode: " + std::to_string(m.sources.rows) + " rows of " + m.sources.name + " -> " +
            c.out + ":" + c.out_dataset + " [" + std::to_string(m.sources.rows) + ", " +

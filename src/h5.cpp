@@ -10,6 +10,7 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
+#include <type_traits>
 #include <numeric>
 #include <optional>
 #include <string_view>
@@ -677,6 +678,106 @@ void read_rows(const Handle& dataset, int64_t first, int64_t n, double* out) {
   read_rows_as(dataset, first, n, H5T_NATIVE_DOUBLE, out);
 }
 
+namespace {
+
+void read_range_as(const Handle& dataset, int64_t first, int64_t n, hid_t mem_type, void* out) {
+  if (n == 0) return;
+  Handle file_space = space(H5Dget_space(dataset.id()));
+  if (H5Sget_simple_extent_ndims(file_space.id()) != 1) fail("not a 1-D dataset");
+  const hsize_t start = hsize_t(first), count = hsize_t(n);
+  check(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
+        "select elements");
+  Handle mem_space = simple_space({n});
+  check(H5Dread(dataset.id(), mem_type, mem_space.id(), file_space.id(), H5P_DEFAULT, out),
+        "read elements");
+}
+
+}  // namespace
+
+void read_range(const Handle& dataset, int64_t first, int64_t n, int64_t* out) {
+  const Guard guard;
+  read_range_as(dataset, first, n, H5T_NATIVE_INT64, out);
+}
+
+void read_range(const Handle& dataset, int64_t first, int64_t n, double* out) {
+  const Guard guard;
+  read_range_as(dataset, first, n, H5T_NATIVE_DOUBLE, out);
+}
+
+bool is_boolean(const Handle& dataset) {
+  const Guard guard;
+  Handle t = type(H5Dget_type(dataset.id()));
+  if (H5Tget_class(t.id()) != H5T_ENUM || H5Tget_nmembers(t.id()) != 2) return false;
+  for (unsigned i = 0; i < 2; ++i) {
+    char* member = H5Tget_member_name(t.id(), i);
+    if (member == nullptr) return false;
+    const std::string text = member;
+    H5free_memory(member);
+    if (text != (i == 0 ? "FALSE" : "TRUE")) return false;
+  }
+  return true;
+}
+
+std::vector<std::string> read_strings(const Handle& loc, const std::string& path) {
+  const Guard guard;
+  Handle d = open_dataset(loc, path);
+  Handle t = type(H5Dget_type(d.id()));
+  if (H5Tget_class(t.id()) != H5T_STRING) throw Failure(path_below(loc, path) + " is not strings");
+  const std::vector<int64_t> dims = shape(d);
+  if (dims.size() != 1) throw Failure(path_below(loc, path) + " is not a 1-D dataset");
+  const size_t n = size_t(dims[0]);
+  std::vector<std::string> out(n);
+  if (n == 0) return out;
+  if (H5Tis_variable_str(t.id()) > 0) {
+    Handle mem = string_type();
+    std::vector<char*> text(n, nullptr);
+    check(H5Dread(d.id(), mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()), "read strings",
+          path_below(loc, path));
+    for (size_t i = 0; i < n; ++i) {
+      out[i] = text[i] ? text[i] : "";
+      H5free_memory(text[i]);
+    }
+    return out;
+  }
+  // Padded with NULs, not terminated by one: every byte of a full-width string is kept.
+  const size_t width = H5Tget_size(t.id());
+  Handle mem = type(H5Tcopy(H5T_C_S1));
+  check(H5Tset_size(mem.id(), width), "string type");
+  check(H5Tset_strpad(mem.id(), H5T_STR_NULLPAD), "string type");
+  std::string all(n * width, '\0');
+  check(H5Dread(d.id(), mem.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, all.data()), "read strings",
+        path_below(loc, path));
+  for (size_t i = 0; i < n; ++i) {
+    const char* s = all.data() + i * width;
+    out[i].assign(s, strnlen(s, width));
+  }
+  return out;
+}
+
+void write_strings(const Handle& loc, const std::string& path,
+                   const std::vector<std::string>& values) {
+  const Guard guard;
+  Handle t = string_type();
+  Handle s = simple_space({int64_t(values.size())});
+  Handle dcpl = untimed(H5P_DATASET_CREATE);
+  Handle d(check_id(H5Dcreate2(loc.id(), path.c_str(), t.id(), s.id(), H5P_DEFAULT, dcpl.id(),
+                               H5P_DEFAULT),
+                    "create dataset " + path),
+           H5Dclose);
+  std::vector<const char*> text(values.size());
+  for (size_t i = 0; i < values.size(); ++i) text[i] = values[i].c_str();
+  if (!values.empty())
+    check(H5Dwrite(d.id(), t.id(), H5S_ALL, H5S_ALL, H5P_DEFAULT, text.data()),
+          "write dataset " + path);
+}
+
+void copy_object(const Handle& src, const std::string& from, const Handle& dst,
+                 const std::string& to) {
+  const Guard guard;
+  check(H5Ocopy(src.id(), from.c_str(), dst.id(), to.c_str(), H5P_DEFAULT, H5P_DEFAULT),
+        "copy " + from);
+}
+
 int64_t chunk_rows(const Handle& dataset) {
   const Guard guard;
   Handle dcpl(check_id(H5Dget_create_plist(dataset.id()), "creation properties"), H5Pclose);
@@ -839,7 +940,9 @@ std::vector<T> read_typed(const Handle& loc, const std::string& path,
   if (!is_dataset(loc, path)) throw Failure("dataset " + path + " is missing");
   const std::string object = path_below(loc, path);
   Handle d = open_dataset(loc, path);
-  if (shape(d) != dims || type_class(d) != TypeClass::floating)
+  const TypeClass wanted =
+      std::is_floating_point_v<T> ? TypeClass::floating : TypeClass::integer;
+  if (shape(d) != dims || type_class(d) != wanted)
     throw Failure("dataset " + path + " has the wrong shape or type");
   const int64_t n = std::accumulate(dims.begin(), dims.end(), int64_t(1), std::multiplies<>());
   std::vector<T> out(static_cast<size_t>(n));
@@ -910,6 +1013,18 @@ int64_t checksummed_chunk_rows(const std::vector<int64_t>& dims, size_t value_si
   return int64_t((rows + chunks - 1) / chunks);
 }
 
+void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                   const int64_t* data) {
+  const Guard guard;
+  write_typed(loc, name, dims, H5T_STD_I64LE, H5T_NATIVE_INT64, data);
+}
+
+std::vector<int64_t> read_dataset_i64(const Handle& loc, const std::string& path,
+                                      const std::vector<int64_t>& dims) {
+  const Guard guard;
+  return read_typed<int64_t>(loc, path, dims, H5T_NATIVE_INT64);
+}
+
 std::vector<float> read_dataset(const Handle& loc, const std::string& path,
                                 const std::vector<int64_t>& dims) {
   const Guard guard;
@@ -945,6 +1060,15 @@ void write_attribute(const Handle& obj, const std::string& name,
   const Guard guard;
   write_attr(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, simple_space({int64_t(value.size())}),
              value.data());
+}
+
+void write_attribute(const Handle& obj, const std::string& name,
+                     const std::vector<std::string>& value) {
+  const Guard guard;
+  Handle t = string_type();
+  std::vector<const char*> text(std::max<size_t>(1, value.size()), "");  // HDF5 wants a buffer
+  for (size_t i = 0; i < value.size(); ++i) text[i] = value[i].c_str();
+  write_attr(obj, name, t.id(), t.id(), simple_space({int64_t(value.size())}), text.data());
 }
 
 bool has_attribute(const Handle& obj, const std::string& name) {

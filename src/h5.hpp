@@ -160,6 +160,20 @@ std::string type_name(const Handle& dataset);
 /// or double. Independent: only this process reads.
 void read_rows(const Handle& dataset, int64_t first, int64_t n, float* out);
 void read_rows(const Handle& dataset, int64_t first, int64_t n, double* out);
+/// Elements [first, first + n) of a 1-D dataset of numbers, converted (as HDF5 converts) to
+/// int64 or double. Independent.
+void read_range(const Handle& dataset, int64_t first, int64_t n, int64_t* out);
+void read_range(const Handle& dataset, int64_t first, int64_t n, double* out);
+/// True if a dataset's values are booleans as h5py stores them (an enum of FALSE and TRUE).
+bool is_boolean(const Handle& dataset);
+/// A 1-D dataset of strings (variable- or fixed-length), each up to its first NUL.
+std::vector<std::string> read_strings(const Handle& loc, const std::string& path);
+/// Writes a new 1-D dataset of variable-length UTF-8 strings. One process.
+void write_strings(const Handle& loc, const std::string& path,
+                   const std::vector<std::string>& values);
+/// Copies the object `from` below `src` (a group with all it holds) to `to` below `dst`.
+void copy_object(const Handle& src, const std::string& from, const Handle& dst,
+                 const std::string& to);
 /// The rows of a chunk of a chunked dataset; 0 for any other layout (contiguous, compact,
 /// virtual).
 int64_t chunk_rows(const Handle& dataset);
@@ -262,6 +276,9 @@ void write_dataset(const Handle& loc, const std::string& name, const std::vector
 /// Writes a new float64 dataset of the given dimensions (row-major data), checksummed.
 void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
                    const double* data);
+/// Writes a new int64 dataset, checksummed.
+void write_dataset(const Handle& loc, const std::string& name, const std::vector<int64_t>& dims,
+                   const int64_t* data);
 /// HDF5's Fletcher-32 checksum of `bytes` bytes, as its filter stores it after a chunk
 /// (little-endian), computed 20 times faster than HDF5's own loop.
 uint32_t fletcher32(const unsigned char* data, size_t bytes);
@@ -278,10 +295,16 @@ std::vector<float> read_dataset(const Handle& loc, const std::string& path,
 std::vector<double> read_dataset_f64(const Handle& loc, const std::string& path,
                                      const std::vector<int64_t>& dims);
 
+/// The same in int64.
+std::vector<int64_t> read_dataset_i64(const Handle& loc, const std::string& path,
+                                      const std::vector<int64_t>& dims);
 void write_attribute(const Handle& obj, const std::string& name, const std::string& value);
 void write_attribute(const Handle& obj, const std::string& name, int64_t value);
 void write_attribute(const Handle& obj, const std::string& name, double value);
 void write_attribute(const Handle& obj, const std::string& name, const std::vector<int64_t>& value);
+/// An attribute holding a 1-D array of variable-length UTF-8 strings (perhaps empty).
+void write_attribute(const Handle& obj, const std::string& name,
+                     const std::vector<std::string>& value);
 /// Throws Damaged where the object's attribute storage is damaged.
 bool has_attribute(const Handle& obj, const std::string& name);
 std::string read_string_attribute(const Handle& obj, const std::string& name);

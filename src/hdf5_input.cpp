@@ -259,6 +259,21 @@ class Hdf5Input : public InputFormat {
                                   const std::string& dataset) const override {
     return std::make_unique<Hdf5File>(file, dataset);
   }
+  std::vector<std::string> row_names(const std::string& file,
+                                     const std::string& dataset) const override {
+    return labels::row_names(file, dataset);
+  }
+  std::vector<std::vector<std::string>> column_names(const std::string& file,
+                                                     const std::string& dataset) const override {
+    return labels::column_names(file, dataset);
+  }
+  std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
+                                 const std::string& column) const override {
+    return labels::column_flags(file, dataset, column);
+  }
+  std::string row_table(const std::string& file, const std::string& dataset) const override {
+    return labels::row_table(file, dataset);
+  }
 };
 
 }  // namespace

@@ -1,8 +1,8 @@
 // The formats data files come in, below the sources (aetrain/sources.hpp): probe_sources,
 // SourceReader and for_each_block reach a file through this interface alone, so that none of
-// their callers learns the format. HDF5 (src/hdf5_input.cpp) is the one format today; another
-// (h5ad, 10x, netCDF) implements InputFormat and is chosen by input_format(). Private to the
-// library.
+// their callers learns the format: dense HDF5 datasets (src/hdf5_input.cpp) and compressed
+// sparse rows, AnnData's CSR matrices and 10x Genomics' CSC ones (src/anndata_input.cpp), each
+// an InputFormat chosen by input_format(). Private to the library.
 #pragma once
 
 #include <cstdint>
@@ -47,15 +47,53 @@ class InputFormat {
   /// Opens a probed file's dataset for reading. Throws Error(data) as InputFile's reads do.
   virtual std::unique_ptr<InputFile> open(const std::string& file,
                                           const std::string& dataset) const = 0;
+
+  // What the file says of the dataset's rows and columns (AnnData's obs and var, 10x's
+  // barcodes and features). Each throws Error(data) as probe does.
+
+  /// The rows' names (cells: AnnData's obs index, 10x's barcodes); empty when it names none.
+  virtual std::vector<std::string> row_names(const std::string& file,
+                                             const std::string& dataset) const = 0;
+  /// The columns' names, in one or more lists (gene names, gene ids), each naming every
+  /// stored column; empty when it names none.
+  virtual std::vector<std::vector<std::string>> column_names(const std::string& file,
+                                                             const std::string& dataset) const = 0;
+  /// The boolean column `column` of the table of its columns (AnnData's var, e.g.
+  /// highly_variable). Throws Error(data) when there is none or it is not boolean.
+  virtual std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
+                                         const std::string& column) const = 0;
+  /// The group that describes the rows (AnnData's /obs), which an AnnData output copies; ""
+  /// when there is none.
+  virtual std::string row_table(const std::string& file, const std::string& dataset) const = 0;
 };
 
-/// The format of the existing file at `path`: HDF5 for every file today (its probe refuses a
-/// file that is not HDF5).
-const InputFormat& input_format(const std::string& path);
+/// The format of `dataset` in the existing file at `path`, by its content: a group that holds a
+/// compressed sparse matrix is compressed_input(), anything else hdf5_input() (whose probe
+/// refuses a file that is not HDF5).
+const InputFormat& input_format(const std::string& path, const std::string& dataset);
 
 /// HDF5 files: one 2-D dataset, rows first, and what it reaches into (external links, virtual
 /// sources, external raw files), found as HDF5 finds them.
 const InputFormat& hdf5_input();
+
+/// Compressed sparse rows in an HDF5 group: AnnData's csr_matrix (data, indices, indptr and the
+/// attribute shape) and 10x Genomics' matrix (the same arrays and a dataset shape, compressed
+/// by cells: genes x cells read as cells x genes).
+const InputFormat& compressed_input();
+
+/// True if `dataset` of the HDF5 file `path` is a group that holds compressed sparse data (or
+/// says by its encoding that it is a sparse matrix, which its probe then checks).
+bool is_compressed(const std::string& path, const std::string& dataset);
+
+// The labels of AnnData and 10x files, which both formats read (src/anndata_input.cpp).
+namespace labels {
+std::vector<std::string> row_names(const std::string& file, const std::string& dataset);
+std::vector<std::vector<std::string>> column_names(const std::string& file,
+                                                   const std::string& dataset);
+std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
+                               const std::string& column);
+std::string row_table(const std::string& file, const std::string& dataset);
+}  // namespace labels
 
 /// Throws Error(data) "FILE: DATASET: WHAT" (no DATASET when empty).
 [[noreturn]] void input_error(const std::string& file, const std::string& dataset,

@@ -219,6 +219,28 @@ Normalization read_normalization(const h5::Handle& file, int64_t input_dim) {
   return norm;
 }
 
+RowTransform read_transform(const h5::Handle& file, int64_t input_dim) {
+  RowTransform t;
+  if (!h5::exists(file, "/transform")) return t;  // before version 6, or none
+  const h5::Handle g = h5::open_group(file, "/transform");
+  t.asked.size_factor = h5::read_double_attribute(g, "size_factor");
+  t.asked.scale = from_name<CountScale>(h5::read_string_attribute(g, "scale"));
+  t.asked.features = h5::read_string_attribute(g, "features");
+  t.stored_cols = h5::read_int_attribute(g, "stored_columns");
+  if (h5::exists(g, "columns")) {
+    t.columns = h5::read_dataset_i64(g, "columns", h5::shape(h5::open_dataset(g, "columns")));
+    if (h5::exists(g, "names")) t.names = h5::read_strings(g, "names");
+  }
+  const bool sorted = std::adjacent_find(t.columns.begin(), t.columns.end(),
+                                         std::greater_equal<>()) == t.columns.end();
+  if (!(t.asked.size_factor >= 0) || t.stored_cols < 1 || t.cols() != input_dim || !sorted ||
+      (!t.columns.empty() && (t.columns.front() < 0 || t.columns.back() >= t.stored_cols)) ||
+      (!t.names.empty() && t.names.size() != t.columns.size()))
+    throw h5::Failure("/transform: does not fit the model's " + std::to_string(input_dim) +
+                      " inputs");
+  return t;
+}
+
 ModelConfig read_model_config(const h5::Handle& file) {
   ModelConfig m;
   model_fields(m, AttributeReader{h5::open_group(file, "/model")});
@@ -284,8 +306,8 @@ int64_t reserve_for(int64_t bytes, int64_t datasets) {
 // messages ("checkpoint") and `point` its fault points' prefix: POINT-tmp-created,
 // POINT-mid-write (after the first half of what `fill` writes), POINT-before-rename,
 // POINT-after-rename. Throws Error(write_failed) naming the path and the system's reason.
-void write(const std::string& path, const std::string& format, const std::string& name,
-           const std::string& point, int64_t reserve, const Fill& fill,
+void write(const std::string& path, const std::string& format, int64_t version,
+           const std::string& name, const std::string& point, int64_t reserve, const Fill& fill,
            const std::function<void()>& before_rename) {
   const std::string tmp = path + ".tmp";
   const bool replacing = std::filesystem::exists(path);
@@ -307,7 +329,7 @@ void write(const std::string& path, const std::string& format, const std::string
       {
         h5::Handle root = h5::open_group(file, "/");
         h5::write_attribute(root, "format", format);
-        h5::write_attribute(root, "format_version", kCheckpointFormatVersion);
+        h5::write_attribute(root, "format_version", version);
         h5::write_attribute(root, "created_by", std::string("aetrain ") + AETRAIN_VERSION);
         fill(file, [&] {
           if (fault(point + "-mid-write")) std::raise(SIGKILL);
@@ -348,6 +370,18 @@ void write_normalization(const h5::Handle& file, const Normalization& norm) {
   const int64_t d = norm.offset.size();
   h5::write_dataset(g, "offset", {d}, norm.offset.data());
   h5::write_dataset(g, "scale", {d}, norm.scale.data());
+}
+
+void write_transform(const h5::Handle& file, const RowTransform& t) {
+  if (t.identity()) return;
+  h5::Handle g = h5::create_group(file, "transform");
+  h5::write_attribute(g, "size_factor", t.asked.size_factor);
+  h5::write_attribute(g, "scale", std::string(name_of(t.asked.scale)));
+  h5::write_attribute(g, "features", t.asked.features);
+  h5::write_attribute(g, "stored_columns", t.stored_cols);
+  if (t.columns.empty()) return;
+  h5::write_dataset(g, "columns", {int64_t(t.columns.size())}, t.columns.data());
+  if (!t.names.empty()) h5::write_strings(g, "names", t.names);
 }
 
 std::string read_bytes(const std::string& path) {
@@ -395,6 +429,7 @@ Opened open(const std::string& path, const std::string& image,
         h5::has_attribute(root, "created_by") ? h5::read_string_attribute(root, "created_by") : "";
     f.model = read_model_config(f.file);
     f.normalization = read_normalization(f.file, f.model.input_dim);
+    f.transform = read_transform(f.file, f.model.input_dim);
   } catch (const h5::Failure& e) {
     bad(path, e.what());
   } catch (const std::invalid_argument& e) {

@@ -15,6 +15,7 @@
 #include "aetrain/config.hpp"
 #include "aetrain/model.hpp"
 #include "aetrain/normalization.hpp"
+#include "aetrain/transform.hpp"
 #include "h5.hpp"
 
 namespace aetrain::model_file {
@@ -82,14 +83,17 @@ using Fill = std::function<void(const h5::Handle& file, const std::function<void
 /// the file it replaces there). `name` is the file's name in messages ("checkpoint") and
 /// `point` its fault points' prefix. Throws Error(write_failed) naming the path and the
 /// system's reason.
-void write(const std::string& path, const std::string& format, const std::string& name,
-           const std::string& point, int64_t reserve, const Fill& fill,
+/// The root's format_version is `version`.
+void write(const std::string& path, const std::string& format, int64_t version,
+           const std::string& name, const std::string& point, int64_t reserve, const Fill& fill,
            const std::function<void()>& before_rename = {});
 
 /// Writes /model: the architecture's attributes and the weights.
 void write_model(const h5::Handle& file, const ModelConfig& config, std::span<const float> params);
 /// Writes /normalization (format version 2), only for a model that normalizes its input.
 void write_normalization(const h5::Handle& file, const Normalization& norm);
+/// Writes /transform (format version 6), only for a model with a count transform.
+void write_transform(const h5::Handle& file, const RowTransform& transform);
 
 /// Writes the checksum block of a file that HDF5 has written and closed.
 void seal(const std::string& path);
@@ -106,6 +110,7 @@ struct Opened {
   std::string created_by;
   ModelConfig model;
   Normalization normalization;
+  RowTransform transform;
 };
 
 /// Opens a model file held in memory (HDF5's core driver over `image`) whose root's `format`

@@ -30,6 +30,54 @@ int64_t element_count(const std::vector<int64_t>& dims) {
   return n;
 }
 
+void anndata_attributes(const h5::Handle& obj, const std::string& type,
+                        const std::string& version) {
+  h5::write_attribute(obj, "encoding-type", type);
+  h5::write_attribute(obj, "encoding-version", version);
+}
+
+// A dataframe group of the index `names` and no columns.
+void write_dataframe(const h5::Handle& file, const std::string& name,
+                     const std::vector<std::string>& names) {
+  const h5::Handle g = h5::create_group(file, name);
+  anndata_attributes(g, "dataframe", "0.2.0");
+  h5::write_attribute(g, "_index", std::string("_index"));
+  h5::write_attribute(g, "column-order", std::vector<std::string>{});
+  h5::write_strings(g, "_index", names);
+  anndata_attributes(h5::open_dataset(g, "_index"), "string-array", "0.2.0");
+}
+
+// The AnnData file's groups around an obsm entry: what anndata reads from every version on.
+void write_anndata_frame(const h5::Handle& file, const AnnDataFrame& frame) {
+  anndata_attributes(h5::open_group(file, "/"), "anndata", "0.1.0");
+  if (frame.obs_group.empty()) {
+    write_dataframe(file, "obs", frame.obs_names);
+  } else {
+    const h5::Handle input = h5::open_file(frame.obs_file);
+    h5::copy_object(input, frame.obs_group, file, "obs");
+  }
+  write_dataframe(file, "var", {});
+  for (const char* dict : {"obsm", "varm", "obsp", "varp", "layers", "uns"})
+    anndata_attributes(h5::create_group(file, dict), "dict", "0.1.0");
+}
+
+// Why an existing file cannot take an obsm entry of `rows` rows; "" when it can.
+std::string not_anndata(const std::string& path, int64_t rows) {
+  const h5::Handle f = h5::open_file(path);
+  const h5::Handle root = h5::open_group(f, "/");
+  if (!h5::has_attribute(root, "encoding-type") ||
+      h5::read_string_attribute(root, "encoding-type") != "anndata" || !h5::exists(f, "/obs") ||
+      !h5::exists(f, "/obsm"))
+    return "is not an AnnData file with obs and obsm";
+  const h5::Handle obs = h5::open_group(f, "/obs");
+  const std::vector<std::string> index =
+      h5::read_strings(obs, h5::read_string_attribute(obs, "_index"));
+  if (int64_t(index.size()) != rows)
+    return "holds " + std::to_string(index.size()) + " cells (obs); the codes are of " +
+           std::to_string(rows) + " rows";
+  return "";
+}
+
 }  // namespace
 
 // Where a write stands, and how to undo it: the destructor closes every HDF5 object of the file
@@ -108,7 +156,8 @@ struct RowWriter::Impl {
 };
 
 RowWriter::RowWriter(const std::string& file, const std::string& dataset, std::vector<int64_t> dims,
-                     bool overwrite, const Comm& comm, Precision precision, const std::string& what)
+                     bool overwrite, const Comm& comm, Precision precision, const std::string& what,
+                     const AnnDataFrame* frame)
     : impl_(std::make_unique<Impl>(comm)) {
   Impl& w = *impl_;
   w.file = file;
@@ -126,9 +175,20 @@ RowWriter::RowWriter(const std::string& file, const std::string& dataset, std::v
   comm.root_decides([&] {
     struct stat st;
     exists = ::stat(file.c_str(), &st) == 0 && st.st_size > 0;
+    if (exists && frame) {
+      std::string why;
+      try {
+        why = not_anndata(file, dims[0]);
+      } catch (const h5::Failure& e) {
+        why = std::string("cannot be read as an AnnData file: ") + e.what();
+      }
+      if (!why.empty())
+        throw Error(ExitCode::usage, file + ": " + why + "; choose a new .h5ad --out");
+    }
     if (!exists) {
       try {
         h5::MemoryFile empty;
+        if (frame) write_anndata_frame(empty.file(), *frame);
         write_new_file(w.tmp(), empty.close());
       } catch (const WriteFailure& e) {
         w.failed(e.what());

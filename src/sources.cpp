@@ -7,6 +7,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <span>
+#include <type_traits>
 
 #include "aetrain/error.hpp"
 #include "input_format.hpp"
@@ -19,6 +22,11 @@ namespace {
   input_error(file, dataset, what);
 }
 
+// The columns the files store (the transform's, or the table's when it has none).
+int64_t stored_cols(const Sources& s) {
+  return s.transform.identity() ? s.cols : s.transform.stored_cols;
+}
+
 std::vector<std::string> glob_sorted(const std::string& pattern) {
   glob_t g{};
   const int rc = ::glob(pattern.c_str(), 0, nullptr, &g);
@@ -28,21 +36,130 @@ std::vector<std::string> glob_sorted(const std::string& pattern) {
   return out;
 }
 
-Sources probe_all(const DataSource& src, Accept accept) {
+// The list of names to match against: the first of the file's lists that holds `name`.
+int64_t find_column(const std::vector<std::vector<std::string>>& lists, const std::string& name) {
+  for (const std::vector<std::string>& list : lists) {
+    const auto at = std::find(list.begin(), list.end(), name);
+    if (at != list.end()) return at - list.begin();
+  }
+  return -1;
+}
+
+// The columns `names` name in the file's lists; unknown ones refused, the first few listed.
+std::vector<int64_t> columns_named(const std::vector<std::string>& names,
+                                   const std::vector<std::vector<std::string>>& lists,
+                                   const std::string& file, const std::string& dataset,
+                                   const std::string& asked_by) {
+  std::vector<int64_t> columns;
+  std::vector<std::string> unknown;
+  for (const std::string& name : names) {
+    const int64_t c = find_column(lists, name);
+    if (c < 0)
+      unknown.push_back(name);
+    else
+      columns.push_back(c);
+  }
+  if (!unknown.empty()) {
+    std::string listed;
+    for (size_t i = 0; i < std::min<size_t>(unknown.size(), 5); ++i)
+      listed += (i ? ", " : "") + unknown[i];
+    bad_file(file, dataset,
+             "has no column named " + listed +
+                 (unknown.size() > 5 ? " (and " + std::to_string(unknown.size() - 5) + " more)"
+                                     : "") +
+                 " (" + std::to_string(unknown.size()) + " of the " +
+                 std::to_string(names.size()) + " names of " + asked_by + ")");
+  }
+  return columns;
+}
+
+// The names a --features @FILE lists, one a line (blank lines and # comments skipped).
+std::vector<std::string> listed_names(const std::string& list) {
+  std::ifstream in(list);
+  if (!in) bad_file(list, "", "cannot read this list of columns (--features @" + list + ")");
+  std::vector<std::string> names;
+  for (std::string line; std::getline(in, line);) {
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (!line.empty() && !line.starts_with('#')) names.push_back(line);
+  }
+  return names;
+}
+
+// Fits `t` to the first file's columns (see probe_sources).
+RowTransform fit_transform(RowTransform t, const std::string& file, const std::string& dataset,
+                           int64_t stored_cols, Sources& s) {
+  const InputFormat& format = input_format(file, dataset);
+  const std::vector<std::vector<std::string>> lists = format.column_names(file, dataset);
+  const bool fitted = t.stored_cols > 0;
+  if (fitted) {  // a model's: its columns by name where the data names them
+    if (!t.names.empty() && !lists.empty()) {
+      t.columns = columns_named(t.names, lists, file, dataset, "the model's columns");
+    } else if (stored_cols != t.stored_cols) {
+      bad_file(file, dataset,
+               "has " + std::to_string(stored_cols) + " columns; the model's count transform (" +
+                   describe(t) + ") was fitted to data of " + std::to_string(t.stored_cols));
+    }
+    t.stored_cols = stored_cols;
+    return t;
+  }
+  t.stored_cols = stored_cols;
+  const std::string& features = t.asked.features;
+  if (features.empty()) return t;
+  if (features.starts_with("var:")) {
+    const std::vector<bool> flags = format.column_flags(file, dataset, features.substr(4));
+    if (int64_t(flags.size()) != stored_cols)
+      bad_file(file, dataset,
+               features + " has " + std::to_string(flags.size()) + " entries for " +
+                   std::to_string(stored_cols) + " columns");
+    for (int64_t c = 0; c < stored_cols; ++c)
+      if (flags[size_t(c)]) t.columns.push_back(c);
+  } else {
+    const std::string list = features.substr(1);  // the option's check: "@FILE"
+    s.inputs.push_back(list);
+    if (lists.empty())
+      bad_file(file, dataset,
+               "names none of its columns, so --features " + features +
+                   " cannot find them (AnnData's var index, 10x's features name them)");
+    t.columns = columns_named(listed_names(list), lists, file, dataset, list);
+  }
+  std::sort(t.columns.begin(), t.columns.end());
+  t.columns.erase(std::unique(t.columns.begin(), t.columns.end()), t.columns.end());
+  if (t.columns.empty())
+    bad_file(file, dataset, "--features " + features + " names none of its columns");
+  if (!lists.empty())
+    for (int64_t c : t.columns) t.names.push_back(lists.front()[size_t(c)]);
+  return t;
+}
+
+Sources probe_all(const DataSource& src, Accept accept, const RowTransform& asked) {
   Sources s;
   const std::vector<std::string> paths = expand_paths(src.files, &s.inputs);
+  std::vector<std::string> first_names;  // the first file's column names
   for (const std::string& path : paths) {
     if (!std::filesystem::exists(path)) bad_file(path, "", "no such file");
     std::vector<std::string> reached;
-    const InputProbe p = input_format(path).probe(path, src.dataset, accept, reached);
+    const InputFormat& format = input_format(path, src.dataset);
+    const InputProbe p = format.probe(path, src.dataset, accept, reached);
+    const std::vector<std::vector<std::string>> names = format.column_names(path, src.dataset);
     if (s.files.empty()) {
-      s.cols = p.cols;
+      s.transform = fit_transform(asked, path, src.dataset, p.cols, s);
+      s.cols = s.transform.cols();
       s.chunk_rows = p.chunk_rows;
       s.stored_row_bytes = p.stored_row_bytes;
-    } else if (p.cols != s.cols) {
+      if (!names.empty()) first_names = names.front();
+    } else if (p.cols != s.transform.stored_cols) {
       bad_file(path, src.dataset,
                "has " + std::to_string(p.cols) + " columns; " + s.files.front().file + ": " +
-                   src.dataset + " has " + std::to_string(s.cols));
+                   src.dataset + " has " + std::to_string(s.transform.stored_cols));
+    } else if (!names.empty() && !first_names.empty() && names.front() != first_names) {
+      const auto [here, there] =
+          std::mismatch(names.front().begin(), names.front().end(), first_names.begin());
+      bad_file(path, src.dataset,
+               "its columns are not those of " + s.files.front().file + ": column " +
+                   std::to_string(here - names.front().begin()) + " is '" + *here +
+                   "' here and '" + *there + "' there (the files must name the same columns " +
+                   "in the same order)");
     }
     if (p.float64) s.precision = Precision::float64;
     s.files.push_back({path, src.dataset, s.rows, p.rows});
@@ -64,6 +181,7 @@ void sources_fields(Sources& s, F&& f) {
   f(s.files);
   f(s.rows);
   f(s.cols);
+  f(s.transform);
   f(s.precision);
   f(s.chunk_rows);
   f(s.stored_row_bytes);
@@ -78,10 +196,21 @@ class Wire {
   enum Direction { write, read };
   Wire(std::string& bytes, Direction direction) : bytes_(bytes), writing_(direction == write) {}
   void operator()(int64_t& v) { raw(&v, sizeof v); }
-  void operator()(Precision& p) {
-    int64_t v = int64_t(p);
+  void operator()(double& v) { raw(&v, sizeof v); }
+  template <class E>
+    requires std::is_enum_v<E>
+  void operator()(E& e) {
+    int64_t v = int64_t(e);
     (*this)(v);
-    p = Precision(v);
+    e = E(v);
+  }
+  void operator()(RowTransform& t) {
+    (*this)(t.asked.size_factor);
+    (*this)(t.asked.scale);
+    (*this)(t.asked.features);
+    (*this)(t.stored_cols);
+    (*this)(t.columns);
+    (*this)(t.names);
   }
   void operator()(std::string& text) {
     int64_t n = int64_t(text.size());
@@ -123,7 +252,9 @@ void input_error(const std::string& file, const std::string& dataset, const std:
   throw Error(ExitCode::data, file + ": " + (dataset.empty() ? "" : dataset + ": ") + what);
 }
 
-const InputFormat& input_format(const std::string&) { return hdf5_input(); }
+const InputFormat& input_format(const std::string& path, const std::string& dataset) {
+  return is_compressed(path, dataset) ? compressed_input() : hdf5_input();
+}
 
 std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
                                       std::vector<std::string>* lists) {
@@ -157,11 +288,12 @@ std::string name_of_files(const std::string& first, size_t count) {
   return count > 1 ? first + " and " + std::to_string(count - 1) + " more files" : first;
 }
 
-Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept) {
+Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept,
+                      const RowTransform& transform) {
   Sources s;
   std::string bytes;
   comm.root_decides([&] {
-    s = probe_all(src, accept);
+    s = probe_all(src, accept, transform);
     s.name = name_of_files(s.files[0].file, s.files.size()) + ":" + src.dataset;
     sources_fields(s, Wire(bytes, Wire::write));
   });
@@ -179,6 +311,7 @@ struct SourceReader::Impl {
   size_t open = SIZE_MAX;  // index of the file open now
   std::unique_ptr<InputFile> file;
   std::vector<double> scratch;
+  std::vector<double> raw, cooked;  // rows as stored and transformed, before a transform
 };
 
 SourceReader::SourceReader(const Sources& sources)
@@ -188,8 +321,12 @@ SourceReader::SourceReader(SourceReader&&) noexcept = default;
 SourceReader& SourceReader::operator=(SourceReader&&) noexcept = default;
 
 int64_t SourceReader::scratch_bytes(const Sources& sources, const Normalization& norm) {
-  return norm.identity() ? 0
-                         : rows_per_block(sources.cols) * sources.cols * int64_t(sizeof(double));
+  const int64_t d = int64_t(sizeof(double));
+  const int64_t normalized = norm.identity() ? 0 : rows_per_block(sources.cols) * sources.cols * d;
+  const RowTransform& t = sources.transform;
+  const int64_t transformed =
+      t.identity() ? 0 : rows_per_block(t.stored_cols) * (t.stored_cols + sources.cols) * d;
+  return normalized + transformed;
 }
 
 size_t SourceReader::file_of(int64_t row) const {
@@ -203,8 +340,8 @@ size_t SourceReader::file_of(int64_t row) const {
 }
 
 template <class S>
-void SourceReader::read_stored(int64_t first, int64_t n, S* out) {
-  const int64_t cols = sources_.cols;
+void SourceReader::read_file_rows(int64_t first, int64_t n, S* out) {
+  const int64_t cols = stored_cols(sources_);
   size_t index = file_of(first);  // then each file the rows run into
   while (n > 0) {
     const SourceEntry& e = sources_.files[index];
@@ -216,7 +353,7 @@ void SourceReader::read_stored(int64_t first, int64_t n, S* out) {
     if (impl_->open != index) {
       impl_->file.reset();
       impl_->open = SIZE_MAX;
-      impl_->file = input_format(e.file).open(e.file, e.dataset);
+      impl_->file = input_format(e.file, e.dataset).open(e.file, e.dataset);
       impl_->open = index;
     }
     impl_->file->read(local, count, out);  // converted to S
@@ -233,6 +370,42 @@ void SourceReader::read_stored(int64_t first, int64_t n, S* out) {
     n -= count;
     out += count * cols;
     ++index;
+  }
+}
+
+template <class S>
+void SourceReader::read_stored(int64_t first, int64_t n, S* out) {
+  const RowTransform& t = sources_.transform;
+  if (t.identity()) {
+    read_file_rows(first, n, out);
+    return;
+  }
+  // A piece of rows at a time, as stored, then transformed in double.
+  const int64_t stored = t.stored_cols, cols = sources_.cols, piece = rows_per_block(stored);
+  impl_->raw.resize(size_t(std::min(n, piece) * stored));
+  if constexpr (!std::is_same_v<S, double>) impl_->cooked.resize(size_t(std::min(n, piece) * cols));
+  for (int64_t done = 0; done < n; done += piece) {
+    const int64_t rows = std::min(piece, n - done);
+    read_file_rows(first + done, rows, impl_->raw.data());
+    double* dst = nullptr;
+    if constexpr (std::is_same_v<S, double>)
+      dst = out + done * cols;
+    else
+      dst = impl_->cooked.data();
+    const TransformCheck check = apply(t, ConstMatrixMap<double>(impl_->raw.data(), stored, rows),
+                                       MatrixMap<double>(dst, cols, rows));
+    if (check.bad_row >= 0) {
+      const int64_t global = first + done + check.bad_row;
+      const SourceEntry& e = sources_.files[file_of(global)];
+      bad_file(e.file, e.dataset,
+               "row " + std::to_string(global - e.first_row) + ", column " +
+                   std::to_string(check.bad_col) + " is negative (" +
+                   std::to_string(impl_->raw[size_t(check.bad_row * stored + check.bad_col)]) +
+                   "): " + describe(t) + " needs counts, which are never negative");
+    }
+    zero_total_ += check.zero_total;
+    if constexpr (!std::is_same_v<S, double>)
+      std::transform(dst, dst + rows * cols, out + done * cols, [](double v) { return S(v); });
   }
 }
 
@@ -269,9 +442,10 @@ void SourceReader::read(int64_t first, int64_t n, float* out, const Normalizatio
 namespace {
 
 // for_each_block: the stored values in double, and with `norm` the normalized ones in float.
+// Returns the rows of total 0 under a size factor.
 template <class F>
-void read_blocks(const Sources& sources, RowRange rows, int64_t block_rows,
-                 const Normalization* norm, F&& fn) {
+int64_t read_blocks(const Sources& sources, RowRange rows, int64_t block_rows,
+                    const Normalization* norm, F&& fn) {
   SourceReader reader(sources);
   const Index cols = sources.cols;
   Matrix<double> stored(cols, std::max<int64_t>(1, block_rows));
@@ -283,6 +457,7 @@ void read_blocks(const Sources& sources, RowRange rows, int64_t block_rows,
     if (norm) normalize(*norm, values, MatrixMap<float>(normalized.data(), cols, n));
     fn(first, n, values, ConstMatrixMap<float>(normalized.data(), cols, norm ? n : 0));
   }
+  return reader.zero_total_rows();
 }
 
 }  // namespace
@@ -301,13 +476,45 @@ void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
 }
 
 Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows,
-                        const Comm& comm) {
+                        const Comm& comm, int64_t* zero_total) {
   Moments local(sources.cols, kind);
+  double zero = 0;
   comm.agree([&] {
-    for_each_block(sources, even_split(sources.rows, comm.rank(), comm.size()), block_rows,
-                   [&](int64_t, int64_t, ConstMatrixMap<double> stored) { local.add(stored); });
+    zero = double(read_blocks(sources, even_split(sources.rows, comm.rank(), comm.size()),
+                              block_rows, nullptr,
+                              [&](int64_t, int64_t, ConstMatrixMap<double> stored,
+                                  ConstMatrixMap<float>) { local.add(stored); }));
   });
+  if (zero_total) {
+    comm.allreduce_sum(std::span<double>(&zero, 1));
+    *zero_total = int64_t(zero);
+  }
   return merge_over_ranks(local, comm);
+}
+
+std::vector<std::string> row_names(const Sources& sources) {
+  std::vector<std::string> names;
+  names.reserve(size_t(sources.rows));
+  for (const SourceEntry& e : sources.files) {
+    std::vector<std::string> file =
+        input_format(e.file, e.dataset).row_names(e.file, e.dataset);
+    if (file.empty()) {
+      for (int64_t r = 0; r < e.rows; ++r) names.push_back(std::to_string(e.first_row + r));
+      continue;
+    }
+    if (int64_t(file.size()) != e.rows)
+      bad_file(e.file, e.dataset,
+               "names " + std::to_string(file.size()) + " rows (its obs index or barcodes) but "
+                   "holds " + std::to_string(e.rows));
+    std::move(file.begin(), file.end(), std::back_inserter(names));
+  }
+  return names;
+}
+
+std::string row_table(const Sources& sources) {
+  if (sources.files.size() != 1) return "";
+  const SourceEntry& e = sources.files.front();
+  return input_format(e.file, e.dataset).row_table(e.file, e.dataset);
 }
 
 }  // namespace aetrain

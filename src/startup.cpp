@@ -79,6 +79,7 @@ void check_options_against(const Checkpoint& c, const std::string& path, bool re
     stored.seed = h.train.seed;
   }
   stored.model = h.model;
+  stored.counts = h.transform.asked;
   stored.normalize = h.normalization.kind;
   TrainConfig now = s.config;
   // The data as the files it names and their rows (files before format 3 recorded one file and
@@ -140,6 +141,18 @@ void check_options_against(const Checkpoint& c, const std::string& path, bool re
   if (!notices.empty()) log.line("resuming " + path + " with " + notices);
 }
 
+// The data probed again with a model file's transform where it differs from the one the options
+// fitted (its columns, found by name: the same genes even where the data flags others).
+void refit_transform(RunStart& s, const RowTransform& model, const Comm& comm) {
+  if (model == s.sources.transform || model.identity()) return;
+  s.sources = probe_sources(s.config.data, comm, accepted_by(s.config.normalize, s.config.counts),
+                            model);
+  s.config.model.input_dim = s.sources.cols;
+  if (s.val)
+    s.val = probe_sources(s.config.val, comm, accepted_by(s.config.normalize, s.config.counts),
+                          s.sources.transform);
+}
+
 // --resume's checkpoint or --init-from's file, checked against the options, into s.from.
 void start_from_checkpoints(RunStart& s, const Comm& comm, Log& log) {
   const bool exists = root_sees(s.config.checkpoint, comm);
@@ -162,6 +175,7 @@ void start_from_checkpoints(RunStart& s, const Comm& comm, Log& log) {
                                : "model without training state (no " + c.missing_state + ")") +
                           "; --resume needs a checkpoint written by aetrain train; use "
                           "--init-from to start from its weights");
+    refit_transform(s, h.transform, comm);
     check_options_against(c, s.config.checkpoint, /*resume=*/true, s, log);
     // The layout decides the batches: the checkpoint's (files before format 3: every row in
     // memory, one window).
@@ -185,6 +199,7 @@ void start_from_checkpoints(RunStart& s, const Comm& comm, Log& log) {
     log.line("no checkpoint at " + s.config.checkpoint + " yet: starting a new run");
   if (!s.config.init_from.empty()) {
     s.from = load_checkpoint(s.config.init_from, comm);
+    refit_transform(s, s.from->header.transform, comm);
     check_options_against(*s.from, s.config.init_from, /*resume=*/false, s, log);
     s.norm = s.from->header.normalization;
     log.line("starting from the weights of " + s.config.init_from +
@@ -192,11 +207,18 @@ void start_from_checkpoints(RunStart& s, const Comm& comm, Log& log) {
   }
 }
 
-// The statistics pass over the training rows.
+// The statistics pass over the training rows (for --normalize, or to count the rows of total 0
+// under --size-factor).
 void fit_statistics(RunStart& s, const Comm& comm, Log& log) {
   const Clock::time_point start = Clock::now();
-  const Moments moments =
-      dataset_moments(s.sources, Scatter::diagonal, rows_per_block(s.sources.cols), comm);
+  int64_t zero_total = 0;
+  const Moments moments = dataset_moments(s.sources, Scatter::diagonal,
+                                          rows_per_block(s.sources.cols), comm, &zero_total);
+  if (s.sources.transform.asked.size_factor > 0)
+    log.line("counts: " + describe(s.sources.transform) + "; " + std::to_string(zero_total) +
+             " of " + std::to_string(s.sources.rows) +
+             " rows have a total of 0 and stay zeros");
+  if (s.config.normalize == NormalizeKind::none || !s.norm.identity()) return;
   int64_t constant = 0;
   s.norm = fit_normalization(s.config.normalize, moments, &constant);
   if (constant > 0)
@@ -229,7 +251,8 @@ void choose_data_layout(RunStart& s, const Comm& comm) {
 RunStart start_run(const TrainConfig& config, const Comm& comm, Log& log) {
   RunStart s;
   s.config = config;
-  s.sources = probe_sources(config.data, comm, accepted_by(config.normalize));
+  const Accept accept = accepted_by(config.normalize, config.counts);
+  s.sources = probe_sources(config.data, comm, accept, RowTransform{.asked = config.counts});
   s.sample_block = config.deterministic ? deterministic_block_rows(config.global_batch) : 1;
   s.config.model = model_for(config, s.sources);
   if (config.deterministic) check_sample_blocks(config, s.sample_block, comm);
@@ -243,13 +266,15 @@ RunStart start_run(const TrainConfig& config, const Comm& comm, Log& log) {
     log.warn("--batch-size " + std::to_string(config.global_batch) + " is smaller than the " +
              std::to_string(comm.size()) + " ranks: some ranks will have no rows to train on");
   if (!config.val.files.empty())
-    s.val = probe_sources(config.val, comm, accepted_by(config.normalize));
+    s.val = probe_sources(config.val, comm, accept, s.sources.transform);
   check_outputs(train_outputs(config, s.sources, s.val ? &*s.val : nullptr), comm);
   start_from_checkpoints(s, comm, log);
   // Only now, with the run accepted: a refused run must not truncate an earlier run's metrics.
   if (!config.metrics.empty()) log.open_metrics(config.metrics, /*append=*/s.resumed, comm);
   // Fresh statistics, unless --resume's or --init-from's file brought them.
-  if (config.normalize != NormalizeKind::none && s.norm.identity()) fit_statistics(s, comm, log);
+  if ((config.normalize != NormalizeKind::none && s.norm.identity()) ||
+      s.sources.transform.asked.size_factor > 0)
+    fit_statistics(s, comm, log);
   choose_data_layout(s, comm);
   return s;
 }

@@ -206,7 +206,7 @@ double Trainer::validation_loss() { return val_ ? val_->loss(norm_) : std::nan("
 
 void Trainer::save(const std::string& path, int64_t keep) {
   const Clock::time_point t = Clock::now();
-  CheckpointHeader h{config_.model, norm_, config_.adam, adam_.steps(), state_};
+  CheckpointHeader h{config_.model, sources_.transform, norm_, config_.adam, adam_.steps(), state_};
   save_checkpoint(path, h, model_.params(), adam_.m(), adam_.v(), keep, comm_);
   saved_step_ = state_.global_step;
   timers_.lap(Phase::checkpoint, t);

@@ -37,9 +37,9 @@ ModelOnData load_model(const std::string& path, const DataSource& data, int64_t 
                        int threads, const Comm& comm);
 
 /// Records where an output came from as attributes of its dataset (model, model_kind,
-/// model_global_step, data_file, dataset, created_by) and the table of its rows' files.
-/// Collective.
+/// model_global_step, data_file, dataset, created_by) and, with `sources_table`, the table of
+/// its rows' files. Collective.
 void annotate(RowWriter& out, const std::string& model_path, const Checkpoint& model,
-              const Sources& data);
+              const Sources& data, bool sources_table = true);
 
 }  // namespace aetrain

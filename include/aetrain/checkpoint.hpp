@@ -14,6 +14,7 @@
 #include "aetrain/normalization.hpp"
 #include "aetrain/pca.hpp"
 #include "aetrain/sources.hpp"
+#include "aetrain/transform.hpp"
 
 namespace aetrain {
 
@@ -21,8 +22,9 @@ namespace aetrain {
 /// /normalization, version 3 the data layout (/train block_rows, window_rows) and the files
 /// trained on (/train/sources), version 4 early stopping's state, version 5 checksums (HDF5's
 /// 1.8 format with its metadata checksums, Fletcher-32 on every dataset, the root attribute
-/// string_checksums for the string attributes).
-constexpr int64_t kCheckpointFormatVersion = 5;
+/// string_checksums for the string attributes), version 6 the count transform (/transform).
+/// A file is written as the oldest version that holds what it holds (format_version_for).
+constexpr int64_t kCheckpointFormatVersion = 6;
 
 /// The root attribute `format` of a training checkpoint (or a model alone) and of a PCA model.
 constexpr const char* kCheckpointFormat = "aetrain-checkpoint";
@@ -67,10 +69,15 @@ void train_state_fields(T& t, F&& f) {
   f("epochs_since_best", t.epochs_since_best);
 }
 
+/// The version a model file is written as: 6 with a count transform, else 5 (which aetrain
+/// versions before the transform read too).
+inline int64_t format_version_for(const RowTransform& t) { return t.identity() ? 5 : 6; }
+
 /// Everything in a checkpoint but the arrays.
 struct CheckpointHeader {
   ModelConfig model;
-  Normalization normalization;  // what the model does to its input first
+  RowTransform transform;       // what the model does to its input first
+  Normalization normalization;  // and then
   AdamConfig adam;
   int64_t adam_step = 0;  // updates applied so far
   TrainState train;
@@ -112,7 +119,8 @@ void write_checkpoint(const std::string& path, const CheckpointHeader& header,
 /// Writes a PCA model file (atomically, like write_checkpoint): /model holds the equivalent
 /// linear autoencoder of the PCA of the normalized rows, /normalization `norm`, /pca the
 /// analysis. One process.
-void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm);
+void write_pca_model(const std::string& path, const PcaModel& pca, const Normalization& norm,
+                     const RowTransform& transform = {});
 
 /// Reads and checks a model file (checksums, format, version, every shape, finite values): a
 /// training checkpoint, a PCA model, or a model alone (/model, and /normalization if any,

@@ -17,6 +17,19 @@ enum class Activation { relu, sigmoid, tanh, linear };
 /// standard deviation 1, or to [0, 1].
 enum class NormalizeKind { none, standard, minmax };
 
+/// What --transform does to each value of count data: nothing, or log(1 + x).
+enum class CountScale { none, log1p };
+
+/// What count data goes through before the model (and --normalize) sees it (transform.hpp):
+/// each row scaled to `size_factor` in total, the values log1p'd, the columns `features` names
+/// kept. Stored with the model.
+struct CountTransform {
+  double size_factor = 0;  // 0: rows as stored
+  CountScale scale = CountScale::none;
+  std::string features;  // "" (every column), "var:COLUMN" or "@FILE"
+  bool operator==(const CountTransform&) const = default;
+};
+
 /// The architecture: input width, encoder widths down to the code, mirrored decoder.
 struct ModelConfig {
   int64_t input_dim = 0;
@@ -80,6 +93,12 @@ struct EnumNames<NormalizeKind> {
       {{NormalizeKind::none, "none"},
        {NormalizeKind::standard, "standard"},
        {NormalizeKind::minmax, "minmax"}}};
+};
+template <>
+struct EnumNames<CountScale> {
+  static constexpr const char* what = "transform";
+  static constexpr std::array<std::pair<CountScale, const char*>, 2> table{
+      {{CountScale::none, "none"}, {CountScale::log1p, "log1p"}}};
 };
 template <>
 struct EnumNames<LrSchedule> {
@@ -156,6 +175,7 @@ struct TrainConfig {
   bool deterministic = false;  // order-invariant gradient sums over fixed sample blocks
   // Fitted on the training rows (or taken from --resume's or --init-from's file). The command
   // line makes the output linear by default with `standard`; `default_output` says it chose.
+  CountTransform counts;  // applied before the normalization
   NormalizeKind normalize = NormalizeKind::none;
   bool default_output = false;
   bool default_code = false;  // the code activation is --activation's, not given
@@ -187,7 +207,8 @@ struct TrainConfig {
 struct EncodeConfig {
   std::string model;  // a checkpoint or a PCA model file
   DataSource data;
-  std::string out, out_dataset = "/codes";
+  std::string out, out_dataset = "/codes";  // an .h5ad out: "/obsm/" + obsm_key
+  std::string obsm_key = "X_aetrain";
   int64_t block_rows = 4096;  // rows per rank held at once
   bool overwrite = false;
   int threads = 0;
@@ -209,6 +230,7 @@ struct EvaluateConfig {
 /// `aetrain pca`: an exact PCA of a dataset, written as a model file.
 struct PcaConfig {
   DataSource data;
+  CountTransform counts;
   NormalizeKind normalize = NormalizeKind::none;
   int64_t components = 0;
   std::string out;

@@ -21,11 +21,21 @@ namespace aetrain {
 /// Error(usage)), and only then. The disk space it needs is reserved before HDF5 writes a byte,
 /// so a full disk is Error(write_failed) naming the file, `what` ("the codes") and the system's
 /// reason, with nothing left behind. Collective to create, commit and destroy.
+/// An AnnData file around the rows (an .h5ad --out), which anndata.read_h5ad opens: the rows
+/// are an obsm entry (dataset "/obsm/KEY") of a file whose obs is the input's (copied from a
+/// single AnnData input) or a table of the rows' names alone, with an empty var.
+struct AnnDataFrame {
+  std::vector<std::string> obs_names;  // one per row (rank 0's; other ranks may leave it empty)
+  std::string obs_file, obs_group;     // the obs to copy; "" for a table of obs_names
+};
+
 class RowWriter {
  public:
+  /// With `frame`, a new file is an AnnData file (AnnDataFrame), and an existing one must be
+  /// an AnnData file of as many rows (else Error(usage)).
   RowWriter(const std::string& file, const std::string& dataset, std::vector<int64_t> dims,
             bool overwrite, const Comm& comm, Precision precision = Precision::float32,
-            const std::string& what = "the rows");
+            const std::string& what = "the rows", const AnnDataFrame* frame = nullptr);
   /// Without commit(), removes what it wrote. Every HDF5 object of the file is closed.
   ~RowWriter();
   /// Writes rows [first, first + n), row-major. Independent.

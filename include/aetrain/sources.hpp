@@ -16,6 +16,7 @@
 #include "aetrain/moments.hpp"
 #include "aetrain/normalization.hpp"
 #include "aetrain/sampling.hpp"
+#include "aetrain/transform.hpp"
 
 namespace aetrain {
 
@@ -27,9 +28,10 @@ enum class Precision { float32, float64 };
 /// normalization will scale).
 enum class Accept { floats, numbers };
 
-/// The element types a reader must take for data that a normalization of `kind` scales.
-inline Accept accepted_by(NormalizeKind kind) {
-  return kind == NormalizeKind::none ? Accept::floats : Accept::numbers;
+/// The element types a reader must take for data that a normalization of `kind` (and a count
+/// transform `t`) scales.
+inline Accept accepted_by(NormalizeKind kind, const CountTransform& t = {}) {
+  return kind == NormalizeKind::none && t == CountTransform{} ? Accept::floats : Accept::numbers;
 }
 
 /// One file's part of the data: its dataset's rows are rows [first_row, first_row + rows) of
@@ -45,7 +47,8 @@ struct SourceEntry {
 /// src/sources.cpp).
 struct Sources {
   std::vector<SourceEntry> files;
-  int64_t rows = 0, cols = 0;
+  int64_t rows = 0, cols = 0;  // cols: as the transform leaves them
+  RowTransform transform;      // what each row goes through as it is read
   Precision precision = Precision::float32;  // float64 when some file holds 64-bit floats
   int64_t chunk_rows = 0;        // the first file's chunk rows; 0 when it is not chunked
   int64_t stored_row_bytes = 0;  // one row as the first file stores it
@@ -64,11 +67,24 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& specs,
                                       std::vector<std::string>* lists = nullptr);
 
 /// Expands `src` and checks every file: an HDF5 file with a 2-D dataset of numbers `accept`
-/// takes, the columns of the first file, and every file the dataset reaches into as HDF5 would
+/// takes (or a sparse matrix: AnnData's, 10x's), the columns of the first file (and their
+/// names, where the files name them), and every file the dataset reaches into as HDF5 would
 /// find it (external links on its path, each virtual source, external raw files), present and
-/// covering what the dataset reads. Rank 0 looks and broadcasts the table; an error names
-/// the first file that is missing or differs (Error(data), the same on every rank). Collective.
-Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = Accept::floats);
+/// covering what the dataset reads. Then fits `transform` to the columns: a transform asked
+/// for (stored_cols 0) gets the columns its features name; one that a model stores keeps its
+/// columns, found again by name where the data names its columns. Rank 0 looks and
+/// broadcasts the table; an error names the first file that is missing or differs
+/// (Error(data), the same on every rank). Collective.
+Sources probe_sources(const DataSource& src, const Comm& comm, Accept accept = Accept::floats,
+                      const RowTransform& transform = {});
+
+/// The names of the rows (AnnData's obs index, 10x's barcodes), file after file; a file that
+/// names none gives its row numbers in the concatenation ("0", "1", ...). One process.
+std::vector<std::string> row_names(const Sources& sources);
+
+/// The group that describes the rows of a single AnnData file (/obs), for an output to copy;
+/// "" for several files or none. One process.
+std::string row_table(const Sources& sources);
 
 /// `count` files named by the first, for messages: "a.h5", or "a.h5 and 7 more files" (`first`
 /// may carry the dataset: "a.h5:/train and 7 more files").
@@ -94,15 +110,21 @@ class SourceReader {
   void read(int64_t first, int64_t n, float* out, const Normalization& norm);
   /// Bytes of scratch the float reads may hold (the pieces' doubles).
   static int64_t scratch_bytes(const Sources& sources, const Normalization& norm);
+  /// Rows read so far whose total was 0 under a size factor (left as zeros).
+  int64_t zero_total_rows() const { return zero_total_; }
 
  private:
   template <class S>
   void read_stored(int64_t first, int64_t n, S* out);
   // The file that holds row `row` of the concatenation.
   size_t file_of(int64_t row) const;
+  // Rows as stored, converted to S, checked finite.
+  template <class S>
+  void read_file_rows(int64_t first, int64_t n, S* out);
   struct Impl;
   Sources sources_;
   std::unique_ptr<Impl> impl_;
+  int64_t zero_total_ = 0;
 };
 
 /// The rows a block of about 4 MiB of doubles holds, for reading `cols` columns.
@@ -126,7 +148,9 @@ void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
 
 /// The column moments of every row of `sources` (kind: Scatter::full for a PCA), each rank
 /// reading its even share in blocks of `block_rows` rows, in double. The same on every rank.
-/// Collective; read errors are agreed.
-Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows, const Comm& comm);
+/// Unless null, `zero_total` gets the rows whose total was 0 under a size factor. Collective;
+/// read errors are agreed.
+Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows, const Comm& comm,
+                        int64_t* zero_total = nullptr);
 
 }  // namespace aetrain

@@ -178,7 +178,8 @@ const std::vector<const char*>& every_train_option() {
       "1000", "--data-memory", "1.5GiB", "--log-every", "10", "--lr-schedule", "cosine",
       "--warmup-steps", "100", "--min-lr", "1e-5", "--lr-step-epochs", "4", "--lr-gamma", "0.3",
       "--weight-decay", "0.01", "--clip-norm", "2.5", "--early-stop", "5", "--min-delta", "0.001",
-      "--noise", "mask:0.25", "--deterministic",
+      "--noise", "mask:0.25", "--deterministic", "--size-factor", "10000", "--transform", "log1p",
+      "--features", "var:highly_variable",
       // Flags steer one run and are not stored: checked apart below.
       "--resume", "--overwrite", "--quiet"};
   return args;
@@ -242,6 +243,9 @@ TEST(Cli, EveryTrainOptionHasItsResumeRule) {
                                                    {"--code-activation", ResumeRule::model},
                                                    {"--output-activation", ResumeRule::model},
                                                    {"--normalize", ResumeRule::model},
+                                                   {"--size-factor", ResumeRule::model},
+                                                   {"--transform", ResumeRule::model},
+                                                   {"--features", ResumeRule::model},
                                                    {"--epochs", ResumeRule::notice},
                                                    {"--batch-size", ResumeRule::must_match},
                                                    {"--lr", ResumeRule::notice},
