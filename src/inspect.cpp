@@ -21,6 +21,14 @@ Json inspect_json(const std::string& path, const Checkpoint& c) {
     normalization.add("rows", norm.rows)
         .add("offset", std::vector<double>(norm.offset.begin(), norm.offset.end()))
         .add("scale", std::vector<double>(norm.scale.begin(), norm.scale.end()));
+  const RowTransform& t = c.header.transform;
+  Json transform = Json()
+                       .add("size_factor", t.asked.size_factor)
+                       .add("scale", name_of(t.asked.scale))
+                       .add("features", t.asked.features);
+  if (!t.identity())
+    transform.add("stored_columns", t.stored_cols).add("columns", t.columns).add("names", t.names);
+  j.add("transform", transform);
   j.add("normalization", normalization);
   j.add("training_state", c.has_training_state);
   if (c.has_training_state) {
@@ -55,6 +63,15 @@ std::string inspect_text(const std::string& path, const Checkpoint& c) {
   s += "  model:        " + describe(m) + "\n";
   s += "  parameters:   " + std::to_string(parameter_count(m)) + "\n";
   char line[512];
+  const RowTransform& t = c.header.transform;
+  if (!t.identity()) {
+    // "size factor 10000, log1p, 2000 of 33538 columns (var:highly_variable): A1BG, A2M, ..."
+    std::string names;
+    for (size_t i = 0; i < std::min<size_t>(3, t.names.size()); ++i)
+      names += (i ? ", " : ": ") + t.names[i];
+    if (t.names.size() > 3) names += ", ...";
+    s += "  transform:    " + describe(t) + names + " (/transform)\n";
+  }
   const Normalization& norm = c.header.normalization;
   if (norm.identity()) {
     s += "  normalization: none (the model takes the data as stored)\n";

@@ -67,6 +67,12 @@ Json& Json::add(const std::string& key, const std::vector<double>& value) {
   return raw(key, s + "]");
 }
 
+Json& Json::add(const std::string& key, const std::vector<std::string>& value) {
+  std::string s = "[";
+  for (size_t i = 0; i < value.size(); ++i) s += (i ? ", " : "") + quoted(value[i]);
+  return raw(key, s + "]");
+}
+
 Json& Json::add(const std::string& key, int64_t value) { return raw(key, std::to_string(value)); }
 Json& Json::add(const std::string& key, bool value) { return raw(key, value ? "true" : "false"); }
 

@@ -46,6 +46,7 @@ void Report::start(const Sources& sources, TrainingData& data, const Normalizati
                            .add("dataset", config_.data.dataset)
                            .add("rows", sources.rows)
                            .add("cols", sources.cols)
+                           .add("transform", describe(sources.transform))
                            .add("steps_per_epoch", steps)
                            .add("block_rows", layout.block_rows)
                            .add("window_rows", layout.window_rows)

@@ -22,6 +22,7 @@ class Json {
   Json& add(const std::string& key, bool value);
   Json& add(const std::string& key, const std::vector<int64_t>& value);
   Json& add(const std::string& key, const std::vector<double>& value);
+  Json& add(const std::string& key, const std::vector<std::string>& value);
   Json& add(const std::string& key, const Json& value);
   Json& add(const std::string& key, const std::vector<Json>& value);
   std::string str() const { return "{" + body_ + "}"; }
