@@ -132,8 +132,8 @@ class CompressedFile : public InputFile {
         bad_row(first + r, "indptr decreases (" + std::to_string(ptr_[size_t(r)]) + " then " +
                                std::to_string(ptr_[size_t(r) + 1]) + ")");
       if (ptr_[size_t(r) + 1] > values_ || ptr_[size_t(r)] < 0)
-        bad_row(first + r, "indptr " + std::to_string(ptr_[size_t(r) + 1]) +
-                               " is past the data (" + std::to_string(values_) + " values)");
+        bad_row(first + r, "indptr " + std::to_string(ptr_[size_t(r) + 1]) + " is past the data (" +
+                               std::to_string(values_) + " values)");
     }
     const int64_t lo = ptr_.front(), count = ptr_.back() - lo;
     index_.resize(size_t(count));
@@ -206,10 +206,10 @@ class CompressedInput : public InputFormat {
           h5::type_class(data) == h5::TypeClass::floating && h5::value_size(data) > sizeof(float);
       // What a row costs to read: its share of the values and their column indices.
       p.stored_row_bytes =
-          l.rows == 0 ? 0
-                      : std::max<int64_t>(
-                            1, values * int64_t(h5::value_size(data) + h5::value_size(indices)) /
-                                   l.rows);
+          l.rows == 0
+              ? 0
+              : std::max<int64_t>(
+                    1, values * int64_t(h5::value_size(data) + h5::value_size(indices)) / l.rows);
     } catch (const h5::Failure& e) {
       bad_file(file, dataset, e.what());
     }
@@ -324,8 +324,7 @@ std::vector<std::vector<std::string>> column_names(const std::string& file,
     if (!index.empty()) out.push_back(std::move(index));
     // Gene symbols beside ids, as scanpy's readers keep them.
     for (const char* column : {"gene_symbols", "feature_name", "gene_ids"})
-      if (h5::is_dataset(f, child(var, column)) &&
-          !h5::read_strings(f, child(var, column)).empty())
+      if (h5::is_dataset(f, child(var, column)) && !h5::read_strings(f, child(var, column)).empty())
         out.push_back(h5::read_strings(f, child(var, column)));
     return out;
   });
@@ -340,7 +339,8 @@ std::vector<bool> column_flags(const std::string& file, const std::string& datas
                "has no AnnData table of its columns (" + var + ") for --features var:" + column);
     const std::string path = child(var, column);
     if (!h5::exists(f, path))
-      bad_file(file, dataset, var + " has no column " + column + " (--features var:" + column + ")");
+      bad_file(file, dataset,
+               var + " has no column " + column + " (--features var:" + column + ")");
     std::string values = path;
     if (!h5::is_dataset(f, path)) {
       const h5::Handle g = h5::open_group(f, path);

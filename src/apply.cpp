@@ -8,10 +8,9 @@ ModelOnData load_model(const std::string& path, const DataSource& data, int64_t 
                        int threads, const Comm& comm) {
   Checkpoint file = load_checkpoint(path, comm);
   // Integer data is fine for a model that transforms or normalizes its input.
-  Sources sources =
-      probe_sources(data, comm,
-                    accepted_by(file.header.normalization.kind, file.header.transform.asked),
-                    file.header.transform);
+  Sources sources = probe_sources(
+      data, comm, accepted_by(file.header.normalization.kind, file.header.transform.asked),
+      file.header.transform);
   if (file.header.model.input_dim != sources.cols)
     fail_replicated(ExitCode::checkpoint, path + ": the model takes rows of " +
                                               std::to_string(file.header.model.input_dim) +

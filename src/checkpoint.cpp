@@ -197,23 +197,22 @@ void write_pca_model(const std::string& path, const PcaModel& pca, const Normali
   int64_t bytes = 4 * (2 * d * k + d + k) + 8 * (d + k * d + 2 * k) + 16 * d;
   for (const std::string& n : transform.names) bytes += 16 + int64_t(n.size());
   bytes += 8 * int64_t(transform.columns.size());
-  model_file::write(path, kPca, format_version_for(transform), "PCA model", "pca-model",
-                    model_file::reserve_for(bytes, 12),
-                    [&](const h5::Handle& file, const auto& halfway) {
-                      model_file::write_model(file, pca_model_config(pca), pca_model_params(pca));
-                      halfway();
-                      model_file::write_transform(file, transform);
-                      model_file::write_normalization(file, norm);
-                      h5::Handle g = h5::create_group(file, "pca");
-                      h5::write_attribute(g, "rows", pca.rows);
-                      h5::write_attribute(g, "total_variance", pca.total_variance);
-                      h5::write_dataset(g, "mean", {d}, pca.mean.data());
-                      h5::write_dataset(g, "components", {k, d}, pca.components.data());
-                      h5::write_dataset(g, "explained_variance", {k},
-                                        pca.explained_variance.data());
-                      const Eigen::VectorXd ratio = pca.explained_variance / pca.total_variance;
-                      h5::write_dataset(g, "explained_variance_ratio", {k}, ratio.data());
-                    });
+  model_file::write(
+      path, kPca, format_version_for(transform), "PCA model", "pca-model",
+      model_file::reserve_for(bytes, 12), [&](const h5::Handle& file, const auto& halfway) {
+        model_file::write_model(file, pca_model_config(pca), pca_model_params(pca));
+        halfway();
+        model_file::write_transform(file, transform);
+        model_file::write_normalization(file, norm);
+        h5::Handle g = h5::create_group(file, "pca");
+        h5::write_attribute(g, "rows", pca.rows);
+        h5::write_attribute(g, "total_variance", pca.total_variance);
+        h5::write_dataset(g, "mean", {d}, pca.mean.data());
+        h5::write_dataset(g, "components", {k, d}, pca.components.data());
+        h5::write_dataset(g, "explained_variance", {k}, pca.explained_variance.data());
+        const Eigen::VectorXd ratio = pca.explained_variance / pca.total_variance;
+        h5::write_dataset(g, "explained_variance_ratio", {k}, ratio.data());
+      });
 }
 
 void reseal_checkpoint(const std::string& path) { model_file::seal(path); }

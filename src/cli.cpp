@@ -72,7 +72,8 @@ CLI::Validator dataset_path(const std::string& example) {
 CLI::Validator features_spec() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
-        if ((text.starts_with("var:") && text.size() > 4) || (text.starts_with('@') && text.size() > 1))
+        if ((text.starts_with("var:") && text.size() > 4) ||
+            (text.starts_with('@') && text.size() > 1))
           return "";
         return "'" + text +
                "' is neither var:COLUMN (a boolean column of the AnnData var, e.g. "

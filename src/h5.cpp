@@ -10,11 +10,11 @@
 #include <cstring>
 #include <exception>
 #include <mutex>
-#include <type_traits>
 #include <numeric>
 #include <optional>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 namespace aetrain::h5 {
@@ -940,8 +940,7 @@ std::vector<T> read_typed(const Handle& loc, const std::string& path,
   if (!is_dataset(loc, path)) throw Failure("dataset " + path + " is missing");
   const std::string object = path_below(loc, path);
   Handle d = open_dataset(loc, path);
-  const TypeClass wanted =
-      std::is_floating_point_v<T> ? TypeClass::floating : TypeClass::integer;
+  const TypeClass wanted = std::is_floating_point_v<T> ? TypeClass::floating : TypeClass::integer;
   if (shape(d) != dims || type_class(d) != wanted)
     throw Failure("dataset " + path + " has the wrong shape or type");
   const int64_t n = std::accumulate(dims.begin(), dims.end(), int64_t(1), std::multiplies<>());

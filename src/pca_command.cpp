@@ -12,7 +12,7 @@ namespace aetrain {
 PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
   const Timers::Clock::time_point start = Timers::Clock::now();
   const Sources sources = probe_sources(c.data, comm, accepted_by(c.normalize, c.counts),
-                                       RowTransform{.asked = c.counts});
+                                        RowTransform{.asked = c.counts});
   if (c.components > sources.cols)
     fail_replicated(ExitCode::usage, "--components " + std::to_string(c.components) +
                                          " exceeds the " + std::to_string(sources.cols) +
@@ -27,14 +27,13 @@ PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
   check_outputs(plan, comm);
   // One pass: the moments of the rows give those of the normalized rows exactly.
   int64_t zero_total = 0;
-  const Moments moments =
-      dataset_moments(sources, Scatter::full, c.block_rows, comm, &zero_total);
+  const Moments moments = dataset_moments(sources, Scatter::full, c.block_rows, comm, &zero_total);
   if (!sources.transform.identity())
     log.line("counts: " + describe(sources.transform) +
-             (c.counts.size_factor > 0 ? "; " + std::to_string(zero_total) + " of " +
-                                             std::to_string(sources.rows) +
-                                             " rows have a total of 0 and stay zeros"
-                                       : ""));
+             (c.counts.size_factor > 0
+                  ? "; " + std::to_string(zero_total) + " of " + std::to_string(sources.rows) +
+                        " rows have a total of 0 and stay zeros"
+                  : ""));
   int64_t constant = 0;
   const Normalization norm = fit_normalization(c.normalize, moments, &constant);
   if (constant > 0)

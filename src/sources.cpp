@@ -63,12 +63,12 @@ std::vector<int64_t> columns_named(const std::vector<std::string>& names,
     std::string listed;
     for (size_t i = 0; i < std::min<size_t>(unknown.size(), 5); ++i)
       listed += (i ? ", " : "") + unknown[i];
-    bad_file(file, dataset,
-             "has no column named " + listed +
-                 (unknown.size() > 5 ? " (and " + std::to_string(unknown.size() - 5) + " more)"
-                                     : "") +
-                 " (" + std::to_string(unknown.size()) + " of the " +
-                 std::to_string(names.size()) + " names of " + asked_by + ")");
+    bad_file(
+        file, dataset,
+        "has no column named " + listed +
+            (unknown.size() > 5 ? " (and " + std::to_string(unknown.size() - 5) + " more)" : "") +
+            " (" + std::to_string(unknown.size()) + " of the " + std::to_string(names.size()) +
+            " names of " + asked_by + ")");
   }
   return columns;
 }
@@ -157,8 +157,8 @@ Sources probe_all(const DataSource& src, Accept accept, const RowTransform& aske
           std::mismatch(names.front().begin(), names.front().end(), first_names.begin());
       bad_file(path, src.dataset,
                "its columns are not those of " + s.files.front().file + ": column " +
-                   std::to_string(here - names.front().begin()) + " is '" + *here +
-                   "' here and '" + *there + "' there (the files must name the same columns " +
+                   std::to_string(here - names.front().begin()) + " is '" + *here + "' here and '" +
+                   *there + "' there (the files must name the same columns " +
                    "in the same order)");
     }
     if (p.float64) s.precision = Precision::float64;
@@ -198,7 +198,7 @@ class Wire {
   void operator()(int64_t& v) { raw(&v, sizeof v); }
   void operator()(double& v) { raw(&v, sizeof v); }
   template <class E>
-    requires std::is_enum_v<E>
+  requires std::is_enum_v<E>
   void operator()(E& e) {
     int64_t v = int64_t(e);
     (*this)(v);
@@ -475,8 +475,8 @@ void for_each_block(const Sources& sources, RowRange rows, int64_t block_rows,
   read_blocks(sources, rows, block_rows, &norm, fn);
 }
 
-Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows,
-                        const Comm& comm, int64_t* zero_total) {
+Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows, const Comm& comm,
+                        int64_t* zero_total) {
   Moments local(sources.cols, kind);
   double zero = 0;
   comm.agree([&] {
@@ -496,16 +496,17 @@ std::vector<std::string> row_names(const Sources& sources) {
   std::vector<std::string> names;
   names.reserve(size_t(sources.rows));
   for (const SourceEntry& e : sources.files) {
-    std::vector<std::string> file =
-        input_format(e.file, e.dataset).row_names(e.file, e.dataset);
+    std::vector<std::string> file = input_format(e.file, e.dataset).row_names(e.file, e.dataset);
     if (file.empty()) {
       for (int64_t r = 0; r < e.rows; ++r) names.push_back(std::to_string(e.first_row + r));
       continue;
     }
     if (int64_t(file.size()) != e.rows)
       bad_file(e.file, e.dataset,
-               "names " + std::to_string(file.size()) + " rows (its obs index or barcodes) but "
-                   "holds " + std::to_string(e.rows));
+               "names " + std::to_string(file.size()) +
+                   " rows (its obs index or barcodes) but "
+                   "holds " +
+                   std::to_string(e.rows));
     std::move(file.begin(), file.end(), std::back_inserter(names));
   }
   return names;

@@ -145,8 +145,8 @@ void check_options_against(const Checkpoint& c, const std::string& path, bool re
 // fitted (its columns, found by name: the same genes even where the data flags others).
 void refit_transform(RunStart& s, const RowTransform& model, const Comm& comm) {
   if (model == s.sources.transform || model.identity()) return;
-  s.sources = probe_sources(s.config.data, comm, accepted_by(s.config.normalize, s.config.counts),
-                            model);
+  s.sources =
+      probe_sources(s.config.data, comm, accepted_by(s.config.normalize, s.config.counts), model);
   s.config.model.input_dim = s.sources.cols;
   if (s.val)
     s.val = probe_sources(s.config.val, comm, accepted_by(s.config.normalize, s.config.counts),
@@ -216,8 +216,7 @@ void fit_statistics(RunStart& s, const Comm& comm, Log& log) {
                                           rows_per_block(s.sources.cols), comm, &zero_total);
   if (s.sources.transform.asked.size_factor > 0)
     log.line("counts: " + describe(s.sources.transform) + "; " + std::to_string(zero_total) +
-             " of " + std::to_string(s.sources.rows) +
-             " rows have a total of 0 and stay zeros");
+             " of " + std::to_string(s.sources.rows) + " rows have a total of 0 and stay zeros");
   if (s.config.normalize == NormalizeKind::none || !s.norm.identity()) return;
   int64_t constant = 0;
   s.norm = fit_normalization(s.config.normalize, moments, &constant);

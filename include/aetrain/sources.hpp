@@ -47,8 +47,8 @@ struct SourceEntry {
 /// src/sources.cpp).
 struct Sources {
   std::vector<SourceEntry> files;
-  int64_t rows = 0, cols = 0;  // cols: as the transform leaves them
-  RowTransform transform;      // what each row goes through as it is read
+  int64_t rows = 0, cols = 0;                // cols: as the transform leaves them
+  RowTransform transform;                    // what each row goes through as it is read
   Precision precision = Precision::float32;  // float64 when some file holds 64-bit floats
   int64_t chunk_rows = 0;        // the first file's chunk rows; 0 when it is not chunked
   int64_t stored_row_bytes = 0;  // one row as the first file stores it

@@ -15,10 +15,10 @@ namespace aetrain {
 
 /// A CountTransform fitted to the stored columns of a dataset.
 struct RowTransform {
-  CountTransform asked;             // as the options gave it
-  int64_t stored_cols = 0;          // the columns the data stores
-  std::vector<int64_t> columns;     // the stored columns kept, ascending; empty: every one
-  std::vector<std::string> names;   // their names, when the data names its columns
+  CountTransform asked;            // as the options gave it
+  int64_t stored_cols = 0;         // the columns the data stores
+  std::vector<int64_t> columns;    // the stored columns kept, ascending; empty: every one
+  std::vector<std::string> names;  // their names, when the data names its columns
   bool identity() const {
     return asked.size_factor == 0 && asked.scale == CountScale::none && columns.empty();
   }
