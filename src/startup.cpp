@@ -251,7 +251,7 @@ RunStart start_run(const TrainConfig& config, const Comm& comm, Log& log) {
   RunStart s;
   s.config = config;
   const Accept accept = accepted_by(config.normalize, config.counts);
-  s.sources = probe_sources(config.data, comm, accept, RowTransform{.asked = config.counts});
+  s.sources = probe_sources(config.data, comm, accept, asked_for(config.counts));
   s.sample_block = config.deterministic ? deterministic_block_rows(config.global_batch) : 1;
   s.config.model = model_for(config, s.sources);
   if (config.deterministic) check_sample_blocks(config, s.sample_block, comm);

@@ -27,6 +27,13 @@ struct RowTransform {
   bool operator==(const RowTransform&) const = default;
 };
 
+/// A transform as asked for, to be fitted to the data's columns (probe_sources).
+inline RowTransform asked_for(const CountTransform& c) {
+  RowTransform t;
+  t.asked = c;
+  return t;
+}
+
 /// Where apply() stopped, and what it counted.
 struct TransformCheck {
   int64_t bad_row = -1, bad_col = -1;  // the first negative value: counts cannot be negative

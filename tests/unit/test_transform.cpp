@@ -25,7 +25,7 @@ Matrix<double> rows(std::initializer_list<std::initializer_list<double>> values)
 
 TEST(Transform, SizeFactorThenLog1pThenColumns) {
   RowTransform t;
-  t.asked = {.size_factor = 100, .scale = CountScale::log1p};
+  t.asked = {.size_factor = 100, .scale = CountScale::log1p, .features = ""};
   t.stored_cols = 4;
   t.columns = {1, 3};
   const Matrix<double> x = rows({{1, 3, 0, 6}, {0, 0, 0, 0}, {2, 0, 0, 0}});
