@@ -1,0 +1,545 @@
+#!/usr/bin/python3
+"""Single-cell inputs with the real binary under real mpirun: the same counts stored as AnnData
+CSR (written by Debian's anndata, by the current PyPI anndata and by hand with unsorted indices),
+as a 10x Genomics matrix and dense train to the same losses on 1-3 ranks; the count transforms
+(--size-factor, --transform log1p, --features) and their statistics against numpy; encode's
+AnnData output read back by anndata; columns found by name; every bad input refused with one
+line.
+
+    python3 tests/e2e/test_single_cell.py path/to/aetrain
+
+The tests that write or read files with anndata run under each of two: Debian's
+(/usr/bin/python3, package python3-anndata) and the current PyPI release, in a virtual
+environment this suite makes when it is missing (AETRAIN_ANNDATA_VENV, default
+/var/tmp/aetrain-anndata-venv; pip needs PyPI). Each is skipped, with the reason, where it
+cannot be had; what h5py alone writes (10x files, CSR groups by hand, bad files) always runs.
+"""
+import json
+import os
+import subprocess
+import sys
+import unittest
+
+import h5py
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_support  # noqa: E402
+from cli_support import metrics, run  # noqa: E402
+
+CELLS, GENES, TYPES = 240, 48, 4
+ZERO_ROW = 17  # a cell without counts: a total of 0 under --size-factor
+BATCH, EPOCHS = 40, 2  # 6 steps an epoch
+DEBIAN_PYTHON = "/usr/bin/python3"
+VENV = os.environ.get("AETRAIN_ANNDATA_VENV", "/var/tmp/aetrain-anndata-venv")
+
+
+# --- anndata: Debian's and PyPI's, each in a process of its own ----------------------------------
+
+# Writes h5ad files of the counts in an .npz, one per (path, layout), with this anndata.
+WRITE_ANNDATA = r"""
+import json, sys
+import anndata, numpy as np, pandas as pd, scipy.sparse as sp
+z = np.load(sys.argv[1])
+x = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+obs = pd.DataFrame({"cell_type": pd.Categorical([str(t) for t in z["cell_type"]])},
+                   index=[str(c) for c in z["cells"]])
+n = x.shape[0]
+# Columns whose encodings differ between releases: nullable booleans, and (where this anndata
+# writes them) nullable strings, which older releases cannot read.
+obs["n_genes"] = np.diff(z["indptr"]).astype(np.int64)
+obs["doublet"] = pd.array([None if i % 13 == 5 else i % 7 == 0 for i in range(n)],
+                          dtype="boolean")
+if hasattr(getattr(anndata, "settings", None), "allow_write_nullable_strings"):
+    anndata.settings.allow_write_nullable_strings = True
+    obs["donor"] = pd.array([f"donor-{i}" for i in range(n)], dtype="string")
+var = pd.DataFrame({"highly_variable": z["highly_variable"].astype(bool),
+                    "hv_nullable": pd.array(z["highly_variable"].astype(bool), dtype="boolean"),
+                    "gene_ids": [str(g) for g in z["ids"]]},
+                   index=[str(g) for g in z["genes"]])
+for path, layout in json.loads(sys.argv[2]):
+    if layout == "csr":
+        a = anndata.AnnData(X=x, obs=obs, var=var)
+    elif layout == "dense":
+        a = anndata.AnnData(X=x.toarray(), obs=obs, var=var)
+    elif layout == "csc":
+        a = anndata.AnnData(X=x.tocsc(), obs=obs, var=var)
+    elif layout == "layers":  # X of other values, the counts in layers["counts"]
+        a = anndata.AnnData(X=(x * 0.5).astype(np.float32), obs=obs, var=var,
+                            layers={"counts": x})
+    elif layout == "raw":  # the counts of every gene in raw, X of the variable genes alone
+        a = anndata.AnnData(X=x, obs=obs, var=var)
+        a.raw = a
+        a = a[:, var["highly_variable"].values].copy()
+        a.X = (a.X * 0.5).astype(np.float32)
+    a.write_h5ad(path)
+print(anndata.__version__)
+"""
+
+# Reads h5ad files with this anndata: shape, obs names, obs columns, obsm, as JSON.
+READ_ANNDATA = r"""
+import json, sys
+import anndata, numpy as np
+out = {}
+for path in sys.argv[1:]:
+    try:
+        a = anndata.read_h5ad(path)
+    except Exception as e:  # a file of encodings this release does not know
+        out[path] = {"error": f"{type(e).__name__}: {e}"}
+        continue
+    obs = {}
+    for c in a.obs.columns:
+        s = a.obs[c]
+        obs[c] = {"dtype": str(s.dtype), "values": [str(v) for v in s],
+                  "categories": ([str(v) for v in s.cat.categories]
+                                 if str(s.dtype) == "category" else None)}
+    out[path] = {"shape": list(a.shape), "obs_names": [str(n) for n in a.obs_names],
+                 "obs": obs, "var_names": [str(n) for n in a.var_names],
+                 "obsm": {k: np.asarray(v, dtype=np.float64).tolist() for k, v in a.obsm.items()},
+                 "obsm_dtype": {k: str(np.asarray(v).dtype) for k, v in a.obsm.items()}}
+print(json.dumps(out))
+"""
+
+_pythons = {}
+
+
+def _has_anndata(python):
+    try:
+        p = subprocess.run([python, "-c", "import anndata"], capture_output=True, text=True,
+                           timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    return "" if p.returncode == 0 else (p.stderr.strip().splitlines() or ["failed"])[-1]
+
+
+def anndata_python(which):
+    """(python, "") for an interpreter with anndata: "debian" (/usr/bin/python3) or "pypi" (the
+    virtual environment, made when it is missing); (None, why) where there is none."""
+    if which in _pythons:
+        return _pythons[which]
+    if which == "debian":
+        why = _has_anndata(DEBIAN_PYTHON)
+        _pythons[which] = (None, f"Debian's anndata: {why} (package python3-anndata)") if why \
+            else (DEBIAN_PYTHON, "")
+        return _pythons[which]
+    python = os.path.join(VENV, "bin", "python")
+    why = _has_anndata(python) if os.path.exists(python) else "no virtual environment"
+    if why:
+        steps = [[DEBIAN_PYTHON, "-m", "venv", "--clear", VENV],
+                 [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                  "--retries", "1", "--timeout", "30", "anndata"]]
+        for cmd in steps:
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                why = f"{' '.join(cmd[:4])}: {e}"
+                break
+            if p.returncode != 0:
+                why = f"{' '.join(cmd[:4])}: " + (p.stderr.strip().splitlines() or ["failed"])[-1]
+                break
+        else:
+            why = _has_anndata(python)
+    _pythons[which] = (None, f"PyPI's anndata in {VENV}: {why}") if why else (python, "")
+    return _pythons[which]
+
+
+WRITERS = ("debian", "pypi")
+
+
+def anndata_write(which, npz, jobs):
+    """Writes [(path, layout)] with anndata `which`; returns its version."""
+    python, why = anndata_python(which)
+    assert python, why
+    p = subprocess.run([python, "-c", WRITE_ANNDATA, npz, json.dumps(jobs)], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def anndata_read(which, *paths):
+    """What anndata `which` reads from each h5ad file (READ_ANNDATA's JSON)."""
+    python, why = anndata_python(which)
+    assert python, why
+    p = subprocess.run([python, "-c", READ_ANNDATA] + list(paths), capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+# --- files written with h5py alone ---------------------------------------------------------------
+
+def strings(group, name, values, encoding="string-array"):
+    d = group.create_dataset(name, data=np.array([str(v) for v in values], dtype=object),
+                             dtype=h5py.string_dtype())
+    if encoding:
+        d.attrs["encoding-type"] = encoding
+        d.attrs["encoding-version"] = "0.2.0"
+
+
+def dataframe(f, name, index, columns=None):
+    """An AnnData dataframe group: its index, and columns of arrays (booleans, numbers),
+    ("strings", values), ("categorical", values) or ("nullable-boolean", values, mask)."""
+    columns = columns or {}
+    g = f.create_group(name)
+    g.attrs["encoding-type"] = "dataframe"
+    g.attrs["encoding-version"] = "0.2.0"
+    g.attrs["_index"] = "_index"
+    g.attrs["column-order"] = np.array(list(columns), dtype=h5py.string_dtype())
+    strings(g, "_index", index)
+    for key, value in columns.items():
+        kind = value[0] if isinstance(value, tuple) else "array"
+        if kind == "strings":
+            strings(g, key, value[1])
+            continue
+        if kind == "array":
+            d = g.create_dataset(key, data=value)
+        else:
+            d = g.create_group(key)
+        d.attrs["encoding-type"] = kind
+        d.attrs["encoding-version"] = "0.1.0" if kind == "nullable-boolean" else "0.2.0"
+        if kind == "categorical":
+            categories = sorted(set(value[1]))
+            d.attrs["ordered"] = False
+            strings(d, "categories", categories)
+            parts = {"codes": np.array([categories.index(v) for v in value[1]], np.int8)}
+        elif kind == "nullable-boolean":
+            parts = {"values": np.asarray(value[1], bool), "mask": np.asarray(value[2], bool)}
+        else:
+            parts = {}
+        for part, v in parts.items():
+            p = d.create_dataset(part, data=v)
+            p.attrs["encoding-type"] = "array"
+            p.attrs["encoding-version"] = "0.2.0"
+    return g
+
+
+def encoded_group(f, name, kind, version="0.1.0"):
+    g = f.create_group(name)
+    g.attrs["encoding-type"] = kind
+    g.attrs["encoding-version"] = version
+    return g
+
+
+def csr_group(f, name, x, indices=np.int32, indptr=np.int32, data=None, unsorted=False,
+              encoding="csr_matrix"):
+    """x (a scipy CSR matrix) as an AnnData sparse group; `unsorted` reverses each row's
+    entries."""
+    ind, val = x.indices.copy(), x.data.copy()
+    if unsorted:
+        for r in range(x.shape[0]):
+            lo, hi = x.indptr[r], x.indptr[r + 1]
+            ind[lo:hi], val[lo:hi] = ind[lo:hi][::-1].copy(), val[lo:hi][::-1].copy()
+    g = encoded_group(f, name, encoding)
+    g.attrs["shape"] = np.array(x.shape, np.int64)
+    g.create_dataset("data", data=val.astype(data or x.data.dtype))
+    g.create_dataset("indices", data=ind.astype(indices))
+    g.create_dataset("indptr", data=x.indptr.astype(indptr))
+    return g
+
+
+def write_h5ad(path, a, x=None, group="X", dense=False, genes=None, var_columns=None, **csr):
+    """An AnnData file written with h5py: counts x (default the atlas's) in `group` (X,
+    layers/counts beside another X, or raw/X with raw/var beside an X of 3 genes), obs (names,
+    cell_type) and var (names, gene_ids, highly_variable and `var_columns`)."""
+    x = a.csr if x is None else x
+    genes = a.genes if genes is None else genes
+    rows = x.shape[0]
+    with h5py.File(path, "w") as f:
+        f.attrs["encoding-type"] = "anndata"
+        f.attrs["encoding-version"] = "0.1.0"
+        dataframe(f, "obs", a.cells[:rows], {"cell_type": ("categorical", a.cell_type[:rows])})
+        var = {"gene_ids": ("strings", a.ids), "highly_variable": a.hv}
+        var.update(var_columns or {})
+        for name in ("layers", "obsm", "obsp", "varm", "varp", "uns"):
+            encoded_group(f, name, "dict")
+        if group == "raw/X":
+            encoded_group(f, "raw", "raw")
+            dataframe(f, "raw/var", genes, var)
+            encoded_group(f, "raw/varm", "dict")
+            dataframe(f, "var", genes[:3])
+            csr_group(f, "X", sp.csr_matrix(np.ones((rows, 3), np.float32)))
+        else:
+            dataframe(f, "var", genes, var)
+        if group == "layers/counts":
+            csr_group(f, "X", (x * 0.5).astype(np.float32))
+        if dense:
+            d = f.create_dataset(group, data=x.toarray())
+            d.attrs["encoding-type"] = "array"
+            d.attrs["encoding-version"] = "0.2.0"
+        else:
+            csr_group(f, group, x, **csr)
+
+
+def write_10x(path, a, x=None, order=None, data=np.int32, indices=np.int64, indptr=np.int64,
+              v2=False):
+    """The 10x Genomics v3 layout: /matrix CSC genes x cells (the arrays of cells x genes CSR),
+    shape (genes, cells), barcodes, features/name and features/id; `order` permutes the genes
+    (the stored gene k is the atlas's order[k]). v2: /GRCh38 with gene_names and genes."""
+    x = a.csr if x is None else x
+    order = np.arange(x.shape[1]) if order is None else np.asarray(order)
+    y = x[:, order].tocsr()
+    y.sort_indices()
+    with h5py.File(path, "w") as f:
+        m = f.create_group("GRCh38" if v2 else "matrix")
+        m.create_dataset("data", data=y.data.astype(data))
+        m.create_dataset("indices", data=y.indices.astype(indices))
+        m.create_dataset("indptr", data=y.indptr.astype(indptr))
+        m.create_dataset("shape", data=np.array([y.shape[1], y.shape[0]], np.int32))
+        m.create_dataset("barcodes", data=np.array([b.encode() for b in a.barcodes[:y.shape[0]]]))
+        names = np.array([a.genes[j].encode() for j in order])
+        ids = np.array([a.ids[j].encode() for j in order])
+        if v2:
+            m.create_dataset("gene_names", data=names)
+            m.create_dataset("genes", data=ids)
+            return
+        feat = m.create_group("features")
+        feat.create_dataset("name", data=names)
+        feat.create_dataset("id", data=ids)
+        feat.create_dataset("feature_type", data=np.array([b"Gene Expression"] * len(order)))
+        feat.create_dataset("genome", data=np.array([b"synthetic"] * len(order)))
+
+
+class Atlas:
+    """Negative-binomial counts of CELLS cells x GENES genes in TYPES types (about half of them
+    zero), a cell without counts at ZERO_ROW, the names of cells (obs), barcodes (10x), genes
+    and gene ids, a highly_variable flag, and a list of genes for --features @FILE."""
+
+    def __init__(self, directory):
+        rng = np.random.default_rng(23)
+        self.dir = directory
+        kind = rng.integers(0, TYPES, CELLS)
+        programme = rng.gamma(0.7, 1.0, (TYPES, GENES))
+        mu = programme[kind] * rng.lognormal(0.0, 0.4, CELLS)[:, None]
+        x = rng.negative_binomial(2, 2 / (2 + mu)).astype(np.float32)
+        x[ZERO_ROW] = 0
+        self.x = x
+        self.csr = sp.csr_matrix(x)
+        self.csr.sort_indices()
+        self.cell_type = [f"type{k}" for k in kind]
+        self.cells = [f"cell{i:03d}" for i in range(CELLS)]
+        self.barcodes = [f"AAAC{i:06d}-1" for i in range(CELLS)]
+        self.genes = [f"Gene{j}" for j in range(GENES)]
+        self.ids = [f"ENSG{j:011d}" for j in range(GENES)]
+        # The genes that vary most, as scanpy's flag would say; every one varies.
+        spread = x.var(axis=0)
+        self.hv = np.zeros(GENES, bool)
+        self.hv[np.argsort(-spread)[:GENES // 4]] = True
+        # 20 genes, listed out of order, with a comment and a blank line; their columns.
+        self.listed = [int(j) for j in rng.permutation(GENES)[:20]]
+        self.keep = sorted(self.listed)
+        self.genes_txt = self.path("genes.txt")
+        with open(self.genes_txt, "w") as f:
+            f.write("# genes to keep\n\n" + "".join(f"{self.genes[j]}\n" for j in self.listed))
+        self.ids_txt = self.path("ids.txt")
+        with open(self.ids_txt, "w") as f:
+            f.write("".join(f"{self.ids[j]}\n" for j in self.listed))
+        self.npz = self.path("counts.npz")
+        np.savez(self.npz, data=self.csr.data, indices=self.csr.indices, indptr=self.csr.indptr,
+                 shape=np.array(self.csr.shape), cell_type=np.array(self.cell_type),
+                 cells=np.array(self.cells), genes=np.array(self.genes), ids=np.array(self.ids),
+                 highly_variable=self.hv)
+        self.tenx = self.path("tenx.h5")
+        write_10x(self.tenx, self)
+        self.by_hand = self.path("by_hand.h5ad")  # sorted indices, float32 counts
+        write_h5ad(self.by_hand, self)
+        self._anndata = {}
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def anndata(self, which, layout="csr"):
+        """The counts written by anndata `which` as `layout` (skips the test where that anndata
+        cannot be had)."""
+        key = (which, layout)
+        if key not in self._anndata:
+            python, why = anndata_python(which)
+            if python is None:
+                raise unittest.SkipTest(why)
+            out = self.path(f"{which}_{layout}.h5ad")
+            anndata_write(which, self.npz, [(out, layout)])
+            self._anndata[key] = out
+        return self._anndata[key]
+
+    def transformed(self, keep=None, size_factor=1e4, log1p=True, x=None):
+        """The counts as the transform makes them, in float64: each row scaled to size_factor
+        over every gene (a row of total 0 stays zeros), log1p, the kept columns."""
+        x = (self.x if x is None else x).astype(np.float64)
+        if size_factor:
+            total = x.sum(axis=1, keepdims=True)
+            x = np.divide(x * size_factor, total, out=np.zeros_like(x), where=total > 0)
+        if log1p:
+            x = np.log1p(x)
+        return x if keep is None else x[:, keep]
+
+
+_atlas = None
+
+
+def atlas():
+    """The atlas every class shares, written once."""
+    global _atlas
+    if _atlas is None:
+        _atlas = Atlas(cli_support.temp_dir())
+    return _atlas
+
+
+def losses(path):
+    return [e["loss"] for e in metrics(path) if e["event"] == "step"]
+
+
+TRAIN = ["--layers", "12,4", "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--lr", "0.01",
+         "--deterministic", "--log-every", "1"]
+
+
+def transform_args(features):
+    return ["--size-factor", "10000", "--transform", "log1p", "--features", features,
+            "--normalize", "standard"]
+
+
+class SingleCellTest(cli_support.BinaryTest):
+    @classmethod
+    def setUpClass(cls):
+        cls.a = atlas()
+
+    def train(self, data, dataset, ranks=2, extra=(), name="run", quiet=True):
+        """Trains on `data`; returns (checkpoint, step losses, stdout)."""
+        ck, m = self.path(f"{name}.h5"), self.path(f"{name}.jsonl")
+        for p in (ck, m):
+            if os.path.exists(p):
+                os.remove(p)
+        data = [data] if isinstance(data, str) else list(data)
+        rc, out, err = run(["train", "--data"] + data + ["--dataset", dataset, "--checkpoint", ck,
+                                                         "--metrics", m] + TRAIN + list(extra)
+                           + (["--quiet"] if quiet else []), ranks)
+        self.assertEqual(rc, 0, err)
+        return ck, losses(m), out
+
+    def encode(self, model, data, dataset, out, ranks=2, extra=()):
+        data = [data] if isinstance(data, str) else list(data)
+        rc, _, err = run(["encode", "--model", model, "--data"] + data + ["--dataset", dataset,
+                                                                          "--out", out]
+                         + list(extra), ranks)
+        self.assertEqual(rc, 0, err)
+        return out
+
+
+# --- the same counts in every layout -------------------------------------------------------------
+
+class SameCountsSameLosses(SingleCellTest):
+    """The same counts in each layout give bit-identical step losses under --deterministic."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.args = transform_args("@" + cls.a.genes_txt)
+        ref = cli_support.temp_dir()
+        m = os.path.join(ref, "ref.jsonl")
+        rc, _, err = run(["train", "--data", cls.a.tenx, "--dataset", "matrix", "--checkpoint",
+                          os.path.join(ref, "ref.h5"), "--metrics", m] + TRAIN + cls.args, 1)
+        assert rc == 0, err
+        cls.reference = losses(m)
+        assert len(cls.reference) == EPOCHS * CELLS // BATCH, cls.reference
+
+    def same_on_one_to_three_ranks(self, data, dataset, ranks=(1, 2, 3), args=None):
+        for r in ranks:
+            _, got, _ = self.train(data, dataset, r, args or self.args, name=f"r{r}")
+            self.assertEqual(got, self.reference, f"{data}:{dataset} on {r} ranks")
+
+    def test_10x_and_csr_by_hand_with_unsorted_indices(self):
+        self.same_on_one_to_three_ranks(self.a.tenx, "matrix", (2, 3))
+        unsorted = self.path("unsorted.h5ad")
+        write_h5ad(unsorted, self.a, unsorted=True)
+        with h5py.File(unsorted, "r") as f:  # really out of order
+            g = f["X"]
+            row = g["indices"][g["indptr"][0]:g["indptr"][1]]
+            self.assertTrue(np.all(np.diff(row) < 0), row)
+        self.same_on_one_to_three_ranks(unsorted, "X")
+        self.same_on_one_to_three_ranks(self.a.by_hand, "X", (2,))
+
+    def test_10x_v2_layout(self):
+        v2 = self.path("v2.h5")
+        write_10x(v2, self.a, v2=True)
+        self.same_on_one_to_three_ranks(v2, "GRCh38", (2,))
+
+    def test_in_windows_of_blocks(self):
+        # Rows read a block at a time into windows: the layout decides the batches, so the
+        # reference is the 10x file in the same windows, on one rank.
+        windows = ["--window-rows", "64", "--data-block-rows", "16"]
+        _, reference, _ = self.train(self.a.tenx, "matrix", 1, self.args + windows, name="w")
+        self.assertNotEqual(reference, self.reference)
+        unsorted = self.path("unsorted.h5ad")
+        write_h5ad(unsorted, self.a, unsorted=True, indices=np.int64)
+        for r in (2, 3):
+            _, got, _ = self.train(unsorted, "X", r, self.args + windows, name=f"w{r}")
+            self.assertEqual(got, reference, f"{r} ranks")
+
+    def test_csr_written_by_debian_and_pypi_anndata(self):
+        for which in WRITERS:
+            with self.subTest(anndata=which):
+                self.same_on_one_to_three_ranks(self.a.anndata(which), "X")
+
+    def test_layers_counts_and_raw_x(self):
+        # Written by hand: the counts in layers/counts beside another X; raw/X with raw/var.
+        layers, raw = self.path("layers.h5ad"), self.path("raw.h5ad")
+        write_h5ad(layers, self.a, group="layers/counts")
+        write_h5ad(raw, self.a, group="raw/X")
+        self.same_on_one_to_three_ranks(layers, "layers/counts", (2,))
+        self.same_on_one_to_three_ranks(raw, "raw/X", (2,))
+        # And as anndata writes them.
+        for which in WRITERS:
+            with self.subTest(anndata=which):
+                self.same_on_one_to_three_ranks(self.a.anndata(which, "layers"), "layers/counts",
+                                                (3,))
+                self.same_on_one_to_three_ranks(self.a.anndata(which, "raw"), "raw/X", (2,))
+
+    def test_index_and_value_types(self):
+        kinds = [(np.int32, np.int32, np.float32), (np.int64, np.int64, np.int32),
+                 (np.uint32, np.uint32, np.uint16), (np.int32, np.int64, np.float64),
+                 (np.uint32, np.int64, np.int64)]
+        for indices, indptr, data in kinds:
+            with self.subTest(indices=indices.__name__, indptr=indptr.__name__,
+                              data=data.__name__):
+                path = self.path(f"{indices.__name__}_{indptr.__name__}_{data.__name__}.h5ad")
+                write_h5ad(path, self.a, indices=indices, indptr=indptr, data=data)
+                with h5py.File(path, "r") as f:
+                    self.assertEqual(f["X/indices"].dtype, indices)
+                    self.assertEqual(f["X/data"].dtype, data)
+                self.same_on_one_to_three_ranks(path, "X", (2,))
+        tenx = self.path("tenx_uint32.h5")
+        write_10x(tenx, self.a, data=np.float32, indices=np.uint32, indptr=np.int32)
+        self.same_on_one_to_three_ranks(tenx, "matrix", (3,))
+
+    def test_features_by_gene_id(self):
+        # 10x's features/id and AnnData's var gene_ids name the same genes as their names.
+        self.same_on_one_to_three_ranks(self.a.tenx, "matrix", (2,),
+                                        transform_args("@" + self.a.ids_txt))
+        self.same_on_one_to_three_ranks(self.a.by_hand, "X", (2,),
+                                        transform_args("@" + self.a.ids_txt))
+
+    def test_rows_of_several_files_as_their_concatenation(self):
+        first, second = self.path("first.h5ad"), self.path("second.h5ad")
+        write_h5ad(first, self.a, x=self.a.csr[:100])
+        write_h5ad(second, self.a, x=self.a.csr[100:], unsorted=True)
+        # (the second file's obs names start again at cell000: names of rows need not differ)
+        self.same_on_one_to_three_ranks([first, second], "X", (1, 3))
+
+    def test_dense_within_1e_5(self):
+        def close(path):
+            with h5py.File(path, "r") as f:
+                self.assertIsInstance(f["X"], h5py.Dataset, path)
+            for r in (1, 3):
+                _, got, _ = self.train(path, "X", r, self.args, name=f"dense{r}")
+                np.testing.assert_allclose(got, self.reference, rtol=1e-5,
+                                           err_msg=f"{path} on {r} ranks")
+        dense = self.path("dense.h5ad")
+        write_h5ad(dense, self.a, dense=True)
+        close(dense)
+        for which in WRITERS:
+            with self.subTest(anndata=which):
+                close(self.a.anndata(which, "dense"))
+
+
+if __name__ == "__main__":
+    cli_support.AETRAIN = os.path.abspath(sys.argv.pop(1))
+    unittest.main(verbosity=2)
