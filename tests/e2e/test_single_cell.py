@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_support  # noqa: E402
-from cli_support import metrics, run  # noqa: E402
+from cli_support import forward, metrics, run  # noqa: E402
 
 CELLS, GENES, TYPES = 240, 48, 4
 ZERO_ROW = 17  # a cell without counts: a total of 0 under --size-factor
@@ -538,6 +538,140 @@ class SameCountsSameLosses(SingleCellTest):
         for which in WRITERS:
             with self.subTest(anndata=which):
                 close(self.a.anndata(which, "dense"))
+
+
+# --- the transform and its statistics against numpy ----------------------------------------------
+
+class TransformAgainstNumpy(SingleCellTest):
+    """The statistics of the transformed rows, the stored /transform, and what evaluate gives."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dir0 = cli_support.temp_dir()
+        cls.model = os.path.join(cls.dir0, "model.h5")
+        cls.start = os.path.join(cls.dir0, "start.jsonl")
+        rc, cls.out, err = run(["train", "--data", cls.a.by_hand, "--dataset", "X",
+                                "--checkpoint", cls.model, "--metrics", cls.start]
+                               + TRAIN + transform_args("@" + cls.a.genes_txt), 3)
+        assert rc == 0, err
+        cls.expect = cls.a.transformed(cls.a.keep)
+
+    def test_statistics_are_numpys_of_the_transformed_columns(self):
+        with h5py.File(self.model, "r") as f:
+            offset, scale = f["normalization/offset"][()], f["normalization/scale"][()]
+        self.assertEqual(offset.shape, (20,))
+        # The reference from the scipy CSR, not from the dense copy the atlas began with.
+        x = self.a.csr.astype(np.float64)
+        total = np.asarray(x.sum(axis=1)).ravel()
+        factor = np.divide(1e4, total, out=np.zeros_like(total), where=total > 0)
+        t = sp.diags(factor) @ x
+        t.data = np.log1p(t.data)
+        t = t.tocsc()[:, self.a.keep].toarray()
+        np.testing.assert_allclose(t, self.expect, rtol=1e-12)
+        np.testing.assert_allclose(offset, t.mean(axis=0), rtol=1e-6)
+        self.assertTrue(np.all(t.std(axis=0) > 0))
+        np.testing.assert_allclose(scale, t.std(axis=0, ddof=0), rtol=1e-6)
+
+    def test_minmax_statistics_and_pca_store_the_same_transform(self):
+        ck, _, _ = self.train(self.a.tenx, "matrix", 2,
+                              ["--size-factor", "500", "--transform", "log1p", "--features",
+                               "@" + self.a.ids_txt, "--normalize", "minmax"])
+        t = self.a.transformed(self.a.keep, size_factor=500)
+        with h5py.File(ck, "r") as f:
+            np.testing.assert_allclose(f["normalization/offset"][()], t.min(axis=0), rtol=1e-6)
+            np.testing.assert_allclose(f["normalization/scale"][()], np.ptp(t, axis=0),
+                                       rtol=1e-6)
+            self.assertEqual(f["transform"].attrs["size_factor"], 500)
+        pca = self.path("pca.h5")
+        rc, out, err = run(["pca", "--data", self.a.tenx, "--dataset", "matrix", "--components",
+                            "3", "--size-factor", "500", "--transform", "log1p", "--features",
+                            "@" + self.a.ids_txt, "--out", pca], 2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn(f"1 of {CELLS} rows have a total of 0", out)
+        with h5py.File(pca, "r") as f, h5py.File(ck, "r") as g:
+            self.assertEqual(f.attrs["format_version"], 6)
+            self.assertEqual(dict(f["transform"].attrs), dict(g["transform"].attrs))
+            np.testing.assert_array_equal(f["transform/columns"][()], self.a.keep)
+            np.testing.assert_allclose(f["pca/mean"][()], t.mean(axis=0), rtol=1e-6)
+        # encode takes the transform from the PCA model: codes = (T(x) - mean) . components
+        codes = self.encode(pca, self.a.by_hand, "X", self.path("pca_codes.h5"))
+        with h5py.File(codes, "r") as f:
+            np.testing.assert_allclose(f["codes"][()], forward(pca, t, encoder_only=True),
+                                       rtol=1e-4, atol=1e-4)
+
+    def test_the_stored_transform(self):
+        with h5py.File(self.model, "r") as f:
+            self.assertEqual(f.attrs["format_version"], 6)
+            g = f["transform"]
+            self.assertEqual(dict(g.attrs), {"size_factor": 10000.0, "scale": "log1p",
+                                             "features": "@" + self.a.genes_txt,
+                                             "stored_columns": GENES})
+            self.assertEqual(sorted(g.keys()), ["columns", "names"])
+            np.testing.assert_array_equal(g["columns"][()], self.a.keep)
+            self.assertEqual([n.decode() for n in g["names"][()]],
+                             [self.a.genes[j] for j in self.a.keep])
+            self.assertEqual(f["model"].attrs["input_dim"], 20)
+        # inspect, and the metrics' start event, show the configuration with the options.
+        rc, text, err = run(["inspect", self.model], ranks=0)
+        self.assertEqual(rc, 0, err)
+        config = metrics(self.start)[0]["config"].splitlines()
+        for line in ("size-factor = 10000", 'transform = "log1p"',
+                     f'features = "@{self.a.genes_txt}"'):
+            self.assertIn(line, [l.strip() for l in text.splitlines()])
+            self.assertIn(line, config)
+        # Without a transform, no group and the format before it.
+        plain = self.path("plain.h5")
+        rc, _, err = run(["train", "--data", self.a.by_hand, "--dataset", "X", "--layers", "4",
+                          "--normalize", "standard", "--checkpoint", plain, "--quiet"], 1)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(plain, "r") as f:
+            self.assertNotIn("transform", f)
+            self.assertLess(f.attrs["format_version"], 6)
+
+    def test_a_row_of_total_zero_stays_zeros(self):
+        self.assertIn(f"counts: size factor 10000, log1p, 20 of {GENES} columns "
+                      f"(@{self.a.genes_txt}); 1 of {CELLS} rows have a total of 0 and stay "
+                      "zeros", self.out)
+        self.assertEqual(self.a.x[ZERO_ROW].sum(), 0)
+        # Its codes are those of a row of zeros.
+        codes = self.encode(self.model, self.a.tenx, "matrix", self.path("codes.h5"))
+        with h5py.File(self.model, "r") as f:
+            offset, scale = f["normalization/offset"][()], f["normalization/scale"][()]
+        with h5py.File(codes, "r") as f:
+            c = f["codes"][()]
+        expect = forward(self.model, (self.expect - offset) / scale, encoder_only=True)
+        np.testing.assert_allclose(c, expect, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(c[ZERO_ROW], forward(self.model, -offset / scale, True),
+                                   rtol=1e-5, atol=1e-5)
+        # Two more such cells, on 2 ranks: counted wherever they are.
+        x = self.a.x.copy()
+        x[[3, CELLS - 2]] = 0
+        path = self.path("zeros.h5ad")
+        write_h5ad(path, self.a, x=sp.csr_matrix(x))
+        _, got, out = self.train(path, "X", 2, ["--size-factor", "100"], quiet=False)
+        self.assertIn(f"3 of {CELLS} rows have a total of 0 and stay zeros", out)
+        self.assertTrue(np.all(np.isfinite(got)))
+
+    def test_evaluate_in_transformed_units(self):
+        rec = self.path("rec.h5")
+        rc, out, err = run(["evaluate", "--model", self.model, "--data", self.a.tenx,
+                            "--dataset", "matrix", "--reconstruct", rec], 2)
+        self.assertEqual(rc, 0, err)
+        result = json.loads(out)
+        with h5py.File(self.model, "r") as f:
+            offset, scale = f["normalization/offset"][()], f["normalization/scale"][()]
+        z = (self.expect - offset) / scale
+        y = forward(self.model, z)
+        restored = y * scale + offset
+        with h5py.File(rec, "r") as f:
+            self.assertEqual(f["reconstruction"].shape, (CELLS, 20))
+            np.testing.assert_allclose(f["reconstruction"][()], restored, rtol=1e-4, atol=1e-4)
+        expect = np.mean((restored - self.expect) ** 2)
+        self.assertAlmostEqual(result["mse"], expect, delta=1e-5 * expect)
+        expect = np.mean((y - z) ** 2)
+        self.assertAlmostEqual(result["normalized_mse"], expect, delta=1e-5 * expect)
+        self.assertEqual(result["rows"], CELLS)
 
 
 if __name__ == "__main__":
