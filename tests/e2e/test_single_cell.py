@@ -16,6 +16,7 @@ cannot be had; what h5py alone writes (10x files, CSR groups by hand, bad files)
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import unittest
@@ -672,6 +673,263 @@ class TransformAgainstNumpy(SingleCellTest):
         expect = np.mean((y - z) ** 2)
         self.assertAlmostEqual(result["normalized_mse"], expect, delta=1e-5 * expect)
         self.assertEqual(result["rows"], CELLS)
+
+
+# --- encode --out FILE.h5ad ----------------------------------------------------------------------
+
+class EncodeToAnnData(SingleCellTest):
+    """encode's AnnData output: the input's obs, the codes in obsm, read back by anndata."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dir0 = cli_support.temp_dir()
+        cls.model = os.path.join(cls.dir0, "model.h5")
+        rc, _, err = run(["train", "--data", cls.a.tenx, "--dataset", "matrix", "--checkpoint",
+                          cls.model] + TRAIN + transform_args("@" + cls.a.genes_txt), 2)
+        assert rc == 0, err
+        cls.codes = os.path.join(cls.dir0, "codes.h5")
+        rc, _, err = run(["encode", "--model", cls.model, "--data", cls.a.tenx, "--dataset",
+                          "matrix", "--out", cls.codes], 2)
+        assert rc == 0, err
+        with h5py.File(cls.codes, "r") as f:
+            cls.expect = f["codes"][()]
+        assert cls.expect.shape == (CELLS, 4)
+
+    def h5py_view(self, path, key="X_aetrain"):
+        """The codes and obs names as h5py sees them, and the file's top groups."""
+        with h5py.File(path, "r") as f:
+            self.assertEqual(f.attrs["encoding-type"], "anndata")
+            obs = f["obs"]
+            names = [n.decode() for n in obs[obs.attrs["_index"]][()]]
+            self.assertEqual(len(f["var"][f["var"].attrs["_index"]]), 0)
+            return f["obsm"][key][()], names, sorted(f.keys())
+
+    def test_codes_and_obs_of_h5ad_inputs_read_back_by_both_anndatas(self):
+        inputs = [("by hand", self.a.by_hand)]
+        for which in WRITERS:
+            python, why = anndata_python(which)
+            if python:
+                inputs.append((f"{which} anndata", self.a.anndata(which)))
+        readers = [w for w in WRITERS if anndata_python(w)[0]]
+        outs = {}
+        for name, path in inputs:
+            out = self.encode(self.model, path, "X", self.path(f"{name.replace(' ', '_')}.h5ad"),
+                              ranks=3)
+            codes, names, groups = self.h5py_view(out)
+            np.testing.assert_array_equal(codes, self.expect, err_msg=name)
+            self.assertEqual(names, self.a.cells)
+            self.assertEqual(groups, ["layers", "obs", "obsm", "obsp", "uns", "var", "varm",
+                                      "varp"])
+            outs[name] = (path, out)
+        for which in WRITERS:
+            with self.subTest(reader=which):
+                if which not in readers:
+                    self.skipTest(anndata_python(which)[1])
+                for name, (path, out) in outs.items():
+                    got = anndata_read(which, path, out)
+                    given, written = got[path], got[out]
+                    if "error" in given:
+                        # PyPI's nullable strings, which Debian's anndata cannot read: nor the
+                        # copy of them.
+                        self.assertEqual((which, name), ("debian", "pypi anndata"), given)
+                        self.assertIn("nullable-string-array", written["error"])
+                        continue
+                    self.assertNotIn("error", written, name)
+                    self.assertEqual(written["shape"], [CELLS, 0], name)
+                    self.assertEqual(written["obs_names"], given["obs_names"], name)
+                    self.assertEqual(written["obs"], given["obs"], name)
+                    self.assertEqual(written["obs"]["cell_type"]["dtype"], "category")
+                    self.assertEqual(written["obs"]["cell_type"]["values"], self.a.cell_type)
+                    if name == "pypi anndata":
+                        self.assertEqual(written["obs"]["donor"]["dtype"], "string")
+                    if name != "by hand":
+                        self.assertEqual(written["obs"]["doublet"]["dtype"], "boolean")
+                        self.assertEqual(written["obs"]["doublet"]["values"][5], "<NA>")
+                    self.assertEqual(list(written["obsm"]), ["X_aetrain"])
+                    self.assertEqual(written["obsm_dtype"]["X_aetrain"], "float32")
+                    np.testing.assert_array_equal(np.array(written["obsm"]["X_aetrain"]),
+                                                  self.expect, err_msg=name)
+
+    def test_10x_input_gives_the_barcodes_and_the_same_codes(self):
+        out = self.encode(self.model, self.a.tenx, "matrix", self.path("tenx.h5ad"), ranks=3)
+        codes, names, _ = self.h5py_view(out)
+        self.assertEqual(names, self.a.barcodes)
+        np.testing.assert_array_equal(codes, self.expect)
+        # and the same codes from the h5ad file of the same counts
+        out2 = self.encode(self.model, self.a.by_hand, "X", self.path("h5ad.h5"), ranks=1)
+        with h5py.File(out2, "r") as f:
+            np.testing.assert_array_equal(f["codes"][()], self.expect)
+            self.assertNotIn("obs", f)  # an HDF5 --out keeps the old layout
+        for which in WRITERS:
+            with self.subTest(reader=which):
+                if not anndata_python(which)[0]:
+                    self.skipTest(anndata_python(which)[1])
+                got = anndata_read(which, out)[out]
+                self.assertEqual(got["obs_names"], self.a.barcodes)
+                self.assertEqual(got["obs"], {})
+                self.assertEqual(got["shape"], [CELLS, 0])
+                np.testing.assert_array_equal(np.array(got["obsm"]["X_aetrain"]), self.expect)
+
+    def test_plain_hdf5_and_several_files_name_their_rows(self):
+        plain = self.path("plain.h5")  # a CSR group without obs: the rows are numbered
+        with h5py.File(plain, "w") as f:
+            csr_group(f, "X", self.a.csr)
+        out = self.encode(self.model, plain, "X", self.path("plain.h5ad"))
+        codes, names, _ = self.h5py_view(out)
+        self.assertEqual(names, [str(i) for i in range(CELLS)])
+        np.testing.assert_array_equal(codes, self.expect)
+        dense = self.path("dense.h5")  # a dense dataset: the model's columns by position
+        with h5py.File(dense, "w") as f:
+            f["counts"] = self.a.x.astype(np.uint16)
+        out = self.encode(self.model, dense, "counts", self.path("dense.h5ad"), ranks=3)
+        codes, names, _ = self.h5py_view(out)
+        self.assertEqual(names, [str(i) for i in range(CELLS)])
+        np.testing.assert_array_equal(codes, self.expect)
+        first, second = self.path("first.h5ad"), self.path("second.h5ad")
+        write_h5ad(first, self.a, x=self.a.csr[:100])
+        write_h5ad(second, self.a, x=self.a.csr[100:])
+        out = self.encode(self.model, [first, second], "X", self.path("two.h5ad"), ranks=3)
+        codes, names, _ = self.h5py_view(out)
+        self.assertEqual(names, self.a.cells[:100] + self.a.cells[:CELLS - 100])
+        np.testing.assert_array_equal(codes, self.expect)
+        with h5py.File(out, "r") as f:
+            self.assertEqual(list(f["obs"].keys()), ["_index"])  # names alone
+
+    def test_into_an_existing_anndata_file(self):
+        # The codes join an AnnData file of the same cells (here a copy of the input) beside
+        # what it holds; another key beside them; the same key again only with --overwrite.
+        target = self.path("atlas.h5ad")
+        shutil.copy(self.a.by_hand, target)
+        self.encode(self.model, self.a.by_hand, "X", target)
+        self.encode(self.model, self.a.tenx, "matrix", target, extra=["--obsm-key", "X_again"])
+        self.assert_fails(["encode", "--model", self.model, "--data", self.a.by_hand,
+                           "--dataset", "X", "--out", target], 2,
+                          f"{target}: /obsm/X_aetrain exists; pass --overwrite to replace it")
+        with h5py.File(target, "r") as f, h5py.File(self.a.by_hand, "r") as g:
+            self.assertEqual(sorted(f["obsm"].keys()), ["X_aetrain", "X_again"])
+            for key in ("X_again", "X_aetrain"):
+                np.testing.assert_array_equal(f["obsm"][key][()], self.expect)
+            for name in ("X/data", "X/indices", "X/indptr", "obs/_index", "var/_index",
+                         "var/highly_variable"):
+                np.testing.assert_array_equal(f[name][()], g[name][()], name)
+        # Refused (exit 2, nothing changed): a file of other cells, a file that is not AnnData.
+        fewer = self.path("fewer.h5ad")
+        write_h5ad(fewer, self.a, x=self.a.csr[:100])
+        plain = self.path("plain.h5ad")
+        with h5py.File(plain, "w") as f:
+            f["x"] = np.arange(3)
+        for path, needle in ((fewer, "holds 100 cells (obs); the codes are of 240 rows"),
+                             (plain, "is not an AnnData file with obs and obsm")):
+            before = cli_support.sha256(path)
+            self.assert_fails(["encode", "--model", self.model, "--data", self.a.by_hand,
+                               "--dataset", "X", "--out", path], 2, f"{path}: {needle}")
+            self.assertEqual(cli_support.sha256(path), before)
+
+    def test_obsm_key_and_out_dataset(self):
+        out = self.encode(self.model, self.a.by_hand, "X", self.path("key.h5ad"),
+                          extra=["--obsm-key", "X_scvi_like"])
+        codes, _, _ = self.h5py_view(out, "X_scvi_like")
+        np.testing.assert_array_equal(codes, self.expect)
+        with h5py.File(out, "r") as f:
+            self.assertEqual(list(f["obsm"].keys()), ["X_scvi_like"])
+        refused = self.path("refused.h5ad")
+        self.assert_fails(["encode", "--model", self.model, "--data", self.a.by_hand,
+                           "--dataset", "X", "--out", refused, "--out-dataset", "/codes"], 2,
+                          "--out-dataset is for HDF5 outputs")
+        self.assert_fails(["encode", "--model", self.model, "--data", self.a.by_hand,
+                           "--dataset", "X", "--out", self.path("codes.h5"), "--obsm-key",
+                           "X_a"], 2, "--obsm-key is for an .h5ad --out")
+        self.assertEqual(os.listdir(self.dir), ["key.h5ad"])
+
+
+# --- columns found by name -----------------------------------------------------------------------
+
+class ColumnsByName(SingleCellTest):
+    """A model trained on an h5ad file with --features var:highly_variable encodes a 10x file of
+    the same genes in another order: its columns are found by name."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.dir0 = cli_support.temp_dir()
+        cls.order = np.random.default_rng(5).permutation(GENES)
+        cls.shuffled = os.path.join(cls.dir0, "shuffled_10x.h5")
+        write_10x(cls.shuffled, cls.a, order=cls.order)
+
+    def same_codes(self, h5ad):
+        model = self.path("hv.h5")
+        if os.path.exists(model):
+            os.remove(model)
+        rc, _, err = run(["train", "--data", h5ad, "--dataset", "X", "--checkpoint", model]
+                         + TRAIN + transform_args("var:highly_variable"), 2)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(model, "r") as f:
+            np.testing.assert_array_equal(f["transform/columns"][()], np.flatnonzero(self.a.hv))
+            self.assertEqual(f["transform"].attrs["features"], "var:highly_variable")
+        codes = {}
+        for name, data, dataset in (("h5ad", h5ad, "X"), ("tenx", self.a.tenx, "matrix"),
+                                    ("shuffled", self.shuffled, "matrix")):
+            out = self.encode(model, data, dataset, self.path(f"{name}.h5"), ranks=3,
+                              extra=["--overwrite"])
+            with h5py.File(out, "r") as f:
+                codes[name] = f["codes"][()]
+        np.testing.assert_array_equal(codes["tenx"], codes["h5ad"])
+        np.testing.assert_array_equal(codes["shuffled"], codes["h5ad"])
+        with h5py.File(model, "r") as f:
+            offset, scale = f["normalization/offset"][()], f["normalization/scale"][()]
+        z = (self.a.transformed(np.flatnonzero(self.a.hv)) - offset) / scale
+        np.testing.assert_allclose(codes["h5ad"], forward(model, z, encoder_only=True),
+                                   rtol=1e-5, atol=1e-5)
+        return model
+
+    def test_var_highly_variable_by_hand(self):
+        self.same_codes(self.a.by_hand)
+
+    def test_var_highly_variable_by_anndata(self):
+        for which in WRITERS:
+            with self.subTest(anndata=which):
+                self.same_codes(self.a.anndata(which))
+                # pandas' nullable booleans, as anndata writes them
+                ck, _, _ = self.train(self.a.anndata(which), "X", 2,
+                                      transform_args("var:hv_nullable"))
+                with h5py.File(ck, "r") as f:
+                    np.testing.assert_array_equal(f["transform/columns"][()],
+                                                  np.flatnonzero(self.a.hv))
+                with h5py.File(self.a.anndata(which), "r") as f:
+                    self.assertEqual(f["var/hv_nullable"].attrs["encoding-type"],
+                                     "nullable-boolean")
+
+    def test_validation_rows_from_a_10x_file_of_another_gene_order(self):
+        def val_losses(val, dataset):
+            _, _, out = self.train(self.a.by_hand, "X", 2, transform_args("var:highly_variable")
+                                   + ["--val-data", val, "--val-dataset", dataset],
+                                   name="val", quiet=False)
+            return [float(line.split("val_loss")[1].split()[0]) for line in out.splitlines()
+                    if "val_loss" in line]
+        same = val_losses(self.a.by_hand, "X")
+        self.assertEqual(len(same), EPOCHS)
+        self.assertEqual(val_losses(self.shuffled, "matrix"), same)
+
+    def test_a_nullable_boolean_column(self):
+        path = self.path("nullable.h5ad")
+        write_h5ad(path, self.a, var_columns={"hv_nullable": ("nullable-boolean", self.a.hv,
+                                                              np.zeros(GENES, bool))})
+        ck, _, _ = self.train(path, "X", 2, transform_args("var:hv_nullable"))
+        with h5py.File(ck, "r") as f:
+            np.testing.assert_array_equal(f["transform/columns"][()], np.flatnonzero(self.a.hv))
+
+    def test_a_file_without_one_of_the_models_genes(self):
+        model = self.same_codes(self.a.by_hand)
+        missing = int(np.flatnonzero(self.a.hv)[2])
+        fewer = self.path("fewer_10x.h5")
+        write_10x(fewer, self.a, order=[j for j in range(GENES) if j != missing])
+        out = self.path("fewer_codes.h5")
+        line = self.assert_fails(["encode", "--model", model, "--data", fewer, "--dataset",
+                                  "matrix", "--out", out], 3,
+                                 f"{fewer}: matrix: has no column named {self.a.genes[missing]} "
+                                 f"(1 of the {self.a.hv.sum()} names of the model's columns)")
+        self.assertFalse(os.path.exists(out), line)
 
 
 if __name__ == "__main__":
