@@ -932,6 +932,267 @@ class ColumnsByName(SingleCellTest):
         self.assertFalse(os.path.exists(out), line)
 
 
+# --- bad inputs ----------------------------------------------------------------------------------
+
+class BadInputs(SingleCellTest):
+    """Each bad file or option: exit 3, one line naming the file, the dataset and the first bad
+    row, and no checkpoint (nor codes) written."""
+
+    ROWS = 30
+
+    def setUp(self):
+        super().setUp()
+        x = np.random.default_rng(9).poisson(1.5, (self.ROWS, 12)).astype(np.float32)
+        x[:, 0] += 1  # every row holds at least 2 values, the first in column 0
+        x[:, 5] += 1
+        self.x = sp.csr_matrix(x)
+
+    def arrays(self):
+        return self.x.data.copy(), self.x.indices.copy(), self.x.indptr.copy()
+
+    def write(self, name, data, indices, indptr, shape=None, tenx=False, **attrs):
+        path = self.path(name)
+        with h5py.File(path, "w") as f:
+            g = f.create_group("matrix" if tenx else "X")
+            if tenx:
+                g["shape"] = np.array(shape or (12, self.ROWS), np.int64)
+                strings(g, "barcodes", [f"c{i}" for i in range(self.ROWS)], None)
+            else:
+                g.attrs["encoding-type"] = attrs.get("encoding", "csr_matrix")
+                g.attrs["encoding-version"] = "0.1.0"
+                g.attrs["shape"] = np.array(shape or (self.ROWS, 12), np.int64)
+            g["data"], g["indices"], g["indptr"] = data, indices, indptr
+        return path
+
+    def refused(self, path, needle, dataset="X", args=("--transform", "log1p"), row=None,
+                ranks=(2,), commands=("train",)):
+        """Each command on `ranks` refuses `path` with exit 3 and one line holding
+        "PATH: DATASET: " and `needle`, and writes nothing."""
+        before = sorted(os.listdir(self.dir))
+        model = self.path("model.h5")
+        for command in commands:
+            for r in ranks:
+                if command == "train":
+                    cmd = ["train", "--data", path, "--dataset", dataset, "--layers", "4",
+                           "--epochs", "1", "--batch-size", "10", "--checkpoint",
+                           self.path("ck.h5")] + list(args)
+                else:
+                    cmd = ["encode", "--model", model, "--data", path, "--dataset", dataset,
+                           "--out", self.path("codes.h5ad")]
+                line = self.assert_fails(cmd, 3, needle, ranks=r)
+                self.assertIn(f"{path}: {dataset}: ", line)
+                if row is not None:
+                    self.assertIn(f": row {row}", line)
+                self.assertEqual(sorted(os.listdir(self.dir)), before, f"{command} on {r}")
+        return line
+
+    def encoder(self):
+        """A model of 12 inputs with log1p, for encode."""
+        good = self.write("good.h5", *self.arrays())
+        rc, _, err = run(["train", "--data", good, "--dataset", "X", "--layers", "4",
+                          "--transform", "log1p", "--checkpoint", self.path("model.h5"),
+                          "--quiet"], 1)
+        self.assertEqual(rc, 0, err)
+
+    def test_indptr_decreasing(self):
+        data, indices, indptr = self.arrays()
+        indptr[8] = indptr[7] - 1
+        path = self.write("decreasing.h5", data, indices, indptr)
+        self.encoder()
+        self.refused(path, f"row 7: indptr decreases ({indptr[7]} then {indptr[8]})", row=7,
+                     ranks=(1, 3), commands=("train", "encode"))
+
+    def test_indptr_ending_past_the_data(self):
+        data, indices, indptr = self.arrays()
+        indptr[-1] += 4
+        path = self.write("ends_past.h5", data, indices, indptr)
+        self.refused(path, f"indptr ends at {indptr[-1]}, past the data ({len(data)} values)")
+
+    def test_indptr_past_the_data_inside(self):
+        data, indices, indptr = self.arrays()
+        indptr[20] = len(data) + 3
+        path = self.write("inside_past.h5", data, indices, indptr)
+        self.refused(path, f"row 19: indptr {len(data) + 3} is past the data ({len(data)} "
+                     "values)", row=19, args=("--normalize", "standard"), ranks=(1, 2))
+
+    def test_column_index_out_of_range(self):
+        data, indices, indptr = self.arrays()
+        indices[indptr[9]] = 12
+        path = self.write("range.h5", data, indices, indptr)
+        self.encoder()
+        self.refused(path, "row 9: column index 12 is out of range (12 columns)", row=9,
+                     commands=("train", "encode"))
+        indices[indptr[9]] = -1
+        path = self.write("negative_index.h5", data, indices.astype(np.int64), indptr)
+        self.refused(path, "row 9: column index -1 is out of range (12 columns)", row=9)
+        # 10x: a gene index past the genes
+        data, indices, indptr = self.arrays()
+        indices[indptr[4] + 1] = 40
+        path = self.write("tenx_range.h5", data, indices, indptr, tenx=True)
+        self.refused(path, "row 4: column index 40 is out of range (12 columns)", "matrix", row=4)
+
+    def test_column_index_twice_in_a_row(self):
+        data, indices, indptr = self.arrays()
+        indices[indptr[11] + 1] = indices[indptr[11]]
+        path = self.write("twice.h5", data, indices, indptr)
+        self.refused(path, f"row 11: column index {indices[indptr[11]]} appears twice", row=11,
+                     ranks=(1, 2, 3))
+        # the same index in two rows is no duplicate; out of order within a row is accepted
+        data, indices, indptr = self.arrays()
+        for r in range(self.ROWS):
+            lo, hi = indptr[r], indptr[r + 1]
+            indices[lo:hi], data[lo:hi] = indices[lo:hi][::-1].copy(), data[lo:hi][::-1].copy()
+        path = self.write("reversed.h5", data, indices, indptr)
+        rc, _, err = run(["train", "--data", path, "--dataset", "X", "--layers", "4",
+                          "--transform", "log1p", "--quiet"], 2)
+        self.assertEqual(rc, 0, err)
+
+    def test_first_bad_row_of_any_rank(self):
+        # Bad rows in the shares of two ranks: the first is named, on 1, 2 and 3 ranks.
+        data, indices, indptr = self.arrays()
+        for r in (26, 6):
+            indices[indptr[r] + 1] = indices[indptr[r]]
+        path = self.write("two_bad_rows.h5", data, indices, indptr)
+        for args in (("--transform", "log1p"), ("--size-factor", "100", "--normalize",
+                                                "standard")):
+            self.refused(path, "row 6: column index 0 appears twice", row=6, args=args,
+                         ranks=(1, 2, 3))
+
+    def test_negative_counts(self):
+        data, indices, indptr = self.arrays()
+        data[indptr[13] + 1] = -2
+        column = indices[indptr[13] + 1]
+        path = self.write("negative.h5", data, indices, indptr)
+        for args in (("--transform", "log1p"), ("--size-factor", "100"),
+                     ("--size-factor", "100", "--transform", "log1p", "--normalize", "minmax")):
+            self.refused(path, f"row 13, column {column} is negative", row=13, args=args,
+                         ranks=(1, 3))
+        # Without a count transform, negative values are numbers like any other.
+        rc, _, err = run(["train", "--data", path, "--dataset", "X", "--layers", "4",
+                          "--normalize", "standard", "--quiet"], 2)
+        self.assertEqual(rc, 0, err)
+
+    def test_negative_counts_by_encode(self):
+        self.encoder()
+        data, indices, indptr = self.arrays()
+        data[indptr[22]] = -1
+        path = self.write("negative_late.h5", data, indices, indptr)
+        self.refused(path, "row 22, column 0 is negative", row=22, commands=("encode",),
+                     ranks=(2, 3))
+
+    def test_nan_and_infinite_counts(self):
+        data, indices, indptr = self.arrays()
+        for value, word in ((np.nan, "NaN"), (np.inf, "infinite")):
+            data[indptr[24] + 1] = value
+            path = self.write(f"{word}.h5", data, indices, indptr)
+            self.refused(path, f"row 24, column {indices[indptr[24] + 1]} is {word}", row=24,
+                         args=("--size-factor", "100", "--transform", "log1p"), ranks=(1, 3))
+
+    def test_shape_disagreeing_with_the_arrays(self):
+        data, indices, indptr = self.arrays()
+        path = self.write("shape.h5", data, indices, indptr, shape=(self.ROWS + 1, 12))
+        self.refused(path, f"its attribute shape says {self.ROWS + 1} rows, but indptr holds "
+                     f"{self.ROWS + 1} entries")
+        path = self.write("tenx_shape.h5", data, indices, indptr, shape=(12, self.ROWS - 2),
+                         tenx=True)
+        self.refused(path, f"its dataset shape says {self.ROWS - 2} rows, but indptr holds "
+                     f"{self.ROWS + 1} entries", "matrix")
+
+    def test_indices_and_data_of_different_lengths(self):
+        data, indices, indptr = self.arrays()
+        path = self.write("lengths.h5", data, indices[:-1], indptr)
+        self.refused(path, f"indices holds {len(data) - 1} entries and data {len(data)}")
+
+    def test_csc_h5ad_refused_with_the_way_to_csr(self):
+        data, indices, indptr = self.arrays()
+        path = self.write("csc.h5", data, indices, indptr, encoding="csc_matrix")
+        self.refused(path, "is a CSC matrix (compressed by columns)")
+        line = self.refused(path, "adata.X = adata.X.tocsr()")
+        self.assertIn("adata.write_h5ad(path)", line)
+        for which in WRITERS:
+            with self.subTest(anndata=which):
+                self.refused(self.a.anndata(which, "csc"), "store it as CSR")
+
+    def test_integer_counts_need_a_transform_or_normalization(self):
+        data, indices, indptr = self.arrays()
+        path = self.write("ints.h5", data.astype(np.int32), indices, indptr)
+        self.refused(path, "holds 32-bit integer values; integer data needs a count transform "
+                     "or a normalization", args=())
+        for args in (("--transform", "log1p"), ("--size-factor", "10"),
+                     ("--normalize", "minmax")):
+            rc, _, err = run(["train", "--data", path, "--dataset", "X", "--layers", "4",
+                              "--quiet"] + list(args), 1)
+            self.assertEqual(rc, 0, err)
+
+    # --features
+
+    def h5ad(self):
+        path = self.path("genes.h5ad")
+        write_h5ad(path, self.a, var_columns={
+            "n_cells": np.arange(GENES), "none": np.zeros(GENES, bool),
+            "kind": ("categorical", ["a", "b"] * (GENES // 2)),
+            "hv_na": ("nullable-boolean", self.a.hv, np.arange(GENES) == 4)})
+        return path
+
+    def test_features_naming_unknown_genes(self):
+        path = self.h5ad()
+        listed = self.path("some_unknown.txt")
+        with open(listed, "w") as f:
+            f.write("Gene1\nNope1\nGene2\n# a comment\nNope2\n\nNope3\n")
+        self.refused(path, f"has no column named Nope1, Nope2, Nope3 (3 of the 5 names of "
+                     f"{listed})", args=("--features", "@" + listed))
+        many = self.path("many_unknown.txt")
+        with open(many, "w") as f:
+            f.write("".join(f"X{i}\n" for i in range(8)) + "Gene3\n")
+        self.refused(path, "has no column named X0, X1, X2, X3, X4 (and 3 more) (8 of the 9 "
+                     f"names of {many})", args=("--features", "@" + many))
+        # 10x: neither in features/name nor in features/id
+        self.refused(self.a.tenx, f"has no column named Nope1, Nope2, Nope3 (3 of the 5 names "
+                     f"of {listed})", "matrix", args=("--features", "@" + listed))
+
+    def test_features_selecting_nothing(self):
+        path = self.h5ad()
+        self.refused(path, "--features var:none names none of its columns",
+                     args=("--features", "var:none"))
+        empty = self.path("empty.txt")
+        with open(empty, "w") as f:
+            f.write("# no gene\n\n")
+        self.refused(path, f"--features @{empty} names none of its columns",
+                     args=("--features", "@" + empty))
+        # data that names no columns: nothing to find them by
+        data, indices, indptr = self.arrays()
+        plain = self.write("plain.h5", data, indices, indptr)
+        self.refused(plain, f"names none of its columns, so --features @{self.a.genes_txt} "
+                     "cannot find them", args=("--features", "@" + self.a.genes_txt))
+
+    def test_features_var_column_not_boolean(self):
+        path = self.h5ad()
+        self.refused(path, "/var/n_cells holds 64-bit integer values, not booleans",
+                     args=("--features", "var:n_cells"))
+        self.refused(path, "/var/kind is not boolean (encoding categorical)",
+                     args=("--features", "var:kind"))
+        self.refused(path, "/var/hv_na is missing for column 4", args=("--features", "var:hv_na"))
+
+    def test_features_var_column_missing(self):
+        path = self.h5ad()
+        self.refused(path, "/var has no column highly_varied (--features var:highly_varied)",
+                     args=("--features", "var:highly_varied"))
+        self.refused(self.a.tenx, "has no AnnData table of its columns (/var) for --features "
+                     "var:highly_variable", "matrix", args=("--features", "var:highly_variable"))
+
+    def test_files_naming_other_columns(self):
+        other = self.path("other.h5ad")
+        genes = list(self.a.genes)
+        genes[7] = "Other7"
+        write_h5ad(other, self.a, genes=genes)
+        line = self.assert_fails(["train", "--data", self.a.by_hand, other, "--dataset", "X",
+                                  "--layers", "4", "--transform", "log1p", "--checkpoint",
+                                  self.path("ck.h5")], 3,
+                                 f"{other}: X: its columns are not those of {self.a.by_hand}: "
+                                 "column 7 is 'Other7' here and 'Gene7' there")
+        self.assertEqual(sorted(os.listdir(self.dir)), ["other.h5ad"], line)
+
+
 if __name__ == "__main__":
     cli_support.AETRAIN = os.path.abspath(sys.argv.pop(1))
     unittest.main(verbosity=2)
