@@ -23,11 +23,9 @@ void run_encode(const EncodeConfig& c, const Comm& comm, Log& log) {
   AnnDataFrame frame;
   if (anndata)
     comm.root_decides([&] {
+      frame.obs_names = row_names(m.sources);  // also checks that they name every row
       frame.obs_group = row_table(m.sources);
-      if (frame.obs_group.empty())
-        frame.obs_names = row_names(m.sources);
-      else
-        frame.obs_file = m.sources.files.front().file;
+      if (!frame.obs_group.empty()) frame.obs_file = m.sources.files.front().file;
     });
   RowWriter out(c.out, c.out_dataset, {m.sources.rows, width}, c.overwrite, comm,
                 Precision::float32, "the codes", anndata ? &frame : nullptr);

@@ -10,6 +10,7 @@
 #include <iterator>
 #include <span>
 #include <type_traits>
+#include <unordered_map>
 
 #include "aetrain/error.hpp"
 #include "input_format.hpp"
@@ -36,40 +37,75 @@ std::vector<std::string> glob_sorted(const std::string& pattern) {
   return out;
 }
 
-// The list of names to match against: the first of the file's lists that holds `name`.
-int64_t find_column(const std::vector<std::vector<std::string>>& lists, const std::string& name) {
-  for (const std::vector<std::string>& list : lists) {
-    const auto at = std::find(list.begin(), list.end(), name);
-    if (at != list.end()) return at - list.begin();
+// The file's lists of column names (names, ids) for looking names up: each name's column, or
+// kShared when several columns share it.
+class ColumnNames {
+ public:
+  static constexpr int64_t kShared = -2;
+  explicit ColumnNames(const std::vector<std::vector<std::string>>& lists) {
+    for (const std::vector<std::string>& list : lists) {
+      std::unordered_map<std::string, int64_t>& index = index_.emplace_back();
+      for (size_t c = 0; c < list.size(); ++c) {
+        const auto [at, fresh] = index.emplace(list[c], int64_t(c));
+        if (!fresh) at->second = kShared;
+      }
+    }
   }
-  return -1;
-}
+  /// The column of the first list that names it alone; kShared when every list that has the
+  /// name gives it to several columns; -1 when none has it.
+  int64_t find(const std::string& name) const {
+    int64_t found = -1;
+    for (const auto& index : index_) {
+      const auto at = index.find(name);
+      if (at == index.end()) continue;
+      if (at->second != kShared) return at->second;
+      found = kShared;
+    }
+    return found;
+  }
+  /// The first list in which each of `columns` has a name of its own; -1 when none is.
+  int64_t unique_for(const std::vector<int64_t>& columns,
+                     const std::vector<std::vector<std::string>>& lists) const {
+    for (size_t l = 0; l < lists.size(); ++l)
+      if (std::all_of(columns.begin(), columns.end(), [&](int64_t c) {
+            return index_[l].at(lists[l][size_t(c)]) != kShared;
+          }))
+        return int64_t(l);
+    return -1;
+  }
 
-// The columns `names` name in the file's lists; unknown ones refused, the first few listed.
-std::vector<int64_t> columns_named(const std::vector<std::string>& names,
-                                   const std::vector<std::vector<std::string>>& lists,
+ private:
+  std::vector<std::unordered_map<std::string, int64_t>> index_;
+};
+
+// The columns `names` name in the file's lists; unknown and ambiguous ones refused, the first
+// few listed.
+std::vector<int64_t> columns_named(const std::vector<std::string>& names, const ColumnNames& index,
                                    const std::string& file, const std::string& dataset,
                                    const std::string& asked_by) {
   std::vector<int64_t> columns;
-  std::vector<std::string> unknown;
+  std::vector<std::string> unknown, shared;
   for (const std::string& name : names) {
-    const int64_t c = find_column(lists, name);
-    if (c < 0)
+    const int64_t c = index.find(name);
+    if (c == -1)
       unknown.push_back(name);
+    else if (c == ColumnNames::kShared)
+      shared.push_back(name);
     else
       columns.push_back(c);
   }
-  if (!unknown.empty()) {
-    std::string listed;
-    for (size_t i = 0; i < std::min<size_t>(unknown.size(), 5); ++i)
-      listed += (i ? ", " : "") + unknown[i];
-    bad_file(
-        file, dataset,
-        "has no column named " + listed +
-            (unknown.size() > 5 ? " (and " + std::to_string(unknown.size() - 5) + " more)" : "") +
-            " (" + std::to_string(unknown.size()) + " of the " + std::to_string(names.size()) +
-            " names of " + asked_by + ")");
-  }
+  const auto listed = [&](const std::vector<std::string>& bad) {
+    std::string out;
+    for (size_t i = 0; i < std::min<size_t>(bad.size(), 5); ++i) out += (i ? ", " : "") + bad[i];
+    return out + (bad.size() > 5 ? " (and " + std::to_string(bad.size() - 5) + " more)" : "") +
+           " (" + std::to_string(bad.size()) + " of the " + std::to_string(names.size()) +
+           " names of " + asked_by + ")";
+  };
+  if (!unknown.empty()) bad_file(file, dataset, "has no column named " + listed(unknown));
+  if (!shared.empty())
+    bad_file(file, dataset,
+             "names several columns " + listed(shared) +
+                 ": name each by an id of its own (10x features/id, the AnnData var index)");
   return columns;
 }
 
@@ -91,10 +127,11 @@ RowTransform fit_transform(RowTransform t, const std::string& file, const std::s
                            int64_t stored_cols, Sources& s) {
   const InputFormat& format = input_format(file, dataset);
   const std::vector<std::vector<std::string>> lists = format.column_names(file, dataset);
+  const ColumnNames index(lists);
   const bool fitted = t.stored_cols > 0;
   if (fitted) {  // a model's: its columns by name where the data names them
     if (!t.names.empty() && !lists.empty()) {
-      t.columns = columns_named(t.names, lists, file, dataset, "the model's columns");
+      t.columns = columns_named(t.names, index, file, dataset, "the model's columns");
     } else if (stored_cols != t.stored_cols) {
       bad_file(file, dataset,
                "has " + std::to_string(stored_cols) + " columns; the model's count transform (" +
@@ -121,14 +158,16 @@ RowTransform fit_transform(RowTransform t, const std::string& file, const std::s
       bad_file(file, dataset,
                "names none of its columns, so --features " + features +
                    " cannot find them (AnnData's var index, 10x's features name them)");
-    t.columns = columns_named(listed_names(list), lists, file, dataset, list);
+    t.columns = columns_named(listed_names(list), index, file, dataset, list);
   }
   std::sort(t.columns.begin(), t.columns.end());
   t.columns.erase(std::unique(t.columns.begin(), t.columns.end()), t.columns.end());
   if (t.columns.empty())
     bad_file(file, dataset, "--features " + features + " names none of its columns");
-  if (!lists.empty())
-    for (int64_t c : t.columns) t.names.push_back(lists.front()[size_t(c)]);
+  // The names the model keeps: from the first list that names each kept column alone (10x
+  // gene symbols repeat; their ids do not). Without one, none: the columns go by position.
+  if (const int64_t l = index.unique_for(t.columns, lists); l >= 0)
+    for (int64_t c : t.columns) t.names.push_back(lists[size_t(l)][size_t(c)]);
   return t;
 }
 

@@ -826,6 +826,21 @@ class EncodeToAnnData(SingleCellTest):
                                "--dataset", "X", "--out", path], 2, f"{path}: {needle}")
             self.assertEqual(cli_support.sha256(path), before)
 
+    def test_an_obs_that_does_not_name_every_row_is_refused(self):
+        # Copied as it is, such an obs would make a file anndata refuses to open.
+        short = self.path("short_obs.h5ad")
+        shutil.copy(self.a.by_hand, short)
+        with h5py.File(short, "r+") as f:
+            names = [n.decode() for n in f["obs/_index"][()]]
+            del f["obs"]
+            dataframe(f, "obs", names[:-1])
+        out = self.path("short_codes.h5ad")
+        self.assert_fails(["encode", "--model", self.model, "--data", short, "--dataset", "X",
+                           "--out", out], 3,
+                          f"{short}: X: names {CELLS - 1} rows (its obs index or barcodes) but "
+                          f"holds {CELLS}")
+        self.assertFalse(os.path.exists(out))
+
     def test_obsm_key_and_out_dataset(self):
         out = self.encode(self.model, self.a.by_hand, "X", self.path("key.h5ad"),
                           extra=["--obsm-key", "X_scvi_like"])
@@ -930,6 +945,48 @@ class ColumnsByName(SingleCellTest):
                                  f"{fewer}: matrix: has no column named {self.a.genes[missing]} "
                                  f"(1 of the {self.a.hv.sum()} names of the model's columns)")
         self.assertFalse(os.path.exists(out), line)
+
+
+    def test_genes_that_share_a_symbol_go_by_their_ids(self):
+        # Real 10x files repeat gene symbols; their ids are unique. A model of genes picked by
+        # id keeps the ids, and encodes those very columns; a symbol that names two genes is
+        # refused, not resolved to the first.
+        x = sp.csr_matrix(np.random.default_rng(3).poisson(2.0, (40, 6)).astype(np.int32))
+        path = self.path("dup10x.h5")
+        with h5py.File(path, "w") as f:
+            m = f.create_group("matrix")
+            m["data"], m["indices"] = x.data, x.indices.astype(np.int64)
+            m["indptr"] = x.indptr.astype(np.int64)
+            m["shape"] = np.array([6, 40], np.int32)
+            m["barcodes"] = np.array([f"c{i}".encode() for i in range(40)])
+            m["features/name"] = np.array([b"A", b"B", b"DUP", b"C", b"DUP", b"D"])
+            m["features/id"] = np.array([f"ID{j}".encode() for j in range(6)])
+        ids, symbol = self.path("ids.txt"), self.path("symbol.txt")
+        with open(ids, "w") as f:
+            f.write("ID2\nID4\n")
+        with open(symbol, "w") as f:
+            f.write("DUP\n")
+        model = self.path("dup_model.h5")
+        rc, _, err = run(["train", "--data", path, "--dataset", "matrix", "--layers", "2",
+                          "--transform", "log1p", "--features", "@" + ids, "--epochs", "2",
+                          "--batch-size", "10", "--output-activation", "linear",
+                          "--checkpoint", model, "--quiet"], 1)
+        self.assertEqual(rc, 0, err)
+        with h5py.File(model, "r") as f:
+            np.testing.assert_array_equal(f["transform/columns"][()], [2, 4])
+            self.assertEqual([n.decode() for n in f["transform/names"][()]], ["ID2", "ID4"])
+        out = self.encode(model, path, "matrix", self.path("dup_codes.h5"), ranks=1)
+        with h5py.File(out, "r") as f:
+            codes = f["codes"][()]
+        z = np.log1p(x.toarray()[:, [2, 4]].astype(np.float64))
+        np.testing.assert_allclose(codes, forward(model, z, encoder_only=True), rtol=1e-5,
+                                   atol=1e-6)
+        line = self.assert_fails(["train", "--data", path, "--dataset", "matrix", "--layers", "2",
+                                  "--transform", "log1p", "--features", "@" + symbol,
+                                  "--checkpoint", self.path("dup_refused.h5")], 3,
+                                 f"{path}: matrix: names several columns DUP")
+        self.assertIn("id of its own", line)
+        self.assertFalse(os.path.exists(self.path("dup_refused.h5")))
 
 
 # --- bad inputs ----------------------------------------------------------------------------------
