@@ -137,12 +137,18 @@ Log::Log(const Comm& comm, bool quiet)
 
 Log::~Log() {
   if (metrics_fd_ >= 0) ::close(metrics_fd_);
+  if (metrics_fd_ >= 0 && unwritten_ && created_) ::unlink(metrics_path_.c_str());
 }
 
 void Log::open_metrics(const std::string& path, bool append, const Comm& comm) {
   comm.root_decides([&] {
+    // A new run's file is emptied by its first line, not now: a run refused before it (a bad
+    // row found while reading) leaves the file as it was, and removes one it created.
+    struct stat st {};
+    created_ = ::stat(path.c_str(), &st) != 0;
+    unwritten_ = !append;
     metrics_fd_ =
-        ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0666);
+        ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : 0), 0666);
     if (metrics_fd_ < 0)
       throw Error(ExitCode::usage, path + ": cannot open the metrics file for writing (" +
                                        std::strerror(errno) + ")");
@@ -183,6 +189,12 @@ void Log::metric(const Json& object) {
   comm_.root_decides([&] {
     const std::string line = object.str() + '\n';
     struct stat st;
+    // Emptied by the first line (a regular file: not /dev/null or a pipe).
+    if (unwritten_ && ::fstat(metrics_fd_, &st) == 0 && S_ISREG(st.st_mode) &&
+        ::ftruncate(metrics_fd_, 0) != 0)
+      throw Error(ExitCode::write_failed,
+                  metrics_path_ + ": cannot write the metrics: " + std::strerror(errno));
+    unwritten_ = false;
     const off_t before = ::fstat(metrics_fd_, &st) == 0 ? st.st_size : -1;
     for (size_t done = 0; done < line.size();) {
       const ssize_t n = ::write(metrics_fd_, line.data() + done, line.size() - done);

@@ -11,8 +11,8 @@ namespace aetrain {
 
 PcaModel run_pca(const PcaConfig& c, const Comm& comm, Log& log) {
   const Timers::Clock::time_point start = Timers::Clock::now();
-  const Sources sources = probe_sources(c.data, comm, accepted_by(c.normalize, c.counts),
-                                        asked_for(c.counts));
+  const Sources sources =
+      probe_sources(c.data, comm, accepted_by(c.normalize, c.counts), asked_for(c.counts));
   if (c.components > sources.cols)
     fail_replicated(ExitCode::usage, "--components " + std::to_string(c.components) +
                                          " exceeds the " + std::to_string(sources.cols) +

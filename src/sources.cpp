@@ -67,9 +67,8 @@ class ColumnNames {
   int64_t unique_for(const std::vector<int64_t>& columns,
                      const std::vector<std::vector<std::string>>& lists) const {
     for (size_t l = 0; l < lists.size(); ++l)
-      if (std::all_of(columns.begin(), columns.end(), [&](int64_t c) {
-            return index_[l].at(lists[l][size_t(c)]) != kShared;
-          }))
+      if (std::all_of(columns.begin(), columns.end(),
+                      [&](int64_t c) { return index_[l].at(lists[l][size_t(c)]) != kShared; }))
         return int64_t(l);
     return -1;
   }

@@ -73,7 +73,8 @@ class Log {
   Log(const Log&) = delete;
   Log& operator=(const Log&) = delete;
   /// Starts (or, when `append`, continues) the metrics file on rank 0. Collective; throws
-  /// Error(usage) when the file cannot be opened.
+  /// Error(usage) when the file cannot be opened. A new run's file is emptied by its first
+  /// line; without one (a run that fails first) it stays as it was, or goes if it was created.
   void open_metrics(const std::string& path, bool append, const Comm& comm);
 
   bool root() const { return root_; }
@@ -96,6 +97,8 @@ class Log {
   bool redrawing_ = false;     // a progress line is on screen without its newline
   bool metrics_open_ = false;  // on every rank
   int metrics_fd_ = -1;        // rank 0's
+  bool created_ = false;       // rank 0 created the file
+  bool unwritten_ = false;     // a new run's file, not emptied yet: no line written
   std::string metrics_path_;
 };
 

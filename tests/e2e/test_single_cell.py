@@ -1088,6 +1088,24 @@ class BadInputs(SingleCellTest):
         path = self.write("tenx_range.h5", data, indices, indptr, tenx=True)
         self.refused(path, "row 4: column index 40 is out of range (12 columns)", "matrix", row=4)
 
+    def test_a_run_refused_while_reading_leaves_the_metrics_as_they_were(self):
+        # The bad row is found after the metrics file is opened: a new file goes again, and an
+        # earlier run's file that --overwrite would replace keeps its lines.
+        data, indices, indptr = self.arrays()
+        indices[indptr[7] + 1] = indices[indptr[7]]
+        path = self.write("twice_metrics.h5", data, indices, indptr)
+        metrics = self.path("m.jsonl")
+        args = ["train", "--data", path, "--dataset", "X", "--layers", "4", "--transform",
+                "log1p", "--checkpoint", self.path("ck.h5"), "--metrics", metrics]
+        self.assert_fails(args, 3, "row 7: column index")
+        self.assertFalse(os.path.exists(metrics))
+        with open(metrics, "w") as f:
+            f.write('{"event": "start"}\n')
+        self.assert_fails(args + ["--overwrite"], 3, "row 7: column index")
+        with open(metrics) as f:
+            self.assertEqual(f.read(), '{"event": "start"}\n')
+        self.assertFalse(os.path.exists(self.path("ck.h5")))
+
     def test_column_index_twice_in_a_row(self):
         data, indices, indptr = self.arrays()
         indices[indptr[11] + 1] = indices[indptr[11]]
