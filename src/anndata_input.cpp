@@ -167,7 +167,7 @@ class CompressedFile : public InputFile {
   std::vector<double> value_;
 };
 
-class CompressedInput : public InputFormat {
+class CompressedInput : public Hdf5Format {
  public:
   InputProbe probe(const std::string& file, const std::string& dataset, Accept accept,
                    std::vector<std::string>&) const override {
@@ -219,21 +219,6 @@ class CompressedInput : public InputFormat {
   std::unique_ptr<InputFile> open(const std::string& file,
                                   const std::string& dataset) const override {
     return std::make_unique<CompressedFile>(file, dataset);
-  }
-  std::vector<std::string> row_names(const std::string& file,
-                                     const std::string& dataset) const override {
-    return labels::row_names(file, dataset);
-  }
-  std::vector<std::vector<std::string>> column_names(const std::string& file,
-                                                     const std::string& dataset) const override {
-    return labels::column_names(file, dataset);
-  }
-  std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
-                                 const std::string& column) const override {
-    return labels::column_flags(file, dataset, column);
-  }
-  std::string row_table(const std::string& file, const std::string& dataset) const override {
-    return labels::row_table(file, dataset);
   }
 };
 

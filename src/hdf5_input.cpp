@@ -217,7 +217,7 @@ class Hdf5File : public InputFile {
   h5::Handle file_, data_;  // the dataset closes first
 };
 
-class Hdf5Input : public InputFormat {
+class Hdf5Input : public Hdf5Format {
  public:
   InputProbe probe(const std::string& file, const std::string& dataset, Accept accept,
                    std::vector<std::string>& reached) const override {
@@ -258,21 +258,6 @@ class Hdf5Input : public InputFormat {
   std::unique_ptr<InputFile> open(const std::string& file,
                                   const std::string& dataset) const override {
     return std::make_unique<Hdf5File>(file, dataset);
-  }
-  std::vector<std::string> row_names(const std::string& file,
-                                     const std::string& dataset) const override {
-    return labels::row_names(file, dataset);
-  }
-  std::vector<std::vector<std::string>> column_names(const std::string& file,
-                                                     const std::string& dataset) const override {
-    return labels::column_names(file, dataset);
-  }
-  std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
-                                 const std::string& column) const override {
-    return labels::column_flags(file, dataset, column);
-  }
-  std::string row_table(const std::string& file, const std::string& dataset) const override {
-    return labels::row_table(file, dataset);
   }
 };
 

@@ -67,6 +67,36 @@ class InputFormat {
   virtual std::string row_table(const std::string& file, const std::string& dataset) const = 0;
 };
 
+// The labels of AnnData and 10x files, which both HDF5 formats read (src/anndata_input.cpp).
+namespace labels {
+std::vector<std::string> row_names(const std::string& file, const std::string& dataset);
+std::vector<std::vector<std::string>> column_names(const std::string& file,
+                                                   const std::string& dataset);
+std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
+                               const std::string& column);
+std::string row_table(const std::string& file, const std::string& dataset);
+}  // namespace labels
+
+/// A format of HDF5 files: the labels are AnnData's and 10x's, where the file has them.
+class Hdf5Format : public InputFormat {
+ public:
+  std::vector<std::string> row_names(const std::string& file,
+                                     const std::string& dataset) const override {
+    return labels::row_names(file, dataset);
+  }
+  std::vector<std::vector<std::string>> column_names(const std::string& file,
+                                                     const std::string& dataset) const override {
+    return labels::column_names(file, dataset);
+  }
+  std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
+                                 const std::string& column) const override {
+    return labels::column_flags(file, dataset, column);
+  }
+  std::string row_table(const std::string& file, const std::string& dataset) const override {
+    return labels::row_table(file, dataset);
+  }
+};
+
 /// The format of `dataset` in the existing file at `path`, by its content: a group that holds a
 /// compressed sparse matrix is compressed_input(), anything else hdf5_input() (whose probe
 /// refuses a file that is not HDF5).
@@ -84,16 +114,6 @@ const InputFormat& compressed_input();
 /// True if `dataset` of the HDF5 file `path` is a group that holds compressed sparse data (or
 /// says by its encoding that it is a sparse matrix, which its probe then checks).
 bool is_compressed(const std::string& path, const std::string& dataset);
-
-// The labels of AnnData and 10x files, which both formats read (src/anndata_input.cpp).
-namespace labels {
-std::vector<std::string> row_names(const std::string& file, const std::string& dataset);
-std::vector<std::vector<std::string>> column_names(const std::string& file,
-                                                   const std::string& dataset);
-std::vector<bool> column_flags(const std::string& file, const std::string& dataset,
-                               const std::string& column);
-std::string row_table(const std::string& file, const std::string& dataset);
-}  // namespace labels
 
 /// Throws Error(data) "FILE: DATASET: WHAT" (no DATASET when empty).
 [[noreturn]] void input_error(const std::string& file, const std::string& dataset,
