@@ -122,10 +122,9 @@ std::vector<std::string> listed_names(const std::string& list) {
 }
 
 // Fits `t` to the first file's columns (see probe_sources).
-RowTransform fit_transform(RowTransform t, const std::string& file, const std::string& dataset,
-                           int64_t stored_cols, Sources& s) {
-  const InputFormat& format = input_format(file, dataset);
-  const std::vector<std::vector<std::string>> lists = format.column_names(file, dataset);
+RowTransform fit_transform(RowTransform t, const InputFormat& format, const std::string& file,
+                           const std::string& dataset, int64_t stored_cols,
+                           const std::vector<std::vector<std::string>>& lists, Sources& s) {
   const ColumnNames index(lists);
   const bool fitted = t.stored_cols > 0;
   if (fitted) {  // a model's: its columns by name where the data names them
@@ -180,8 +179,15 @@ Sources probe_all(const DataSource& src, Accept accept, const RowTransform& aske
     const InputFormat& format = input_format(path, src.dataset);
     const InputProbe p = format.probe(path, src.dataset, accept, reached);
     const std::vector<std::vector<std::string>> names = format.column_names(path, src.dataset);
+    for (const std::vector<std::string>& list : names)
+      if (int64_t(list.size()) != p.cols)
+        bad_file(path, src.dataset,
+                 "names " + std::to_string(list.size()) +
+                     " columns (its var index or features) "
+                     "but holds " +
+                     std::to_string(p.cols));
     if (s.files.empty()) {
-      s.transform = fit_transform(asked, path, src.dataset, p.cols, s);
+      s.transform = fit_transform(asked, format, path, src.dataset, p.cols, names, s);
       s.cols = s.transform.cols();
       s.chunk_rows = p.chunk_rows;
       s.stored_row_bytes = p.stored_row_bytes;
@@ -191,8 +197,8 @@ Sources probe_all(const DataSource& src, Accept accept, const RowTransform& aske
                "has " + std::to_string(p.cols) + " columns; " + s.files.front().file + ": " +
                    src.dataset + " has " + std::to_string(s.transform.stored_cols));
     } else if (!names.empty() && !first_names.empty() && names.front() != first_names) {
-      const auto [here, there] =
-          std::mismatch(names.front().begin(), names.front().end(), first_names.begin());
+      const auto [here, there] = std::mismatch(names.front().begin(), names.front().end(),
+                                               first_names.begin(), first_names.end());
       bad_file(path, src.dataset,
                "its columns are not those of " + s.files.front().file + ": column " +
                    std::to_string(here - names.front().begin()) + " is '" + *here + "' here and '" +
@@ -349,7 +355,7 @@ struct SourceReader::Impl {
   size_t open = SIZE_MAX;  // index of the file open now
   std::unique_ptr<InputFile> file;
   std::vector<double> scratch;
-  std::vector<double> raw, cooked;  // rows as stored and transformed, before a transform
+  std::vector<double> raw, cooked;  // a transform's rows as stored, and transformed
 };
 
 SourceReader::SourceReader(const Sources& sources)
