@@ -112,59 +112,75 @@ class CompressedFile : public InputFile {
   void read(int64_t first, int64_t n, double* out) override { read_rows(first, n, out); }
   void read(int64_t first, int64_t n, float* out) override { read_rows(first, n, out); }
 
+  bool read(int64_t first, int64_t n, CompressedRows& out) override {
+    std::vector<int64_t>& ptr = out.ptr;
+    ptr.resize(size_t(n + 1));
+    out.cols.clear();
+    out.values.clear();
+    if (n == 0) {
+      ptr[0] = 0;
+      return true;
+    }
+    try {
+      h5::read_range(indptr_, first, n + 1, ptr.data());
+    } catch (const h5::Failure& e) {
+      bad_file(name_, dataset_, e.what());
+    }
+    for (int64_t r = 0; r < n; ++r) {
+      if (ptr[size_t(r) + 1] < ptr[size_t(r)])
+        bad_row(first + r, "indptr decreases (" + std::to_string(ptr[size_t(r)]) + " then " +
+                               std::to_string(ptr[size_t(r) + 1]) + ")");
+      if (ptr[size_t(r) + 1] > values_ || ptr[size_t(r)] < 0)
+        bad_row(first + r, "indptr " + std::to_string(ptr[size_t(r) + 1]) + " is past the data (" +
+                               std::to_string(values_) + " values)");
+    }
+    const int64_t lo = ptr.front(), count = ptr.back() - lo;
+    out.cols.resize(size_t(count));
+    out.values.resize(size_t(count));
+    try {
+      h5::read_range(indices_, lo, count, out.cols.data());
+      h5::read_range(data_, lo, count, out.values.data());
+    } catch (const h5::Failure& e) {
+      bad_file(name_, dataset_, e.what());
+    }
+    for (int64_t& p : ptr) p -= lo;
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t row_id = first + r;
+      ++stamp_;  // this read of the row: a row read again is not its own duplicate
+      for (int64_t k = ptr[size_t(r)]; k < ptr[size_t(r) + 1]; ++k) {
+        const int64_t c = out.cols[size_t(k)];
+        if (c < 0 || c >= cols_)
+          bad_row(row_id, "column index " + std::to_string(c) + " is out of range (" +
+                              std::to_string(cols_) + " columns)");
+        if (seen_[size_t(c)] == stamp_)
+          bad_row(row_id, "column index " + std::to_string(c) + " appears twice");
+        seen_[size_t(c)] = stamp_;
+      }
+    }
+    return true;
+  }
+
  private:
   [[noreturn]] void bad_row(int64_t row, const std::string& what) const {
     bad_file(name_, dataset_, "row " + std::to_string(row) + ": " + what);
   }
 
+  // Densified.
   template <class S>
   void read_rows(int64_t first, int64_t n, S* out) {
+    read(first, n, rows_);
     std::fill(out, out + n * cols_, S(0));
-    if (n == 0) return;
-    ptr_.resize(size_t(n + 1));
-    try {
-      h5::read_range(indptr_, first, n + 1, ptr_.data());
-    } catch (const h5::Failure& e) {
-      bad_file(name_, dataset_, e.what());
-    }
-    for (int64_t r = 0; r < n; ++r) {
-      if (ptr_[size_t(r) + 1] < ptr_[size_t(r)])
-        bad_row(first + r, "indptr decreases (" + std::to_string(ptr_[size_t(r)]) + " then " +
-                               std::to_string(ptr_[size_t(r) + 1]) + ")");
-      if (ptr_[size_t(r) + 1] > values_ || ptr_[size_t(r)] < 0)
-        bad_row(first + r, "indptr " + std::to_string(ptr_[size_t(r) + 1]) + " is past the data (" +
-                               std::to_string(values_) + " values)");
-    }
-    const int64_t lo = ptr_.front(), count = ptr_.back() - lo;
-    index_.resize(size_t(count));
-    value_.resize(size_t(count));
-    try {
-      h5::read_range(indices_, lo, count, index_.data());
-      h5::read_range(data_, lo, count, value_.data());
-    } catch (const h5::Failure& e) {
-      bad_file(name_, dataset_, e.what());
-    }
-    for (int64_t r = 0; r < n; ++r) {
-      S* row = out + r * cols_;
-      const int64_t row_id = first + r;
-      for (int64_t k = ptr_[size_t(r)] - lo; k < ptr_[size_t(r) + 1] - lo; ++k) {
-        const int64_t c = index_[size_t(k)];
-        if (c < 0 || c >= cols_)
-          bad_row(row_id, "column index " + std::to_string(c) + " is out of range (" +
-                              std::to_string(cols_) + " columns)");
-        if (seen_[size_t(c)] == row_id)
-          bad_row(row_id, "column index " + std::to_string(c) + " appears twice");
-        seen_[size_t(c)] = row_id;
-        row[c] = S(value_[size_t(k)]);
-      }
-    }
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t k = rows_.ptr[size_t(r)]; k < rows_.ptr[size_t(r) + 1]; ++k)
+        out[r * cols_ + rows_.cols[size_t(k)]] = S(rows_.values[size_t(k)]);
   }
 
   std::string name_, dataset_;
   h5::Handle file_, data_, indices_, indptr_;  // the datasets close first
   int64_t cols_ = 0, values_ = 0;
-  std::vector<int64_t> ptr_, index_, seen_;
-  std::vector<double> value_;
+  std::vector<int64_t> seen_;  // [column] -> the stamp of the last row read that holds it
+  int64_t stamp_ = 0;
+  CompressedRows rows_;  // the densified reads' rows
 };
 
 class CompressedInput : public Hdf5Format {
@@ -202,6 +218,7 @@ class CompressedInput : public Hdf5Format {
                      "(--transform log1p, --size-factor N or --normalize)");
       p.rows = l.rows;
       p.cols = l.cols;
+      p.compressed = true;
       p.float64 =
           h5::type_class(data) == h5::TypeClass::floating && h5::value_size(data) > sizeof(float);
       // What a row costs to read: its share of the values and their column indices.

@@ -21,6 +21,7 @@ struct InputProbe {
   bool float64 = false;          // floating-point values wider than 32 bits
   int64_t stored_row_bytes = 0;  // one row as the file stores it
   int64_t chunk_rows = 0;        // the rows of a chunk of its storage; 0 when it has none
+  bool compressed = false;       // compressed sparse rows (InputFile's CompressedRows read)
 };
 
 /// One file's dataset, open for reading rows by this process alone. Read errors are
@@ -32,6 +33,9 @@ class InputFile {
   /// file stores (no check of the values).
   virtual void read(int64_t first, int64_t n, double* out) = 0;
   virtual void read(int64_t first, int64_t n, float* out) = 0;
+  /// The same rows as compressed sparse rows (as stored, every entry's place checked), for a
+  /// format that stores them so; false, and nothing read, for one that does not.
+  virtual bool read(int64_t /*first*/, int64_t /*n*/, CompressedRows& /*out*/) { return false; }
 };
 
 /// A format of data files.

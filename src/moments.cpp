@@ -1,6 +1,8 @@
 #include "aetrain/moments.hpp"
 
+#include <algorithm>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 namespace aetrain {
@@ -28,6 +30,36 @@ void Moments::add(ConstMatrixMap<double> x) {
 void Moments::add(ConstMatrixMap<float> x) {
   const Eigen::MatrixXd xd = x.cast<double>();
   add(ConstMatrixMap<double>(xd.data(), xd.rows(), xd.cols()));
+}
+
+void Moments::add_sparse(int64_t n, std::span<const int64_t> cols, std::span<const double> values) {
+  if (n == 0) return;
+  if (full()) throw std::logic_error("Moments::add_sparse keeps diagonal moments only");
+  const Index d = this->cols();
+  Moments block(d, Scatter::diagonal);
+  block.rows = n;
+  std::vector<int64_t> count(size_t(d), 0);
+  Eigen::VectorXd sum = Eigen::VectorXd::Zero(d);
+  for (size_t k = 0; k < cols.size(); ++k) {
+    sum(cols[k]) += values[k];
+    ++count[size_t(cols[k])];
+    block.min(cols[k]) = std::min(block.min(cols[k]), values[k]);
+    block.max(cols[k]) = std::max(block.max(cols[k]), values[k]);
+  }
+  block.mean = sum / double(n);
+  // About the block's mean: the non-zeros, then the zeros (n - count of them).
+  for (size_t k = 0; k < cols.size(); ++k) {
+    const double v = values[k] - block.mean(cols[k]);
+    block.m2(cols[k]) += v * v;
+  }
+  for (Index c = 0; c < d; ++c) {
+    const double zeros = double(n - count[size_t(c)]);
+    if (zeros == 0) continue;
+    block.m2(c) += zeros * block.mean(c) * block.mean(c);
+    block.min(c) = std::min(block.min(c), 0.0);
+    block.max(c) = std::max(block.max(c), 0.0);
+  }
+  merge(block);
 }
 
 void Moments::merge(const Moments& other) {

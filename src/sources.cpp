@@ -206,6 +206,7 @@ Sources probe_all(const DataSource& src, Accept accept, const RowTransform& aske
                    "in the same order)");
     }
     if (p.float64) s.precision = Precision::float64;
+    s.compressed = p.compressed && (s.files.empty() || s.compressed);
     s.files.push_back({path, src.dataset, s.rows, p.rows});
     s.rows += p.rows;
     s.inputs.push_back(path);
@@ -228,6 +229,7 @@ void sources_fields(Sources& s, F&& f) {
   f(s.transform);
   f(s.precision);
   f(s.chunk_rows);
+  f(s.compressed);
   f(s.stored_row_bytes);
   f(s.name);
   f(s.inputs);
@@ -241,6 +243,7 @@ class Wire {
   Wire(std::string& bytes, Direction direction) : bytes_(bytes), writing_(direction == write) {}
   void operator()(int64_t& v) { raw(&v, sizeof v); }
   void operator()(double& v) { raw(&v, sizeof v); }
+  void operator()(bool& v) { raw(&v, sizeof v); }
   template <class E>
   requires std::is_enum_v<E>
   void operator()(E& e) {
@@ -356,6 +359,8 @@ struct SourceReader::Impl {
   std::unique_ptr<InputFile> file;
   std::vector<double> scratch;
   std::vector<double> raw, cooked;  // a transform's rows as stored, and transformed
+  CompressedRows part;              // compressed rows of one file, as stored
+  std::vector<int64_t> kept;        // [stored column] -> kept column (-1: not kept)
 };
 
 SourceReader::SourceReader(const Sources& sources)
@@ -453,6 +458,71 @@ void SourceReader::read_stored(int64_t first, int64_t n, S* out) {
   }
 }
 
+bool SourceReader::read(int64_t first, int64_t n, CompressedRows& out) {
+  if (!sources_.compressed) return false;
+  const RowTransform& t = sources_.transform;
+  if (!t.columns.empty() && impl_->kept.empty()) {  // [stored column] -> kept column, or -1
+    impl_->kept.assign(size_t(t.stored_cols), -1);
+    for (size_t k = 0; k < t.columns.size(); ++k) impl_->kept[size_t(t.columns[k])] = int64_t(k);
+  }
+  const bool counts = t.asked.size_factor > 0 || t.asked.scale == CountScale::log1p;
+  out.ptr.assign(1, 0);
+  out.cols.clear();
+  out.values.clear();
+  CompressedRows& part = impl_->part;
+  size_t index = file_of(first);  // then each file the rows run into
+  for (int64_t done = 0; done < n;) {
+    const SourceEntry& e = sources_.files[index];
+    const int64_t local = first + done - e.first_row, count = std::min(n - done, e.rows - local);
+    if (count <= 0) {
+      ++index;
+      continue;
+    }
+    if (impl_->open != index) {
+      impl_->file.reset();
+      impl_->open = SIZE_MAX;
+      impl_->file = input_format(e.file, e.dataset).open(e.file, e.dataset);
+      impl_->open = index;
+    }
+    impl_->file->read(local, count, part);
+    for (int64_t r = 0; r < count; ++r) {
+      const int64_t a = part.ptr[size_t(r)], b = part.ptr[size_t(r) + 1];
+      double total = 0;
+      for (int64_t k = a; k < b; ++k) {
+        const double v = part.values[size_t(k)];
+        const auto where = [&] {
+          return "row " + std::to_string(local + r) + ", column " +
+                 std::to_string(part.cols[size_t(k)]) + " is ";
+        };
+        if (!std::isfinite(v))
+          bad_file(e.file, e.dataset, where() + (std::isnan(v) ? "NaN" : "infinite"));
+        if (counts && v < 0)
+          bad_file(e.file, e.dataset,
+                   where() + "negative (" + std::to_string(v) + "): " + describe(t) +
+                       " needs counts, which are never negative");
+        total += v;
+      }
+      double factor = 1;
+      if (t.asked.size_factor > 0) {
+        factor = total > 0 ? t.asked.size_factor / total : 0;
+        if (total == 0) ++zero_total_;
+      }
+      for (int64_t k = a; k < b; ++k) {
+        const int64_t c =
+            t.columns.empty() ? part.cols[size_t(k)] : impl_->kept[size_t(part.cols[size_t(k)])];
+        if (c < 0) continue;
+        const double v = part.values[size_t(k)] * factor;
+        out.cols.push_back(c);
+        out.values.push_back(t.asked.scale == CountScale::log1p ? std::log1p(v) : v);
+      }
+      out.ptr.push_back(int64_t(out.cols.size()));
+    }
+    done += count;
+    ++index;
+  }
+  return true;
+}
+
 void SourceReader::read(int64_t first, int64_t n, double* out) { read_stored(first, n, out); }
 
 void SourceReader::read(int64_t first, int64_t n, float* out, const Normalization& norm) {
@@ -523,9 +593,25 @@ Moments dataset_moments(const Sources& sources, Scatter kind, int64_t block_rows
                         int64_t* zero_total) {
   Moments local(sources.cols, kind);
   double zero = 0;
+  const RowRange share = even_split(sources.rows, comm.rank(), comm.size());
   comm.agree([&] {
-    zero = double(read_blocks(sources, even_split(sources.rows, comm.rank(), comm.size()),
-                              block_rows, nullptr,
+    if (sources.compressed && kind == Scatter::diagonal) {
+      // Compressed rows stay compressed: the moments of their non-zeros and of the zeros
+      // between them, in blocks of about as many values as a dense block holds.
+      SourceReader reader(sources);
+      CompressedRows rows;
+      const int64_t step = std::max<int64_t>(
+          block_rows,
+          rows_per_block(std::max<int64_t>(1, sources.stored_row_bytes / int64_t(sizeof(double)))));
+      for (int64_t first = share.begin; first < share.end; first += step) {
+        const int64_t n = std::min(step, share.end - first);
+        reader.read(first, n, rows);
+        local.add_sparse(n, rows.cols, rows.values);
+      }
+      zero = double(reader.zero_total_rows());
+      return;
+    }
+    zero = double(read_blocks(sources, share, block_rows, nullptr,
                               [&](int64_t, int64_t, ConstMatrixMap<double> stored,
                                   ConstMatrixMap<float>) { local.add(stored); }));
   });

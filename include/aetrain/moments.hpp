@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <cstdint>
+#include <span>
 
 #include "aetrain/comm.hpp"
 #include "aetrain/matrix.hpp"
@@ -30,6 +31,9 @@ struct Moments {
   /// Adds the samples x (d, n).
   void add(ConstMatrixMap<double> x);
   void add(ConstMatrixMap<float> x);
+  /// Adds `rows` samples given by their non-zero values alone: `values[k]` in column `cols[k]`
+  /// (any order; every other value of the rows is 0). Diagonal moments only.
+  void add_sparse(int64_t rows, std::span<const int64_t> cols, std::span<const double> values);
   /// Adds another set's moments (of the same kind).
   void merge(const Moments& other);
 };

@@ -34,6 +34,13 @@ inline Accept accepted_by(NormalizeKind kind, const CountTransform& t = {}) {
   return kind == NormalizeKind::none && t == CountTransform{} ? Accept::floats : Accept::numbers;
 }
 
+/// Rows held as compressed sparse rows: row r's values are values[ptr[r] .. ptr[r + 1]), in the
+/// columns cols[...] (ptr[0] = 0).
+struct CompressedRows {
+  std::vector<int64_t> ptr, cols;
+  std::vector<double> values;
+};
+
 /// One file's part of the data: its dataset's rows are rows [first_row, first_row + rows) of
 /// the concatenation.
 struct SourceEntry {
@@ -51,6 +58,7 @@ struct Sources {
   RowTransform transform;                    // what each row goes through as it is read
   Precision precision = Precision::float32;  // float64 when some file holds 64-bit floats
   int64_t chunk_rows = 0;        // the first file's chunk rows; 0 when it is not chunked
+  bool compressed = false;       // every file stores compressed sparse rows
   int64_t stored_row_bytes = 0;  // one row as the first file stores it
   std::string name;              // for messages: "a.h5:/train", "a.h5 and 7 more files:/train"
   // Every file that reading this data opens, as named: the @lists, the data files, and the
@@ -108,6 +116,9 @@ class SourceReader {
   /// float32, into the caller's buffer (cols x n): what a model takes, e.g. a batch of
   /// validation rows. Also checked finite after the normalization.
   void read(int64_t first, int64_t n, float* out, const Normalization& norm);
+  /// Rows [first, first + n) as compressed sparse rows, transformed, each value checked finite;
+  /// false (nothing read) unless every file stores its rows compressed (Sources::compressed).
+  bool read(int64_t first, int64_t n, CompressedRows& out);
   /// Bytes of scratch the float reads may hold (the pieces' doubles).
   static int64_t scratch_bytes(const Sources& sources, const Normalization& norm);
   /// Rows read so far whose total was 0 under a size factor (left as zeros).

@@ -1088,6 +1088,20 @@ class BadInputs(SingleCellTest):
         path = self.write("tenx_range.h5", data, indices, indptr, tenx=True)
         self.refused(path, "row 4: column index 40 is out of range (12 columns)", "matrix", row=4)
 
+    def test_a_row_read_again_is_not_its_own_duplicate(self):
+        # Column 11 only in row 0: in windows over several epochs the reader meets row 0 again,
+        # and its column 11 is still the last one it saw there.
+        x = self.x.toarray()
+        x[:, 11] = 0
+        x[0, 11] = 3
+        path = self.write("again.h5", *(lambda c: (c.data, c.indices, c.indptr))(sp.csr_matrix(x)))
+        rc, out, err = run(["train", "--data", path, "--dataset", "X", "--layers", "4",
+                            "--transform", "log1p", "--normalize", "standard",
+                            "--data-block-rows", "5", "--window-rows", "10", "--epochs", "4",
+                            "--batch-size", "5"], 2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("epoch 4/4", out)
+
     def test_a_run_refused_while_reading_leaves_the_metrics_as_they_were(self):
         # The bad row is found after the metrics file is opened: a new file goes again, and an
         # earlier run's file that --overwrite would replace keeps its lines.

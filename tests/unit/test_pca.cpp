@@ -52,6 +52,43 @@ TEST(Pca, MomentsMergeLikeOneBlock) {
             1e-9 * b.cwiseAbs().maxCoeff());
 }
 
+// Rows given by their non-zeros alone (in any order) have the moments of the same rows dense:
+// zeros count in the mean, the spread and the extremes.
+TEST(Pca, SparseRowsHaveTheMomentsOfTheirDenseForm) {
+  SplitMix64 rng(5);
+  const Index d = 9, n = 60;
+  Eigen::MatrixXd x = Eigen::MatrixXd::Zero(d, n);
+  std::vector<int64_t> cols;
+  std::vector<double> values;
+  for (Index j = n - 1; j >= 0; --j)  // rows backwards, their values out of column order
+    for (Index c = d - 1; c >= 0; --c) {
+      if (c == 4 || rng.uniform() < 0.6) continue;                    // column 4 stays all zeros
+      x(c, j) = c == 7 ? -1.0 - rng.uniform() : 1e3 + rng.uniform();  // 7: below 0
+      cols.push_back(c);
+      values.push_back(x(c, j));
+    }
+  for (Index j = 0; j < n; ++j) {  // column 8 is never 0: no zero to count
+    if (x(8, j) != 0) continue;
+    x(8, j) = 2.0;
+    cols.push_back(8);
+    values.push_back(2.0);
+  }
+  Moments dense(d, Scatter::diagonal), sparse(d, Scatter::diagonal);
+  dense.add(ConstMatrixMap<double>(x.data(), d, 25));
+  dense.add(ConstMatrixMap<double>(x.data() + 25 * d, d, n - 25));
+  sparse.add_sparse(n, cols, values);
+  EXPECT_EQ(sparse.rows, n);
+  EXPECT_LE((sparse.mean - dense.mean).cwiseAbs().maxCoeff(), 1e-12 * 1e3);
+  EXPECT_LE((sparse.m2 - dense.m2).cwiseAbs().maxCoeff(), 1e-9 * dense.m2.maxCoeff());
+  EXPECT_EQ(sparse.min, dense.min);
+  EXPECT_EQ(sparse.max, dense.max);
+  EXPECT_EQ(sparse.min(4), 0.0);
+  EXPECT_EQ(sparse.max(7), 0.0);
+  EXPECT_GT(sparse.min(8), 0.0);
+  Moments full(d);
+  EXPECT_THROW(full.add_sparse(n, cols, values), std::logic_error);
+}
+
 TEST(Pca, MatchesTheSvdOfTheCentredData) {
   const Matrix<float> x = low_rank(12, 300, 6, 0.05, 2);
   const PcaModel pca = fit_pca(moments_of(x), 4);
