@@ -388,24 +388,29 @@ size_t SourceReader::file_of(int64_t row) const {
   return i;
 }
 
-template <class S>
-void SourceReader::read_file_rows(int64_t first, int64_t n, S* out) {
-  const int64_t cols = stored_cols(sources_);
-  size_t index = file_of(first);  // then each file the rows run into
-  while (n > 0) {
+template <class F>
+void SourceReader::for_each_file(int64_t first, int64_t n, F&& fn) {
+  for (size_t index = file_of(first); n > 0; ++index) {  // then each file the rows run into
     const SourceEntry& e = sources_.files[index];
     const int64_t local = first - e.first_row, count = std::min(n, e.rows - local);
-    if (count <= 0) {
-      ++index;
-      continue;
-    }
+    if (count <= 0) continue;
     if (impl_->open != index) {
       impl_->file.reset();
       impl_->open = SIZE_MAX;
       impl_->file = input_format(e.file, e.dataset).open(e.file, e.dataset);
       impl_->open = index;
     }
-    impl_->file->read(local, count, out);  // converted to S
+    fn(e, *impl_->file, local, count);
+    first += count;
+    n -= count;
+  }
+}
+
+template <class S>
+void SourceReader::read_file_rows(int64_t first, int64_t n, S* out) {
+  const int64_t cols = stored_cols(sources_);
+  for_each_file(first, n, [&](const SourceEntry& e, InputFile& file, int64_t local, int64_t count) {
+    file.read(local, count, out);  // converted to S
     for (int64_t r = 0; r < count; ++r) {
       const S* row = out + r * cols;
       const auto finite = [](S v) { return std::isfinite(v); };
@@ -415,11 +420,8 @@ void SourceReader::read_file_rows(int64_t first, int64_t n, S* out) {
                "row " + std::to_string(local + r) + ", column " + std::to_string(c) + " is " +
                    (std::isnan(row[c]) ? "NaN" : "infinite"));
     }
-    first += count;
-    n -= count;
     out += count * cols;
-    ++index;
-  }
+  });
 }
 
 template <class S>
@@ -470,21 +472,8 @@ bool SourceReader::read(int64_t first, int64_t n, CompressedRows& out) {
   out.cols.clear();
   out.values.clear();
   CompressedRows& part = impl_->part;
-  size_t index = file_of(first);  // then each file the rows run into
-  for (int64_t done = 0; done < n;) {
-    const SourceEntry& e = sources_.files[index];
-    const int64_t local = first + done - e.first_row, count = std::min(n - done, e.rows - local);
-    if (count <= 0) {
-      ++index;
-      continue;
-    }
-    if (impl_->open != index) {
-      impl_->file.reset();
-      impl_->open = SIZE_MAX;
-      impl_->file = input_format(e.file, e.dataset).open(e.file, e.dataset);
-      impl_->open = index;
-    }
-    impl_->file->read(local, count, part);
+  for_each_file(first, n, [&](const SourceEntry& e, InputFile& file, int64_t local, int64_t count) {
+    file.read(local, count, part);
     for (int64_t r = 0; r < count; ++r) {
       const int64_t a = part.ptr[size_t(r)], b = part.ptr[size_t(r) + 1];
       double total = 0;
@@ -517,9 +506,7 @@ bool SourceReader::read(int64_t first, int64_t n, CompressedRows& out) {
       }
       out.ptr.push_back(int64_t(out.cols.size()));
     }
-    done += count;
-    ++index;
-  }
+  });
   return true;
 }
 

@@ -129,6 +129,10 @@ class SourceReader {
   void read_stored(int64_t first, int64_t n, S* out);
   // The file that holds row `row` of the concatenation.
   size_t file_of(int64_t row) const;
+  // Calls fn(entry, its open file, first local row, count) for each file's part of rows
+  // [first, first + n), in order, keeping one file open.
+  template <class F>
+  void for_each_file(int64_t first, int64_t n, F&& fn);
   // Rows as stored, converted to S, checked finite.
   template <class S>
   void read_file_rows(int64_t first, int64_t n, S* out);
