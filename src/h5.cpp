@@ -649,11 +649,15 @@ std::string type_name(const Handle& dataset) {
 
 namespace {
 
-void read_rows_as(const Handle& dataset, int64_t first, int64_t n, hid_t mem_type, void* out) {
+// Rows [first, first + n) of a dataset of `rank` dimensions (1: elements; 2: rows of every
+// column), converted to mem_type.
+void read_rows_as(const Handle& dataset, int rank, int64_t first, int64_t n, hid_t mem_type,
+                  void* out) {
   if (n == 0) return;
   Handle file_space = space(H5Dget_space(dataset.id()));
   hsize_t dims[2] = {0, 0};
-  if (H5Sget_simple_extent_ndims(file_space.id()) != 2) fail("not a 2-D dataset");
+  if (H5Sget_simple_extent_ndims(file_space.id()) != rank)
+    fail(rank == 1 ? "not a 1-D dataset" : "not a 2-D dataset");
   check(H5Sget_simple_extent_dims(file_space.id(), dims, nullptr), "dataspace dims");
   const hsize_t start[2] = {hsize_t(first), 0}, count[2] = {hsize_t(n), dims[1]};
   check(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, start, nullptr, count, nullptr),
@@ -661,7 +665,7 @@ void read_rows_as(const Handle& dataset, int64_t first, int64_t n, hid_t mem_typ
   // A memory space of the selection's own shape: with a flat one HDF5 maps the chunks of a
   // compressed dataset element run by element run, 5 times slower (measured on gzip chunks of
   // 938 x 25 values).
-  Handle mem_space = simple_space({n, int64_t(dims[1])});
+  Handle mem_space = rank == 1 ? simple_space({n}) : simple_space({n, int64_t(dims[1])});
   check(H5Dread(dataset.id(), mem_type, mem_space.id(), file_space.id(), H5P_DEFAULT, out),
         "read rows");
 }
@@ -670,38 +674,22 @@ void read_rows_as(const Handle& dataset, int64_t first, int64_t n, hid_t mem_typ
 
 void read_rows(const Handle& dataset, int64_t first, int64_t n, float* out) {
   const Guard guard;
-  read_rows_as(dataset, first, n, H5T_NATIVE_FLOAT, out);
+  read_rows_as(dataset, 2, first, n, H5T_NATIVE_FLOAT, out);
 }
 
 void read_rows(const Handle& dataset, int64_t first, int64_t n, double* out) {
   const Guard guard;
-  read_rows_as(dataset, first, n, H5T_NATIVE_DOUBLE, out);
+  read_rows_as(dataset, 2, first, n, H5T_NATIVE_DOUBLE, out);
 }
-
-namespace {
-
-void read_range_as(const Handle& dataset, int64_t first, int64_t n, hid_t mem_type, void* out) {
-  if (n == 0) return;
-  Handle file_space = space(H5Dget_space(dataset.id()));
-  if (H5Sget_simple_extent_ndims(file_space.id()) != 1) fail("not a 1-D dataset");
-  const hsize_t start = hsize_t(first), count = hsize_t(n);
-  check(H5Sselect_hyperslab(file_space.id(), H5S_SELECT_SET, &start, nullptr, &count, nullptr),
-        "select elements");
-  Handle mem_space = simple_space({n});
-  check(H5Dread(dataset.id(), mem_type, mem_space.id(), file_space.id(), H5P_DEFAULT, out),
-        "read elements");
-}
-
-}  // namespace
 
 void read_range(const Handle& dataset, int64_t first, int64_t n, int64_t* out) {
   const Guard guard;
-  read_range_as(dataset, first, n, H5T_NATIVE_INT64, out);
+  read_rows_as(dataset, 1, first, n, H5T_NATIVE_INT64, out);
 }
 
 void read_range(const Handle& dataset, int64_t first, int64_t n, double* out) {
   const Guard guard;
-  read_range_as(dataset, first, n, H5T_NATIVE_DOUBLE, out);
+  read_rows_as(dataset, 1, first, n, H5T_NATIVE_DOUBLE, out);
 }
 
 bool is_boolean(const Handle& dataset) {
